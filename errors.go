@@ -1,0 +1,61 @@
+package bulwark
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors. Match them with errors.Is; the errors returned by this
+// module wrap them with detail.
+var (
+	// ErrRateLimited is returned by policies that turn a denied [Decision]
+	// into an error. Errors carrying a wait time are [*RateLimitedError].
+	ErrRateLimited = errors.New("bulwark: rate limited")
+	// ErrOpen is returned by [Breaker.Allow] while the breaker rejects calls
+	// (open, or half-open with every trial call taken).
+	ErrOpen = errors.New("bulwark: circuit breaker is open")
+	// ErrBulkheadFull is returned by [Bulkhead.Acquire] when no slot came
+	// within the bulkhead's max wait, or the waiting queue was full.
+	ErrBulkheadFull = errors.New("bulwark: bulkhead full")
+	// ErrTimeout is returned when a call ran past its time budget.
+	ErrTimeout = errors.New("bulwark: timeout")
+	// ErrInvalidConfig is wrapped by every constructor error caused by a bad
+	// configuration value.
+	ErrInvalidConfig = errors.New("bulwark: invalid config")
+	// ErrInvalidArgument is wrapped by errors caused by a bad argument to a
+	// call, such as Allow with n < 1 or n above the limiter's capacity.
+	ErrInvalidArgument = errors.New("bulwark: invalid argument")
+)
+
+// RateLimitedError is a denial turned into an error: it matches
+// [ErrRateLimited] with errors.Is and carries how long to wait.
+type RateLimitedError struct {
+	// RetryAfter is how long to wait before the request can be admitted.
+	RetryAfter time.Duration
+	// Decision is the denied decision itself.
+	Decision Decision
+}
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("bulwark: rate limited, retry after %v", e.RetryAfter)
+}
+
+// Is reports whether target is [ErrRateLimited].
+func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimited }
+
+// configError builds an error wrapping ErrInvalidConfig.
+func configError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+}
+
+// ConfigError returns an error wrapping [ErrInvalidConfig] with a formatted
+// message. Packages implementing patterns use it so every configuration error
+// reads the same way.
+func ConfigError(format string, args ...any) error { return configError(format, args...) }
+
+// ArgumentError returns an error wrapping [ErrInvalidArgument] with a
+// formatted message.
+func ArgumentError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
+}
