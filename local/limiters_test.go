@@ -934,3 +934,53 @@ func TestLimitersObserverOutsideLock(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitersEvictExactlyAtReset checks the idle boundary: a key is kept
+// until its ResetAfter has passed, to the microsecond, and swept from then
+// on.
+func TestLimitersEvictExactlyAtReset(t *testing.T) {
+	ctx := context.Background()
+	l := bulwark.Limit{Events: 4, Period: time.Second, Burst: 6}
+	for _, kind := range limiterKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			clk := fakeclock.New(fakeclock.Epoch)
+			lim, err := kind.build(l, WithClock(clk), WithMaxKeys(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			most := kind.most(l)
+			first, err := lim.Allow(ctx, "a", most)
+			if err != nil || !first.Allowed {
+				t.Fatalf("Allow(a, %d) = %+v, %v", most, first, err)
+			}
+			clk.Advance(first.ResetAfter - us)
+			busyX := 0 // x keys still busy when a resets
+			for i := range 10 { // each new key sweeps; "a" is still busy
+				d, err := lim.Allow(ctx, fmt.Sprintf("x%d", i), 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.ResetAfter > us {
+					busyX++
+				}
+			}
+			if got := lim.keys(); got != 11 {
+				t.Fatalf("%d keys hold state 1µs before a's reset, want 11", got)
+			}
+			if d, _ := lim.Allow(ctx, "a", most); d.Allowed || d.ResetAfter != us {
+				t.Fatalf("Allow(a, %d) 1µs before its reset = %+v, want denied with ResetAfter 1µs", most, d)
+			}
+			clk.Advance(us)
+			for i := range 10 {
+				if _, err := lim.Allow(ctx, fmt.Sprintf("y%d", i), 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Twenty slots examined sweep every idle key: a, and the x keys
+			// that reset with it (those of a fixed window end with it).
+			if got, want := lim.keys(), 10+busyX; got != want {
+				t.Fatalf("%d keys hold state at a's reset, want %d (a swept)", got, want)
+			}
+		})
+	}
+}
