@@ -954,7 +954,7 @@ func TestLimitersEvictExactlyAtReset(t *testing.T) {
 				t.Fatalf("Allow(a, %d) = %+v, %v", most, first, err)
 			}
 			clk.Advance(first.ResetAfter - us)
-			busyX := 0 // x keys still busy when a resets
+			busyX := 0          // x keys still busy when a resets
 			for i := range 10 { // each new key sweeps; "a" is still busy
 				d, err := lim.Allow(ctx, fmt.Sprintf("x%d", i), 1)
 				if err != nil {
