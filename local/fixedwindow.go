@@ -67,7 +67,7 @@ func NewFixedWindow(l bulwark.Limit, opts ...Option) (*FixedWindow, error) {
 		limit:     l,
 		e:         int64(l.Events),
 		p:         l.PeriodMicros(),
-		store:     newKeyStore[fixedState](o.maxKeys),
+		store:     newKeyStore[fixedState](o.maxKeys, l.PeriodMicros()),
 	}, nil
 }
 

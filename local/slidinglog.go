@@ -130,7 +130,7 @@ func NewSlidingLog(l bulwark.Limit, opts ...Option) (*SlidingLog, error) {
 		limit:     l,
 		e:         int64(l.Events),
 		p:         l.PeriodMicros(),
-		store:     newKeyStore[logState](o.maxKeys),
+		store:     newKeyStore[logState](o.maxKeys, l.PeriodMicros()),
 	}, nil
 }
 

@@ -77,7 +77,7 @@ func NewSlidingWindow(l bulwark.Limit, opts ...Option) (*SlidingWindow, error) {
 		limit:     l,
 		e:         int64(l.Events),
 		p:         l.PeriodMicros(),
-		store:     newKeyStore[slidingState](o.maxKeys),
+		store:     newKeyStore[slidingState](o.maxKeys, l.PeriodMicros()),
 	}, nil
 }
 

@@ -93,7 +93,7 @@ func NewTokenBucket(l bulwark.Limit, opts ...Option) (*TokenBucket, error) {
 		p:         p,
 		c:         c,
 		tau:       int64(c) * p,
-		store:     newKeyStore[bucketState](o.maxKeys),
+		store:     newKeyStore[bucketState](o.maxKeys, l.PeriodMicros()),
 	}, nil
 }
 
