@@ -36,6 +36,9 @@ import (
 // its newest logged time. A key's state is dropped once its newest token has
 // left the window.
 //
+// Idle keys are dropped and the number of keys is capped as TokenBucket
+// describes (see WithMaxKeys).
+//
 // A SlidingLog is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewSlidingLog.
 type SlidingLog struct {
