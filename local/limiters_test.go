@@ -94,7 +94,7 @@ func runLimitSteps(t *testing.T, lim bulwark.Limiter, clk *fakeclock.Clock, step
 	}
 }
 
-const us = time.Microsecond
+const limUS = time.Microsecond
 
 func TestTokenBucketSteps(t *testing.T) {
 	tests := []struct {
@@ -111,8 +111,8 @@ func TestTokenBucketSteps(t *testing.T) {
 				{0, "a", 1, limAllowed(3, 0, 300*time.Millisecond)},
 				{0, "a", 1, limDenied(3, 0, 100*time.Millisecond, 300*time.Millisecond)},
 				// One microsecond short of RetryAfter: still denied.
-				{100*time.Millisecond - us, "a", 1, limDenied(3, 0, us, 200*time.Millisecond+us)},
-				{us, "a", 1, limAllowed(3, 0, 300*time.Millisecond)},
+				{100*time.Millisecond - limUS, "a", 1, limDenied(3, 0, limUS, 200*time.Millisecond+limUS)},
+				{limUS, "a", 1, limAllowed(3, 0, 300*time.Millisecond)},
 				// Keys are independent.
 				{0, "b", 3, limAllowed(3, 0, 300*time.Millisecond)},
 				{0, "b", 1, limDenied(3, 0, 100*time.Millisecond, 300*time.Millisecond)},
@@ -131,11 +131,11 @@ func TestTokenBucketSteps(t *testing.T) {
 			name:  "a token every 333333.3µs",
 			limit: bulwark.PerSecond(3),
 			steps: []limitStep{
-				{0, "a", 1, limAllowed(3, 2, 333334*us)},
+				{0, "a", 1, limAllowed(3, 2, 333334*limUS)},
 				{0, "a", 2, limAllowed(3, 0, time.Second)},
-				{0, "a", 1, limDenied(3, 0, 333334*us, time.Second)},
-				{333333 * us, "a", 1, limDenied(3, 0, us, 666667*us)},
-				{us, "a", 1, limAllowed(3, 0, time.Second)},
+				{0, "a", 1, limDenied(3, 0, 333334*limUS, time.Second)},
+				{333333 * limUS, "a", 1, limDenied(3, 0, limUS, 666667*limUS)},
+				{limUS, "a", 1, limAllowed(3, 0, time.Second)},
 				{time.Second, "a", 3, limAllowed(3, 0, time.Second)},
 			},
 		},
@@ -171,9 +171,9 @@ func TestFixedWindowSteps(t *testing.T) {
 	runLimitSteps(t, lim, clk, []limitStep{
 		{50 * s, "a", 2, limAllowed(3, 1, 10*s)},
 		{5 * s, "a", 2, limDenied(3, 1, 5*s, 5*s)},
-		{5*s - us, "a", 2, limDenied(3, 1, us, us)},
+		{5*s - limUS, "a", 2, limDenied(3, 1, limUS, limUS)},
 		// The window boundary.
-		{us, "a", 2, limAllowed(3, 1, 60*s)},
+		{limUS, "a", 2, limAllowed(3, 1, 60*s)},
 		{0, "a", 1, limAllowed(3, 0, 60*s)},
 		{0, "a", 1, limDenied(3, 0, 60*s, 60*s)},
 		{0, "b", 3, limAllowed(3, 0, 60*s)},
@@ -199,8 +199,8 @@ func TestSlidingWindowSteps(t *testing.T) {
 		// Nothing fits in this window; in the next, prev=10 weighs
 		// 10×(1−e/60s) and 1 more fits once that is ≤ 9: at e = 6s.
 		{0, "a", 1, limDenied(10, 0, 66*s, 120*s)},
-		{66*s - us, "a", 1, limDenied(10, 0, us, 54*s+us)},
-		{us, "a", 1, limAllowed(10, 0, 114*s)},
+		{66*s - limUS, "a", 1, limDenied(10, 0, limUS, 54*s+limUS)},
+		{limUS, "a", 1, limAllowed(10, 0, 114*s)},
 		// e = 15s: 10×0.75 + 1 + 1 ≤ 10.
 		{9 * s, "a", 1, limAllowed(10, 0, 105*s)},
 		// 7.5 + 2 + 2 > 10; at e = 24s, 6 + 4 = 10.
@@ -216,8 +216,8 @@ func TestSlidingWindowSteps(t *testing.T) {
 		{0, "b", 5, limAllowed(10, 5, 90*s)},
 		// cur = 5 and n = E: the window after next.
 		{0, "b", 10, limDenied(10, 5, 90*s, 90*s)},
-		{90*s - us, "b", 10, limDenied(10, 9, us, us)},
-		{us, "b", 10, limAllowed(10, 0, 120*s)},
+		{90*s - limUS, "b", 10, limDenied(10, 9, limUS, limUS)},
+		{limUS, "b", 10, limAllowed(10, 0, 120*s)},
 		// Idle for long.
 		{10 * time.Minute, "a", 1, limAllowed(10, 9, 120*s)},
 	})
@@ -235,9 +235,9 @@ func TestSlidingLogSteps(t *testing.T) {
 		{400 * ms, "a", 1, limAllowed(3, 0, time.Second)},
 		// 2 must leave; the 2nd oldest was logged at 0ms.
 		{300 * ms, "a", 2, limDenied(3, 0, 300*ms, 700*ms)},
-		{300*ms - us, "a", 2, limDenied(3, 0, us, 400*ms+us)},
+		{300*ms - limUS, "a", 2, limDenied(3, 0, limUS, 400*ms+limUS)},
 		// A token logged at t counts while now − t < 1s.
-		{us, "a", 2, limAllowed(3, 0, time.Second)},
+		{limUS, "a", 2, limAllowed(3, 0, time.Second)},
 		{0, "a", 1, limDenied(3, 0, 400*ms, time.Second)},
 		// The clock goes back: the key stays at its newest time.
 		{-500 * ms, "a", 1, limDenied(3, 0, 400*ms, time.Second)},
@@ -441,7 +441,7 @@ func (m *refLog) decide(now, n int64) bulwark.Decision {
 func limRandomLimit(rng *rand.Rand) bulwark.Limit {
 	l := bulwark.Limit{
 		Events: 1 + rng.IntN(6),
-		Period: time.Duration(1+rng.IntN(3000)) * us,
+		Period: time.Duration(1+rng.IntN(3000)) * limUS,
 	}
 	if rng.IntN(2) == 0 {
 		l.Burst = 1 + rng.IntN(8)
@@ -457,13 +457,13 @@ func limRandomAdvance(rng *rand.Rand, p time.Duration, back bool) time.Duration 
 	case k < 2:
 		return 0
 	case k < 5:
-		return time.Duration(1+rng.Int64N(int64(p/us)/8+1)) * us
+		return time.Duration(1+rng.Int64N(int64(p/limUS)/8+1)) * limUS
 	case k < 8:
-		return time.Duration(1+rng.Int64N(2*int64(p/us))) * us
+		return time.Duration(1+rng.Int64N(2*int64(p/limUS))) * limUS
 	case k < 9 && back:
-		return -time.Duration(1+rng.Int64N(int64(p/us))) * us
+		return -time.Duration(1+rng.Int64N(int64(p/limUS))) * limUS
 	default:
-		return time.Duration(2*int64(p/us)+rng.Int64N(4*int64(p/us))) * us
+		return time.Duration(2*int64(p/limUS)+rng.Int64N(4*int64(p/limUS))) * limUS
 	}
 }
 
@@ -578,11 +578,11 @@ func TestLimitersRetryAfterIsExact(t *testing.T) {
 					if d.RetryAfter <= 0 {
 						t.Fatalf("seed %d call %d: denied with RetryAfter %v", seed, i, d.RetryAfter)
 					}
-					clk.Advance(d.RetryAfter - us)
+					clk.Advance(d.RetryAfter - limUS)
 					if early, _ := lim.Allow(ctx, "k", n); early.Allowed {
 						t.Fatalf("seed %d, limit %v, call %d: Allow(%d) admitted 1µs before RetryAfter %v", seed, l, i, n, d.RetryAfter)
 					}
-					clk.Advance(us)
+					clk.Advance(limUS)
 					if onTime, _ := lim.Allow(ctx, "k", n); !onTime.Allowed {
 						t.Fatalf("seed %d, limit %v, call %d: Allow(%d) denied after RetryAfter %v: %+v", seed, l, i, n, d.RetryAfter, onTime)
 					}
