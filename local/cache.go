@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -60,9 +61,10 @@ type cacheEntry[T any] struct {
 }
 
 type cacheCall[T any] struct {
-	done chan struct{}
-	v    T
-	err  error
+	done    chan struct{}
+	waiters atomic.Int32 // callers waiting for this computation
+	v       T
+	err     error
 }
 
 // Cache keeps results of type T per key for TTL, at most MaxSize keys (an
@@ -158,9 +160,11 @@ func (c *Cache[T]) Get(ctx context.Context, key string, compute func(context.Con
 			return v, nil
 		}
 		if call != nil { // someone else computes: wait for it
+			call.waiters.Add(1)
 			select {
 			case <-call.done:
 			case <-ctx.Done():
+				call.waiters.Add(-1)
 				return zero, ctx.Err()
 			}
 			if call.err != nil && isContextErr(call.err) && ctx.Err() == nil {
