@@ -232,6 +232,13 @@ func FixedKey(key string) func(context.Context) string {
 	return func(context.Context) string { return key }
 }
 
+var (
+	_ Policy = (*limiterPolicy)(nil)
+	_ Policy = (*breakerPolicy)(nil)
+	_ Policy = (*bulkheadPolicy)(nil)
+	_ Policy = PolicyFunc(nil)
+)
+
 type limiterPolicy struct {
 	l   Limiter
 	key func(context.Context) string

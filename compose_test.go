@@ -620,3 +620,38 @@ func BenchmarkCompose6Policies(b *testing.B) {
 		_, _ = ex.Run(ctx, ok42)
 	}
 }
+
+func ExampleCompose() {
+	retry, _ := local.NewRetry(local.RetryConfig[string]{MaxAttempts: 3})
+	fallback, _ := local.NewFallback([]local.FallbackStep[string]{local.FallbackValue("default")})
+	// Build once, outermost first; reuse for every call.
+	ex, err := bulwark.Compose[string](fallback, retry)
+	if err != nil {
+		panic(err)
+	}
+	calls := 0
+	v, err := ex.Run(context.Background(), func(ctx context.Context) (string, error) {
+		calls++
+		if calls < 3 {
+			return "", errors.New("flaky")
+		}
+		return "fresh", nil
+	})
+	fmt.Println(v, err, calls)
+	v, err = ex.Run(context.Background(), func(ctx context.Context) (string, error) {
+		return "", errors.New("down")
+	})
+	fmt.Println(v, err)
+	// Output:
+	// fresh <nil> 3
+	// default <nil>
+}
+
+func ExampleDo() {
+	timeout, _ := local.NewTimeout(time.Second)
+	n, err := bulwark.Do(context.Background(), func(ctx context.Context) (int, error) {
+		return 42, nil
+	}, timeout)
+	fmt.Println(n, err)
+	// Output: 42 <nil>
+}

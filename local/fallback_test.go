@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/bulwark-go/bulwark"
@@ -87,4 +88,18 @@ func TestFallbackConfig(t *testing.T) {
 	if !errors.Is(err, bulwark.ErrInvalidArgument) {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+func ExampleNewFallback() {
+	fb, _ := NewFallback([]FallbackStep[string]{
+		{When: func(err error) bool { return errors.Is(err, errNotFound) }, Value: "guest"},
+		FallbackValue("unknown"),
+	})
+	for _, cause := range []error{errNotFound, errTransient} {
+		v, err := bulwark.Do(context.Background(), func(context.Context) (string, error) { return "", cause }, fb)
+		fmt.Println(v, err)
+	}
+	// Output:
+	// guest <nil>
+	// unknown <nil>
 }

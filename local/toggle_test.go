@@ -164,3 +164,18 @@ func TestToggleConcurrentFlips(t *testing.T) {
 		t.Fatalf("allocs = %v", n)
 	}
 }
+
+func ExampleToggle_Guard() {
+	retries, _ := NewToggle(ToggleConfig{Percent: 100})
+	retry, _ := NewRetry(RetryConfig[int]{MaxAttempts: 3})
+	ex, _ := bulwark.Compose[int](retries.Guard(retry))
+	for _, on := range []bool{true, false} {
+		retries.Set(on)
+		calls := 0
+		_, _ = ex.Run(context.Background(), func(context.Context) (int, error) { calls++; return 0, errTransient })
+		fmt.Println("retries on:", on, "calls:", calls)
+	}
+	// Output:
+	// retries on: true calls: 3
+	// retries on: false calls: 1
+}
