@@ -33,7 +33,8 @@ func FallbackFunc[T any](f func(ctx context.Context, err error) (T, error)) Fall
 // function step ends it when it succeeds and otherwise passes its error on.
 // When no step succeeds, Run returns the call's error, wrapping the last
 // step's error too when there is one. Each replacement emits an
-// EventFallback whose Err is the call's error.
+// EventFallback whose Err is the call's error and whose Attempt is the
+// position of the step that answered, from 1.
 //
 // Steps run with the ctx the fallback received, on the caller's goroutine.
 // Safe for concurrent use; a run without failure allocates nothing.

@@ -71,34 +71,15 @@ func (t *Timeout) Duration() time.Duration { return t.d }
 
 // Run runs next with a ctx bounded by the budget.
 func (t *Timeout) Run(ctx context.Context, next bulwark.Next) error {
-	var (
-		cctx context.Context
-		err  error
-	)
+	var err error
+	var cctx context.Context
 	if t.timers == nil {
 		var cancel context.CancelFunc
 		cctx, cancel = context.WithTimeoutCause(ctx, t.d, t.err)
+		defer cancel()
 		err = next.Run(cctx)
-		cancel()
 	} else {
-		var cancel context.CancelCauseFunc
-		cctx, cancel = context.WithCancelCause(ctx)
-		timer := t.timers.NewTimer(t.d)
-		stop := make(chan struct{})
-		exited := make(chan struct{})
-		go func() {
-			defer close(exited)
-			select {
-			case <-timer.C():
-				cancel(t.err)
-			case <-stop:
-				timer.Stop()
-			}
-		}()
-		err = next.Run(cctx)
-		close(stop)
-		<-exited
-		cancel(nil)
+		cctx, err = t.runOnTimer(ctx, next)
 	}
 	if context.Cause(cctx) == error(t.err) {
 		bulwark.Emit(t.obs, bulwark.Event{Kind: bulwark.EventTimeout, Pattern: "timeout", Name: t.name,
@@ -106,4 +87,29 @@ func (t *Timeout) Run(ctx context.Context, next bulwark.Next) error {
 		return t.err
 	}
 	return err
+}
+
+// runOnTimer runs next with a ctx cancelled by the injected clock's timer.
+// The goroutine waiting for the timer ends before it returns, even when
+// next panics.
+func (t *Timeout) runOnTimer(ctx context.Context, next bulwark.Next) (context.Context, error) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	timer := t.timers.NewTimer(t.d)
+	stop := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case <-timer.C():
+			cancel(t.err)
+		case <-stop:
+			timer.Stop()
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-exited
+		cancel(nil)
+	}()
+	return cctx, next.Run(cctx)
 }

@@ -120,3 +120,20 @@ func TestTimeoutValidation(t *testing.T) {
 		t.Fatal("Duration")
 	}
 }
+
+func TestTimeoutPanicLeavesNoGoroutine(t *testing.T) {
+	clk := fakeclock.New(fakeclock.Epoch)
+	to, _ := NewTimeout(time.Second, WithClock(clk))
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("panic swallowed")
+			}
+		}()
+		_, _ = bulwark.Do(context.Background(), func(context.Context) (int, error) { panic("kaboom") }, to)
+	}()
+	if clk.Timers() != 0 {
+		t.Fatalf("timers left: %d", clk.Timers())
+	}
+	// goleak in TestMain checks that the timer goroutine ended.
+}
