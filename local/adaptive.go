@@ -19,6 +19,7 @@ type rejection struct {
 	also error
 }
 
+// Error returns the rejection message.
 func (e *rejection) Error() string { return e.msg }
 
 // Is reports whether target is the root sentinel this rejection stands for.

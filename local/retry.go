@@ -33,6 +33,7 @@ type RetryError struct {
 	Err      error // the last attempt's error, possibly nil
 }
 
+// Error says why the retry gave up and what the last failure was.
 func (e *RetryError) Error() string {
 	why := "retries exhausted"
 	if e.Budget {

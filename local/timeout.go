@@ -15,6 +15,7 @@ type TimeoutError struct {
 	Timeout time.Duration // the budget that ran out
 }
 
+// Error says how long the budget was.
 func (e *TimeoutError) Error() string { return fmt.Sprintf("bulwark: timeout after %v", e.Timeout) }
 
 // Is reports whether target is bulwark.ErrTimeout.
