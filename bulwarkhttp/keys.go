@@ -177,11 +177,11 @@ func ClientIP(r *http.Request, trustedProxies ...netip.Prefix) string {
 // parseHostPort reads "1.2.3.4", "1.2.3.4:80", "::1", "[::1]" or "[::1]:80"
 // and returns the address text without port or brackets, and the address.
 func parseHostPort(s string) (string, netip.Addr, bool) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return s, a, true
-	}
+	// Pick the one spelling s can be before parsing: a failed parse
+	// allocates its error, and the common case (ip:port) must not.
 	host := s
-	if strings.HasPrefix(s, "[") {
+	switch colon := strings.IndexByte(s, ':'); {
+	case strings.HasPrefix(s, "["):
 		end := strings.IndexByte(s, ']')
 		if end < 0 {
 			return "", netip.Addr{}, false
@@ -190,12 +190,14 @@ func parseHostPort(s string) (string, netip.Addr, bool) {
 		if rest := s[end+1:]; rest != "" && (rest[0] != ':' || !digits(rest[1:])) {
 			return "", netip.Addr{}, false
 		}
-	} else if i := strings.LastIndexByte(s, ':'); i >= 0 && strings.IndexByte(s[:i], ':') < 0 {
-		if !digits(s[i+1:]) {
+	case colon >= 0 && strings.IndexByte(s[colon+1:], ':') < 0:
+		// Exactly one colon: IPv4 with a port.
+		if !digits(s[colon+1:]) {
 			return "", netip.Addr{}, false
 		}
-		host = s[:i]
-	} else {
+		host = s[:colon]
+	}
+	if host == "" {
 		return "", netip.Addr{}, false
 	}
 	a, err := netip.ParseAddr(host)
