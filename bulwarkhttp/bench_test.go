@@ -141,7 +141,7 @@ type nopBreaker struct{}
 func nopDone(bool) {}
 
 func (nopBreaker) Allow(ctxT) (func(bool), error) { return nopDone, nil }
-func (nopBreaker) State(ctxT) bulwark.State      { return bulwark.Closed }
+func (nopBreaker) State(ctxT) bulwark.State       { return bulwark.Closed }
 
 type nopBulkhead struct{}
 

@@ -61,7 +61,9 @@ func (l *scriptedLimiter) lastKey() string {
 // staticLimiter always returns d; it allocates nothing.
 type staticLimiter struct{ d bulwark.Decision }
 
-func (l *staticLimiter) Allow(context.Context, string, int) (bulwark.Decision, error) { return l.d, nil }
+func (l *staticLimiter) Allow(context.Context, string, int) (bulwark.Decision, error) {
+	return l.d, nil
+}
 
 // fakeBreaker rejects while open and records reported outcomes.
 type fakeBreaker struct {
