@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -172,3 +173,7 @@ func must(t testing.TB) func(func(http.Handler) http.Handler, error) func(http.H
 type ctxT = context.Context
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// waitABit yields to other goroutines while a test waits for background
+// clean-up it cannot be told about; it never decides a test's outcome.
+func waitABit() { runtime.Gosched() }

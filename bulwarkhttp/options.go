@@ -1,6 +1,7 @@
 package bulwarkhttp
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -9,9 +10,9 @@ import (
 )
 
 // Option configures a server middleware built by [Limit], [Breaker],
-// [Bulkhead], [Timeout] or [Shed]. Options that do not apply to a middleware
-// are ignored by it. A bad option value makes the constructor return an
-// error wrapping [bulwark.ErrInvalidConfig].
+// [Bulkhead], [Timeout] or [Shed], or the client [Transport]. Options that do
+// not apply to what is being built are ignored by it. A bad option value
+// makes the constructor return an error wrapping [bulwark.ErrInvalidConfig].
 type Option func(*options)
 
 // RetryAfterSource tells how long clients should wait before they try again,
@@ -83,6 +84,20 @@ type options struct {
 	name           string
 	clock          bulwark.Clock
 	isFailure      func(status int) bool
+
+	// Transport only.
+	maxRetries    int
+	maxRetryAfter time.Duration
+	jitter        float64
+	backoffBase   time.Duration
+	backoffMax    time.Duration
+	retryMethods  map[string]bool
+	retryStatuses map[int]bool
+	breakerFor    func(host string) bulwark.Breaker
+	hostLimiter   bulwark.Limiter
+	hedgeDelay    time.Duration
+	maxHedges     int
+	random        func() float64
 }
 
 func (o *options) fail(format string, args ...any) {
@@ -99,6 +114,15 @@ func buildOptions(opts []Option) (*options, error) {
 		reject:     DefaultReject,
 		clock:      bulwark.SystemClock,
 		isFailure:  serverError,
+
+		maxRetries:    DefaultMaxRetries,
+		maxRetryAfter: DefaultMaxRetryAfter,
+		jitter:        DefaultJitter,
+		backoffBase:   DefaultBackoff,
+		backoffMax:    DefaultMaxBackoff,
+		retryMethods:  defaultRetryMethods(),
+		retryStatuses: defaultRetryStatuses(),
+		random:        rand.Float64,
 	}
 	for _, opt := range opts {
 		if opt != nil {
