@@ -39,12 +39,13 @@ func ExampleLimit() {
 	for range 3 {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-		fmt.Println(rec.Code, rec.Header().Get("RateLimit-Policy"), rec.Header().Get("RateLimit"), rec.Header().Get("Retry-After"))
+		fmt.Printf("%d %s | %s | Retry-After: %q\n", rec.Code,
+			rec.Header().Get("RateLimit-Policy"), rec.Header().Get("RateLimit"), rec.Header().Get("Retry-After"))
 	}
 	// Output:
-	// 200 "default";q=2;w=60 "default";r=1;t=60
-	// 200 "default";q=2;w=60 "default";r=0;t=60
-	// 429 "default";q=2;w=60 "default";r=0;t=2 2
+	// 200 "default";q=2;w=60 | "default";r=1;t=60 | Retry-After: ""
+	// 200 "default";q=2;w=60 | "default";r=0;t=60 | Retry-After: ""
+	// 429 "default";q=2;w=60 | "default";r=0;t=2 | Retry-After: "2"
 }
 
 func ExampleNewTransport() {
