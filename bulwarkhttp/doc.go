@@ -11,8 +11,12 @@
 //		bulwarkhttp.KeyByIP(netip.MustParsePrefix("10.0.0.0/8")), // the load balancers
 //		bulwarkhttp.WithPolicy("default", time.Minute),
 //		bulwarkhttp.WithExcludedPaths("/healthz", "/metrics"))
-//	if err != nil { ... }
+//	if err != nil {
+//		return err
+//	}
 //	http.ListenAndServe(addr, limit(mux))
+//
+// The middleware:
 //
 //   - [Limit]: rate limiting with a bulwark.Limiter; 429 with Retry-After
 //     and the IETF RateLimit-Policy / RateLimit header fields (also on

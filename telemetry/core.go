@@ -10,9 +10,12 @@ import (
 // The instruments the core writes to. Prometheus children satisfy them
 // directly; the OpenTelemetry observer wraps its instruments.
 type (
-	counter   interface{ Inc() }
-	setter    interface{ Set(float64) }
-	upDown    interface{ Inc(); Dec() }
+	counter interface{ Inc() }
+	setter  interface{ Set(float64) }
+	upDown  interface {
+		Inc()
+		Dec()
+	}
 	histogram interface{ Observe(float64) }
 )
 

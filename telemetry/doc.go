@@ -6,7 +6,9 @@
 //
 //	reg := prometheus.NewRegistry()
 //	obs, err := telemetry.NewPrometheus(reg)
-//	if err != nil { ... }
+//	if err != nil {
+//		return err
+//	}
 //	tb, err := local.NewTokenBucket(bulwark.PerSecond(100),
 //		local.WithObserver(obs), local.WithName("api"))
 //

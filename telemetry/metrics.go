@@ -12,10 +12,10 @@ import (
 type instrumentKind uint8
 
 const (
-	kindCounter instrumentKind = iota
-	kindGauge                  // set to a value
-	kindUpDown                 // incremented and decremented
-	kindHistogram              // seconds
+	kindCounter   instrumentKind = iota
+	kindGauge                    // set to a value
+	kindUpDown                   // incremented and decremented
+	kindHistogram                // seconds
 )
 
 // metricDef describes one metric for both exporters. Prometheus names are
