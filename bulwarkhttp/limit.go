@@ -38,7 +38,7 @@ const PatternLimit = "http_limit"
 //
 // An error from l (a cost above its capacity, or a cancelled request) is
 // answered with 500 (bad argument) or 503 (context ended), never with the
-// error's text. The returned middleware is safe for concurrent use; on the
+// error's text; in shadow mode the request goes through. The returned middleware is safe for concurrent use; on the
 // allowed path it allocates two values (the header strings) beyond what
 // the limiter and the next handler do.
 //
@@ -86,6 +86,11 @@ func (h *limitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := m.l.Allow(r.Context(), o.keyFunc(r), n)
 	if err != nil {
+		if o.shadow {
+			// Nothing is enforced in shadow mode, not even a failing limiter.
+			h.next.ServeHTTP(w, r)
+			return
+		}
 		o.reject(w, r, Rejection{Status: errorStatus(err, http.StatusInternalServerError), Err: err})
 		return
 	}

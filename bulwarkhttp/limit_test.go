@@ -343,3 +343,11 @@ func TestConfigErrors(t *testing.T) {
 func second[T any](_ T, err error) error { return err }
 
 func netipZeroPrefix() netip.Prefix { return netip.Prefix{} }
+
+func TestLimitShadowLetsLimiterErrorsThrough(t *testing.T) {
+	l := &scriptedLimiter{err: bulwark.ArgumentError("cost 5 above capacity 3")}
+	mw := must(t)(Limit(l, WithShadow(true)))
+	if rec := serve(mw(okHandler), httptest.NewRequest("GET", "/", nil)); rec.Code != 200 {
+		t.Errorf("status = %d, want 200 in shadow mode", rec.Code)
+	}
+}

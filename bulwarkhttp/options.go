@@ -301,11 +301,13 @@ func WithBackpressure(src RetryAfterSource) Option {
 	}
 }
 
-// WithObserver sets the observer that hears the middleware's own events:
+// WithObserver sets the observer that hears the package's own events:
 // shadow decisions of [Limit] (bulwark.EventDecision with Shadow set),
-// timeouts of [Timeout] (bulwark.EventTimeout) and rejections of [Shed]
-// (bulwark.EventRejected). Limiters, breakers and bulkheads report their
-// own decisions through their own observers.
+// timeouts of [Timeout] (bulwark.EventTimeout), rejections of [Shed]
+// (bulwark.EventRejected), and the retries and hedges of [Transport]
+// (bulwark.EventRetry, bulwark.EventHedge). Limiters, breakers and
+// bulkheads report their own decisions through their own observers, so
+// enforced decisions are not reported twice.
 func WithObserver(obs bulwark.Observer) Option { return func(o *options) { o.observer = obs } }
 
 // WithName names the middleware instance in its events, and so in metrics.
