@@ -104,6 +104,8 @@ type Shedder interface {
 // ShedderFunc adapts a function to [Shedder].
 type ShedderFunc func(ctx context.Context, priority int) (release func(), err error)
 
+var _ Shedder = ShedderFunc(nil)
+
 // Acquire calls f(ctx, priority).
 func (f ShedderFunc) Acquire(ctx context.Context, priority int) (func(), error) {
 	return f(ctx, priority)

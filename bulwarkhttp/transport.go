@@ -78,6 +78,7 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 // status rather than a transport error.
 type StatusError struct{ StatusCode int }
 
+// Error returns "bulwarkhttp: response status " and the code.
 func (e *StatusError) Error() string {
 	return "bulwarkhttp: response status " + strconv.Itoa(e.StatusCode)
 }
