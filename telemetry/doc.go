@@ -1,0 +1,83 @@
+// Package telemetry turns bulwark's events into metrics: [Prometheus]
+// registers them with a prometheus.Registerer, [OTel] records them with an
+// OpenTelemetry metric.Meter (the metric API only; bring your own SDK and
+// exporter). Both are bulwark.Observer values: pass them to a pattern's
+// WithObserver option, or fan one event stream out with bulwark.Observers.
+//
+//	reg := prometheus.NewRegistry()
+//	obs, err := telemetry.NewPrometheus(reg)
+//	if err != nil {
+//		return err
+//	}
+//	tb, err := local.NewTokenBucket(bulwark.PerSecond(100),
+//		local.WithObserver(obs), local.WithName("api"))
+//
+// Observing is cheap and safe for concurrent use: the series of an
+// instance are created when it first reports and then found by a lock-free
+// lookup; steady-state observing allocates nothing.
+//
+// # Labels and cardinality
+//
+// Every metric carries the labels pattern (what reported: "token_bucket",
+// "breaker", "http_limit", … — set by the library) and name (the instance
+// name given with a WithName option; empty when none). The key a limiter
+// was asked about (a tenant, a client address) is never a label, so the
+// number of series depends on your code, not on your traffic. As a guard
+// against names built from request data, after [DefaultMaxInstances]
+// distinct (pattern, name) pairs ([WithMaxInstances]) further ones are
+// counted under the name [OverflowName]. In OpenTelemetry, labels are
+// attributes prefixed with "bulwark." (bulwark.pattern, bulwark.name,
+// bulwark.result, …).
+//
+// # Metrics
+//
+// Prometheus names carry the namespace "bulwark" ([WithNamespace]);
+// OpenTelemetry names start with it. Extra labels follow pattern and name.
+//
+//	Prometheus name                       OpenTelemetry name             Type       Extra labels
+//	bulwark_decisions_total               bulwark.decisions              counter    result (allowed, denied), degraded (true, false)
+//	bulwark_decisions_near_limit_total    bulwark.decisions.near_limit   counter    -
+//	bulwark_shadow_decisions_total        bulwark.decisions.shadow       counter    result
+//	bulwark_breaker_state                 bulwark.breaker.state          gauge      state (closed, open, half-open)
+//	bulwark_breaker_transitions_total     bulwark.breaker.transitions    counter    from, to
+//	bulwark_breaker_rejected_total        bulwark.breaker.rejected       counter    -
+//	bulwark_breaker_calls_total           bulwark.breaker.calls          counter    outcome (success, failure)
+//	bulwark_bulkhead_in_use               bulwark.bulkhead.in_use        gauge      -  (OTel: up-down counter)
+//	bulwark_bulkhead_wait_seconds         bulwark.bulkhead.wait.duration histogram  result (acquired, rejected); seconds
+//	bulwark_bulkhead_rejected_total       bulwark.bulkhead.rejected      counter    -
+//	bulwark_store_call_duration_seconds   bulwark.store.call.duration    histogram  result (ok, error); seconds
+//	bulwark_store_healthy                 bulwark.store.healthy          gauge      -
+//	bulwark_retries_total                 bulwark.retries                counter    -
+//	bulwark_timeouts_total                bulwark.timeouts               counter    -
+//	bulwark_fallbacks_total               bulwark.fallbacks              counter    -
+//	bulwark_hedges_total                  bulwark.hedges                 counter    -
+//	bulwark_rejections_total              bulwark.rejections             counter    -
+//	bulwark_limit                         bulwark.limit                  gauge      -
+//	bulwark_cache_requests_total          bulwark.cache.requests         counter    result (hit, miss)
+//	bulwark_leases_lost_total             bulwark.leases.lost            counter    -
+//
+// What each one counts, by event kind:
+//
+//   - bulwark.EventDecision: decisions_total by result and degraded; an
+//     allowed decision whose Remaining is at most 20% of its Limit
+//     ([WithNearLimit]) also counts in decisions_near_limit_total. A
+//     decision with Shadow set (made in shadow mode and not enforced, as
+//     bulwarkhttp's shadow middleware reports them) counts only in
+//     shadow_decisions_total.
+//   - Breaker events: breaker_transitions_total and breaker_state on a
+//     transition (the state gauge is known from the first transition on),
+//     breaker_rejected_total, breaker_calls_total by outcome.
+//   - Bulkhead events: bulkhead_in_use goes up on acquire and down on
+//     release; bulkhead_wait_seconds observes the wait of each acquire and
+//     rejection; bulkhead_rejected_total counts rejections.
+//   - bulwark.EventStoreCall: store_call_duration_seconds by result;
+//     bulwark.EventStoreHealth: store_healthy (1 healthy, 0 degraded).
+//   - Retry, timeout, fallback, hedge, rejected, lease-lost events: one
+//     counter each; limit changes set the limit gauge; cache lookups count
+//     by hit or miss.
+//
+// Store-call buckets run from 100µs to 1s ([DefaultStoreBuckets],
+// [WithStoreBuckets]); bulkhead-wait buckets from 1ms to 10s
+// ([DefaultWaitBuckets], [WithWaitBuckets]). The same table, in markdown,
+// is in METRICS.md.
+package telemetry

@@ -1,0 +1,236 @@
+package telemetry
+
+import (
+	"math"
+	"regexp"
+	"slices"
+
+	"github.com/bulwark-go/bulwark"
+)
+
+// kind of instrument.
+type instrumentKind uint8
+
+const (
+	kindCounter   instrumentKind = iota
+	kindGauge                    // set to a value
+	kindUpDown                   // incremented and decremented
+	kindHistogram                // seconds
+)
+
+// metricDef describes one metric for both exporters. Prometheus names are
+// namespace + "_" + prom; OpenTelemetry names are otel (with the namespace
+// in front when it is not "bulwark"). Every metric has the labels pattern
+// and name first, then labels.
+type metricDef struct {
+	prom, otel string
+	kind       instrumentKind
+	unit       string // OpenTelemetry unit
+	help       string
+	labels     []string
+}
+
+var metricDefs = [numMetrics]metricDef{
+	mDecisions: {"decisions_total", "bulwark.decisions", kindCounter, "{decision}",
+		"Rate-limit decisions, by result (allowed, denied) and whether the shared store was unreachable (degraded).",
+		[]string{"result", "degraded"}},
+	mNearLimit: {"decisions_near_limit_total", "bulwark.decisions.near_limit", kindCounter, "{decision}",
+		"Allowed decisions that left at most the near-limit fraction (default 20%) of the limit.",
+		nil},
+	mShadow: {"shadow_decisions_total", "bulwark.decisions.shadow", kindCounter, "{decision}",
+		"Decisions made in shadow mode (reported, not enforced), by result.",
+		[]string{"result"}},
+	mBreakerState: {"breaker_state", "bulwark.breaker.state", kindGauge, "1",
+		"1 for the circuit breaker's current state (closed, open, half-open), 0 for the others; set on each transition.",
+		[]string{"state"}},
+	mBreakerTransitions: {"breaker_transitions_total", "bulwark.breaker.transitions", kindCounter, "{transition}",
+		"Circuit breaker state changes, by from and to state.",
+		[]string{"from", "to"}},
+	mBreakerRejected: {"breaker_rejected_total", "bulwark.breaker.rejected", kindCounter, "{call}",
+		"Calls a circuit breaker refused.",
+		nil},
+	mBreakerCalls: {"breaker_calls_total", "bulwark.breaker.calls", kindCounter, "{call}",
+		"Call outcomes a circuit breaker recorded, by outcome (success, failure).",
+		[]string{"outcome"}},
+	mBulkheadInUse: {"bulkhead_in_use", "bulwark.bulkhead.in_use", kindUpDown, "{slot}",
+		"Bulkhead slots held now.",
+		nil},
+	mBulkheadWait: {"bulkhead_wait_seconds", "bulwark.bulkhead.wait.duration", kindHistogram, "s",
+		"Time spent waiting for a bulkhead slot, by result (acquired, rejected).",
+		[]string{"result"}},
+	mBulkheadRejected: {"bulkhead_rejected_total", "bulwark.bulkhead.rejected", kindCounter, "{call}",
+		"Calls a bulkhead turned away.",
+		nil},
+	mStoreCall: {"store_call_duration_seconds", "bulwark.store.call.duration", kindHistogram, "s",
+		"Round trips to the shared store (Redis), by result (ok, error).",
+		[]string{"result"}},
+	mStoreHealthy: {"store_healthy", "bulwark.store.healthy", kindGauge, "1",
+		"1 while the shared store answers, 0 while it is degraded and patterns decide locally.",
+		nil},
+	mRetries: {"retries_total", "bulwark.retries", kindCounter, "{retry}",
+		"Retries started by a retry policy or the HTTP client transport.",
+		nil},
+	mTimeouts: {"timeouts_total", "bulwark.timeouts", kindCounter, "{call}",
+		"Calls that ran past their time budget.",
+		nil},
+	mFallbacks: {"fallbacks_total", "bulwark.fallbacks", kindCounter, "{call}",
+		"Failures replaced by a fallback.",
+		nil},
+	mHedges: {"hedges_total", "bulwark.hedges", kindCounter, "{attempt}",
+		"Hedged attempts started.",
+		nil},
+	mRejections: {"rejections_total", "bulwark.rejections", kindCounter, "{call}",
+		"Calls rejected by a load shedder or an adaptive limiter.",
+		nil},
+	mLimit: {"limit", "bulwark.limit", kindGauge, "1",
+		"The current value of an adaptive limit.",
+		nil},
+	mCache: {"cache_requests_total", "bulwark.cache.requests", kindCounter, "{request}",
+		"Cache lookups, by result (hit, miss).",
+		[]string{"result"}},
+	mLeasesLost: {"leases_lost_total", "bulwark.leases.lost", kindCounter, "{lease}",
+		"Distributed leases that could not be renewed.",
+		nil},
+}
+
+// DefaultNearLimit is the fraction of a limit at or below which an allowed
+// decision's Remaining counts as near the limit.
+const DefaultNearLimit = 0.2
+
+// DefaultMaxInstances bounds how many distinct (pattern, name) pairs get
+// series of their own; later ones are counted under [OverflowName].
+const DefaultMaxInstances = 1000
+
+// DefaultNamespace prefixes every metric name.
+const DefaultNamespace = "bulwark"
+
+// DefaultStoreBuckets are the store-call latency histogram's bucket bounds,
+// in seconds: 100µs to 1s, for a Redis round trip.
+var DefaultStoreBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
+
+// DefaultWaitBuckets are the bulkhead-wait histogram's bucket bounds, in
+// seconds: 1ms to 10s.
+var DefaultWaitBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// Option configures [NewPrometheus] and [NewOTel].
+type Option func(*options)
+
+type options struct {
+	err          error
+	namespace    string
+	nearLimit    float64
+	maxInstances int
+	storeBuckets []float64
+	waitBuckets  []float64
+}
+
+func (o *options) fail(format string, args ...any) {
+	if o.err == nil {
+		o.err = bulwark.ConfigError(format, args...)
+	}
+}
+
+var namespaceRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// WithNamespace replaces the "bulwark" prefix of every metric name (a
+// Prometheus name part: letters, digits and underscores, not starting with
+// a digit).
+func WithNamespace(ns string) Option {
+	return func(o *options) {
+		if !namespaceRE.MatchString(ns) {
+			o.fail("telemetry: invalid namespace %q", ns)
+			return
+		}
+		o.namespace = ns
+	}
+}
+
+// WithNearLimit sets the fraction of the limit, in (0,1), at or below which
+// an allowed decision's Remaining counts as near the limit (default
+// [DefaultNearLimit]).
+func WithNearLimit(fraction float64) Option {
+	return func(o *options) {
+		if math.IsNaN(fraction) || fraction <= 0 || fraction >= 1 {
+			o.fail("telemetry: near-limit fraction must be in (0,1), got %v", fraction)
+			return
+		}
+		o.nearLimit = fraction
+	}
+}
+
+// WithMaxInstances bounds how many distinct (pattern, name) pairs get their
+// own series (default [DefaultMaxInstances]); events of further pairs are
+// counted with the name [OverflowName]. n must be at least 1.
+func WithMaxInstances(n int) Option {
+	return func(o *options) {
+		if n < 1 {
+			o.fail("telemetry: max instances must be at least 1, got %d", n)
+			return
+		}
+		o.maxInstances = n
+	}
+}
+
+// WithStoreBuckets sets the bucket bounds, in seconds, of the store-call
+// latency histogram (default [DefaultStoreBuckets]); they must be positive
+// and strictly increasing.
+func WithStoreBuckets(bounds ...float64) Option {
+	return func(o *options) {
+		if !validBuckets(bounds) {
+			o.fail("telemetry: store buckets must be positive and strictly increasing, got %v", bounds)
+			return
+		}
+		o.storeBuckets = slices.Clone(bounds)
+	}
+}
+
+// WithWaitBuckets sets the bucket bounds, in seconds, of the bulkhead-wait
+// histogram (default [DefaultWaitBuckets]); they must be positive and
+// strictly increasing.
+func WithWaitBuckets(bounds ...float64) Option {
+	return func(o *options) {
+		if !validBuckets(bounds) {
+			o.fail("telemetry: wait buckets must be positive and strictly increasing, got %v", bounds)
+			return
+		}
+		o.waitBuckets = slices.Clone(bounds)
+	}
+}
+
+func validBuckets(b []float64) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for i, v := range b {
+		if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 || (i > 0 && v <= b[i-1]) {
+			return false
+		}
+	}
+	return true
+}
+
+func buildOptions(opts []Option) (*options, error) {
+	o := &options{
+		namespace:    DefaultNamespace,
+		nearLimit:    DefaultNearLimit,
+		maxInstances: DefaultMaxInstances,
+		storeBuckets: DefaultStoreBuckets,
+		waitBuckets:  DefaultWaitBuckets,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(o)
+		}
+	}
+	if o.err != nil {
+		return nil, o.err
+	}
+	return o, nil
+}
+
+func (o *options) buckets(id metricID) []float64 {
+	if id == mStoreCall {
+		return o.storeBuckets
+	}
+	return o.waitBuckets
+}
