@@ -56,7 +56,7 @@ type config struct {
 // WithPrefix sets the prefix of every key the store writes (default
 // [DefaultPrefix]). Stores with different prefixes never see each other's
 // state; the prefix is also the natural unit for an ACL key pattern
-// ("~prefix:*"). It must be 1 to 64 printable ASCII bytes without braces,
+// ("~prefix:*"). It must be 1 to 128 printable ASCII bytes without braces,
 // spaces or glob characters (*?[]\), so it can never form a hash tag.
 func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
 
@@ -158,8 +158,8 @@ func New(client Client, opts ...Option) (*Store, error) {
 }
 
 func validPrefix(p string) error {
-	if p == "" || len(p) > 64 {
-		return bulwark.ConfigError("store prefix must be 1 to 64 bytes, got %d", len(p))
+	if p == "" || len(p) > 128 {
+		return bulwark.ConfigError("store prefix must be 1 to 128 bytes, got %d", len(p))
 	}
 	for i := 0; i < len(p); i++ {
 		c := p[i]
