@@ -132,3 +132,6 @@ func (f *FixedWindow) decide(sh *keyShard[fixedState], key string, now, n int64)
 	}
 	return d
 }
+
+// keys returns how many keys hold state.
+func (f *FixedWindow) keys() int { return f.store.len() }

@@ -226,3 +226,6 @@ func (s *SlidingLog) decide(sh *keyShard[logState], key string, now, n int64) bu
 	}
 	return d
 }
+
+// keys returns how many keys hold state.
+func (s *SlidingLog) keys() int { return s.store.len() }

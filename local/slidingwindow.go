@@ -172,3 +172,6 @@ func (s *SlidingWindow) retryAfter(e, cur, prev, n int64) int64 {
 	}
 	return left + e2
 }
+
+// keys returns how many keys hold state.
+func (s *SlidingWindow) keys() int { return s.store.len() }

@@ -161,3 +161,6 @@ func (b *TokenBucket) decide(sh *keyShard[bucketState], key string, now, n int64
 		ResetAfter: micros(reset),
 	}
 }
+
+// keys returns how many keys hold state.
+func (b *TokenBucket) keys() int { return b.store.len() }

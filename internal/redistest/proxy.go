@@ -113,6 +113,7 @@ func (p *Proxy) CutAll() {
 	links := make([]*link, 0, len(p.links))
 	for l := range p.links {
 		links = append(links, l)
+		delete(p.links, l)
 	}
 	p.mu.Unlock()
 	for _, l := range links {
