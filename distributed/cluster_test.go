@@ -20,9 +20,6 @@ import (
 // cluster: differential runs, hostile keys spread over every master,
 // SCRIPT FLUSH on every node, and the TTL invariant.
 func TestCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster tests start three servers; run without -short")
-	}
 	cl := redistest.StartCluster(t, 3, 0) // its own: the test flushes scripts
 	cc := cl.Client(t)
 
