@@ -20,7 +20,7 @@ type Lease struct {
 	lost     chan struct{}
 
 	// Guarded by w.mu.
-	deadline time.Time // local time by which the lease has surely expired unless renewed
+	deadline  time.Time // local time by which the lease has surely expired unless renewed
 	isLost    bool
 	lostErr   error
 	releasing bool // a Release call is running or has finished
