@@ -33,7 +33,7 @@ var semaphoreInspectSrc string
 // returns that lease unchanged, so a retried call never grants twice.
 // KEYS: leases, holders, waiters, waitexp, fence.
 // ARGV: id, n, capacity, lease TTL µs, waiter TTL µs, channel, fence TTL ms.
-// Reply: {1, token, expiry µs} or {0, wait µs}.
+// Reply: {1, token, expiry µs, free} or {0, wait µs, free}.
 var SemaphoreAcquire = redis.NewScript(semaphoreAcquireSrc)
 
 // SemaphoreRelease frees a live lease's slots and withdraws a queued waiter

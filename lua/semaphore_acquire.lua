@@ -14,10 +14,13 @@
 -- ARGV[6] wake-up channel, published to when expired leases were reclaimed
 -- ARGV[7] fence key TTL (milliseconds)
 -- Reply (integers):
---   {1, token, expiry}  acquired; also when ARGV[1] already holds a live lease,
---                       which makes a retried call return the same lease
---   {0, wait}           not acquired; wait = microseconds until the earliest
---                       lease expires (0: no lease to wait for)
+--   {1, token, expiry, free}  acquired; also when ARGV[1] already holds a live
+--                             lease, which makes a retried call return the
+--                             same lease; free = slots still free after it
+--   {0, wait, free}           not acquired; wait = microseconds until the
+--                             earliest lease expires (0: no lease to wait
+--                             for); free = slots free now (owed to waiters
+--                             ahead, or too few)
 --
 -- Fairness: a caller gets its slots only if, after taking them, the live
 -- waiters queued before it (every queued waiter, for a caller not queued)
@@ -59,7 +62,8 @@ local score = redis.call('ZSCORE', leases, id)
 if score and tonumber(score) > now then
   local h = redis.call('HGET', holders, id)
   if h then
-    return {1, tonumber(string.match(h, ':(%d+)$')), tonumber(score)}
+    local used = tonumber(redis.call('HGET', holders, 'used') or '0')
+    return {1, tonumber(string.match(h, ':(%d+)$')), tonumber(score), math.max(capacity - used, 0)}
   end
 end
 
@@ -144,7 +148,7 @@ if granted then
   if reclaimed > 0 and redis.call('EXISTS', waiters) == 1 then
     redis.call('PUBLISH', channel, 'r')
   end
-  return {1, token, exp}
+  return {1, token, exp, free - n}
 end
 
 if waitttl > 0 then
@@ -161,4 +165,4 @@ if first[2] then
   wait = tonumber(first[2]) - now
   if wait < 0 then wait = 0 end
 end
-return {0, wait}
+return {0, wait, math.max(free, 0)}

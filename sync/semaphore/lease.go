@@ -109,6 +109,7 @@ func (l *Lease) Release(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.wakeAfter(0) // local waiters need not wait for the published message
 	w.emit(bulwark.EventBulkheadReleased, w.clock.Now().Sub(l.acquired), nil)
 	return nil
 }

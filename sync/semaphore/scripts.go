@@ -14,21 +14,25 @@ type acquireReply struct {
 	token  uint64
 	expiry int64         // µs, Redis time; when ok
 	wait   time.Duration // until the earliest lease expires; when !ok (0: none)
+	free   int64         // slots free after the call
 }
 
-// decodeAcquire decodes {1, token, expiry} or {0, wait}.
+// decodeAcquire decodes {1, token, expiry, free} or {0, wait, free}.
 func decodeAcquire(v any) (acquireReply, error) {
 	a, ok := v.([]any)
-	if ok && len(a) == 3 && isInt(a[0], 1) {
+	if ok && len(a) == 4 && isInt(a[0], 1) {
 		token, ok1 := a[1].(int64)
 		exp, ok2 := a[2].(int64)
-		if ok1 && ok2 && token > 0 && exp > 0 {
-			return acquireReply{ok: true, token: uint64(token), expiry: exp}, nil
+		free, ok3 := a[3].(int64)
+		if ok1 && ok2 && ok3 && token > 0 && exp > 0 && free >= 0 {
+			return acquireReply{ok: true, token: uint64(token), expiry: exp, free: free}, nil
 		}
 	}
-	if ok && len(a) == 2 && isInt(a[0], 0) {
-		if wait, ok := a[1].(int64); ok && wait >= 0 {
-			return acquireReply{wait: time.Duration(wait) * time.Microsecond}, nil
+	if ok && len(a) == 3 && isInt(a[0], 0) {
+		wait, ok1 := a[1].(int64)
+		free, ok2 := a[2].(int64)
+		if ok1 && ok2 && wait >= 0 && free >= 0 {
+			return acquireReply{wait: time.Duration(wait) * time.Microsecond, free: free}, nil
 		}
 	}
 	return acquireReply{}, unexpected("acquire", v)

@@ -97,8 +97,15 @@ type Weighted struct {
 	keeping   bool                // keepalive goroutine started
 	listening bool                // subscription started
 	sub       *redis.PubSub
-	wake      chan struct{} // closed and replaced on each wake-up
-	wakeTaken bool          // someone waits on wake
+	waiters   []*waiter // blocked Acquire calls of this Weighted, oldest first
+	seq       uint64    // last waiter sequence number
+}
+
+// waiter is one blocked Acquire call in this process.
+type waiter struct {
+	seq      uint64
+	ch       chan struct{} // capacity 1: a pending wake-up
+	signaled bool          // a wake-up is pending in ch; guarded by w.mu
 }
 
 // New opens the semaphore called name with the given capacity (in slots).
@@ -160,7 +167,6 @@ func New(client Client, name string, capacity int64, opts ...Option) (*Weighted,
 		clock:    o.clock,
 		done:     make(chan struct{}),
 		leases:   make(map[*Lease]struct{}),
-		wake:     make(chan struct{}),
 	}
 	if w.run == nil {
 		w.run = func(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
@@ -198,11 +204,13 @@ func (w *Weighted) Acquire(ctx context.Context, n int64) (*Lease, error) {
 	}
 	start := w.clock.Now()
 	id := newID()
+	wt, err := w.enqueue()
+	if err != nil {
+		return nil, w.fail(start, err)
+	}
+	defer w.leave(wt)
 	for {
-		wake, err := w.wakeChan()
-		if err != nil {
-			return nil, w.fail(start, err)
-		}
+		w.rearm(wt)
 		sent := w.clock.Now()
 		r, err := w.callAcquire(ctx, id, n, w.waitTTL)
 		if err != nil {
@@ -211,6 +219,11 @@ func (w *Weighted) Acquire(ctx context.Context, n int64) (*Lease, error) {
 				err = ctx.Err()
 			}
 			return nil, w.fail(start, err)
+		}
+		if r.free > 0 {
+			// Slots are left (for the next local waiter, or owed to a
+			// waiter ahead): let the next local waiter look.
+			w.wakeAfter(wt.seq)
 		}
 		if r.ok {
 			return w.hold(id, n, r.token, start, sent)
@@ -222,7 +235,7 @@ func (w *Weighted) Acquire(ctx context.Context, n int64) (*Lease, error) {
 		}
 		t := bulwark.NewTimer(w.clock, d)
 		select {
-		case <-wake:
+		case <-wt.ch:
 		case <-t.C():
 		case <-ctx.Done():
 			t.Stop()
@@ -317,26 +330,82 @@ func (w *Weighted) isClosed() bool {
 	return w.closed
 }
 
-// wakeChan returns the channel closed by the next wake-up.
-func (w *Weighted) wakeChan() (<-chan struct{}, error) {
+// Local wake-ups. A wake-up message means "slots may have been freed": it
+// goes to the oldest local waiter without one pending, who tries again. A
+// waiter whose try left slots free passes a wake-up on to the next local
+// waiter, and so on, so one release costs one try per process, not one per
+// blocked caller, while a freed batch of slots still reaches as many
+// waiters as it fits. Wake-ups never go backwards in the queue, so the
+// passing ends.
+
+// enqueue registers a blocked Acquire call.
+func (w *Weighted) enqueue() (*waiter, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return nil, ErrClosed
 	}
-	w.wakeTaken = true
-	return w.wake, nil
+	w.seq++
+	wt := &waiter{seq: w.seq, ch: make(chan struct{}, 1)}
+	w.waiters = append(w.waiters, wt)
+	return wt, nil
 }
 
-// wakeAll wakes every blocked Acquire of this Weighted.
+// leave unregisters wt, passing on a wake-up it did not use.
+func (w *Weighted) leave(wt *waiter) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, o := range w.waiters {
+		if o == wt {
+			w.waiters = append(w.waiters[:i], w.waiters[i+1:]...)
+			break
+		}
+	}
+	if wt.signaled {
+		w.wakeAfterLocked(wt.seq)
+	}
+}
+
+// rearm consumes wt's pending wake-up before a try: a wake-up arriving
+// during the try stays pending and causes another one.
+func (w *Weighted) rearm(wt *waiter) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-wt.ch:
+	default:
+	}
+	wt.signaled = false
+}
+
+// wakeAfter wakes the oldest waiter queued after seq with no wake-up
+// pending (0: the oldest of all).
+func (w *Weighted) wakeAfter(seq uint64) {
+	w.mu.Lock()
+	w.wakeAfterLocked(seq)
+	w.mu.Unlock()
+}
+
+func (w *Weighted) wakeAfterLocked(seq uint64) {
+	for _, o := range w.waiters {
+		if o.seq > seq && !o.signaled {
+			o.signaled = true
+			o.ch <- struct{}{}
+			return
+		}
+	}
+}
+
+// wakeAll wakes every local waiter.
 func (w *Weighted) wakeAll() {
 	w.mu.Lock()
-	if w.wakeTaken {
-		close(w.wake)
-		w.wake = make(chan struct{})
-		w.wakeTaken = false
+	defer w.mu.Unlock()
+	for _, o := range w.waiters {
+		if !o.signaled {
+			o.signaled = true
+			o.ch <- struct{}{}
+		}
 	}
-	w.mu.Unlock()
 }
 
 // listen starts the wake-up subscription once.
@@ -352,16 +421,21 @@ func (w *Weighted) listen() {
 	go w.receive(w.sub)
 }
 
-// receive subscribes and turns every message into a wake-up. A subscription
-// confirmation counts too: it comes again after each reconnect, when
-// messages may have been missed. It returns when Close closes sub.
+// receive subscribes and turns every message into a wake-up of the oldest
+// local waiter. A subscription confirmation wakes every local waiter: it
+// comes again after each reconnect, when messages may have been missed. It
+// returns when Close closes sub.
 func (w *Weighted) receive(sub *redis.PubSub) {
 	defer w.wg.Done()
 	// A failure here is retried by the receive loop, which reconnects and
 	// subscribes again to every channel recorded.
 	_ = sub.Subscribe(w.ctx, w.keys.channel)
-	for range sub.ChannelWithSubscriptions() {
-		w.wakeAll()
+	for m := range sub.ChannelWithSubscriptions() {
+		if _, ok := m.(*redis.Message); ok {
+			w.wakeAfter(0)
+		} else {
+			w.wakeAll()
+		}
 	}
 }
 
