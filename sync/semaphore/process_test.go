@@ -398,3 +398,88 @@ func TestRedisRestartWithPersistence(t *testing.T) {
 		t.Errorf("Available: got %d, want 3", got)
 	}
 }
+
+// A reply lost on the network makes go-redis run the acquire script again
+// (it retries after a read timeout). The retry carries the same lease id, so
+// it returns the lease the first run granted: the slots are counted once.
+func TestRetriedAcquireGrantsOnce(t *testing.T) {
+	srv := redistest.StartServer(t)
+	direct := srv.Client(t)
+	prefix := redistest.Prefix(t, direct)
+	proxy := redistest.NewProxy(t, srv.Addr())
+	flaky := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: 100 * time.Millisecond, MaxRetries: 3, PoolSize: 1})
+	t.Cleanup(func() { _ = flaky.Close() })
+
+	other, err := New(direct, "drop", 5, WithPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	w, err := New(flaky, "drop", 5, WithPrefix(prefix), WithPollInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	kept := mustAcquire(t, other, 2)
+	warm := mustAcquire(t, w, 1) // the flaky client's connection is set up and the script cached
+	mustRelease(t, warm)
+
+	before := evalCalls(t, direct)
+	proxy.DropReplies(true)
+	type result struct {
+		l   *Lease
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		l, err := w.Acquire(ctxT(t, 10*time.Second), 3)
+		res <- result{l, err}
+	}()
+	// The first run reached the server; its reply is lost. Let the retry through.
+	eventually(t, 5*time.Second, "the acquire script to run", func() bool { return evalCalls(t, direct) > before })
+	proxy.DropReplies(false)
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("Acquire after a lost reply: %v", r.err)
+	}
+	runs := evalCalls(t, direct) - before
+	t.Logf("acquire script runs for one Acquire: %d", runs)
+	if runs < 2 {
+		t.Fatalf("acquire script runs: got %d, want a retry (at least 2)", runs)
+	}
+	holders, err := other.Holders(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(holders) != 2 {
+		t.Fatalf("Holders: got %+v, want the kept lease and one lease of the retried Acquire", holders)
+	}
+	used, err := direct.HGet(context.Background(), other.keys.holders, "used").Int64()
+	if err != nil || used != 5 {
+		t.Fatalf("used slots: got %d (%v), want 5 (2 + 3 counted once)", used, err)
+	}
+	mustRelease(t, r.l)
+	mustRelease(t, kept)
+	if got := available(t, other); got != 5 {
+		t.Errorf("Available: got %d, want 5", got)
+	}
+}
+
+// evalCalls returns how many EVAL and EVALSHA calls the server has run.
+func evalCalls(t *testing.T, c redis.UniversalClient) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		if strings.HasPrefix(line, "cmdstat_evalsha:") || strings.HasPrefix(line, "cmdstat_eval:") {
+			if i := strings.Index(line, "calls="); i >= 0 {
+				n, _ := strconv.ParseInt(strings.SplitN(line[i+6:], ",", 2)[0], 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}
