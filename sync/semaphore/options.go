@@ -17,6 +17,9 @@ const (
 	// reconnecting, or a holder that died without releasing and whose lease
 	// expiry is further away than this).
 	DefaultPollInterval = time.Second
+	// MaxPollInterval is the longest poll interval accepted. A waiter whose
+	// process died holds its place in the queue for three intervals.
+	MaxPollInterval = time.Minute
 	// FenceTTL is how long the fencing counter key lives after the last
 	// acquisition. Tokens also never fall below the Redis time in
 	// microseconds, so they keep growing after the key expires; the key only
@@ -82,7 +85,8 @@ func WithKeepAlive(interval time.Duration) Option {
 // wake-up arrives (default DefaultPollInterval). Wake-ups normally come from
 // a release at once; the poll only covers lost messages. A queued waiter
 // that stops polling (its process died) is dropped from the queue after
-// three intervals.
+// three intervals, so long intervals make a crashed waiter block the queue
+// longer. Between 1ms and MaxPollInterval.
 func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll = d } }
 
 // WithOnLeaseLost sets a function called once for each held lease that is
