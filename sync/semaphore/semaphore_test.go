@@ -596,6 +596,9 @@ func TestKeysShareOneHashTag(t *testing.T) {
 				if got := hashTag(key); got != want {
 					t.Errorf("name %q prefix %q: key %q has tag %q, want %q", name, prefix, key, got, want)
 				}
+				if got, want := redistest.KeySlot(key), redistest.KeySlot(k.leases); got != want {
+					t.Errorf("name %q prefix %q: key %q in slot %d, want %d", name, prefix, key, got, want)
+				}
 			}
 		}
 		tg := tag(name)
