@@ -74,9 +74,10 @@ func WithPrefix(p string) Option { return func(o *options) { o.prefix = p } }
 func WithLeaseTTL(d time.Duration) Option { return func(o *options) { o.ttl = d } }
 
 // WithKeepAlive sets how often held leases are renewed (default a third of
-// the lease TTL). It must be below the lease TTL. Zero turns keepalive off:
-// leases then expire after the lease TTL whether or not they were released,
-// and Lost is closed within a third of the TTL after the expiry.
+// the lease TTL). It must be below the lease TTL and at least 1ms. Zero
+// turns keepalive off: a lease then expires one lease TTL after it was
+// granted unless released first, and its Lost channel is closed within a
+// third of the TTL after that.
 func WithKeepAlive(interval time.Duration) Option {
 	return func(o *options) { o.keepAlive, o.keepSet = interval, true }
 }
