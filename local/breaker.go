@@ -380,7 +380,7 @@ func (b *Breaker) unlockAndFlush() {
 // dropping the buckets that left it. A clock that went backwards keeps
 // counting in the newest bucket. Requires b.mu held.
 func (b *Breaker) advanceLocked(now time.Time) {
-	idx := floorDiv(bulwark.Micros(now), b.bucketSize)
+	idx := breakerFloorDiv(bulwark.Micros(now), b.bucketSize)
 	if idx <= b.head {
 		return
 	}
@@ -407,7 +407,7 @@ func (b *Breaker) slot(i int64) int {
 	return int(s)
 }
 
-func floorDiv(a, b int64) int64 {
+func breakerFloorDiv(a, b int64) int64 {
 	q := a / b
 	if (a%b != 0) && ((a < 0) != (b < 0)) {
 		q--

@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -38,8 +37,6 @@ var gobreakerSettings = gobreaker.Settings{
 	Timeout:      30 * time.Second,
 }
 
-var errBench = errors.New("bench")
-
 func BenchmarkBreakerAllowDone(b *testing.B) {
 	ctx := context.Background()
 	for _, bc := range []struct {
@@ -50,7 +47,7 @@ func BenchmarkBreakerAllowDone(b *testing.B) {
 		{"slowcall", benchBreakerConfig},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			br := opaque[bulwark.Breaker](newBenchBreaker(b, bc.cfg()))
+			br := benchOpaque[bulwark.Breaker](newBenchBreaker(b, bc.cfg()))
 			b.ReportAllocs()
 			for b.Loop() {
 				done, err := br.Allow(ctx)
@@ -65,7 +62,7 @@ func BenchmarkBreakerAllowDone(b *testing.B) {
 
 func BenchmarkBreakerAllowDoneParallel(b *testing.B) {
 	ctx := context.Background()
-	br := opaque[bulwark.Breaker](newBenchBreaker(b, bulwark.DefaultBreakerConfig()))
+	br := benchOpaque[bulwark.Breaker](newBenchBreaker(b, bulwark.DefaultBreakerConfig()))
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -143,12 +140,12 @@ func BenchmarkGobreakerTwoStepParallel(b *testing.B) {
 	})
 }
 
-// opaque hides the concrete type from the compiler, so calls through the
+// benchOpaque hides the concrete type from the compiler, so calls through the
 // interface are not devirtualised and inlined: the release or done func
 // escapes as it does when a policy holds the pattern as an interface.
 //
 //go:noinline
-func opaque[T any](v T) T { return v }
+func benchOpaque[T any](v T) T { return v }
 
 func newBenchBulkhead(b *testing.B) *Bulkhead {
 	b.Helper()
@@ -161,7 +158,7 @@ func newBenchBulkhead(b *testing.B) *Bulkhead {
 
 func BenchmarkBulkheadAcquireRelease(b *testing.B) {
 	ctx := context.Background()
-	bh := opaque[bulwark.Bulkhead](newBenchBulkhead(b))
+	bh := benchOpaque[bulwark.Bulkhead](newBenchBulkhead(b))
 	b.ReportAllocs()
 	for b.Loop() {
 		release, err := bh.Acquire(ctx)
@@ -174,7 +171,7 @@ func BenchmarkBulkheadAcquireRelease(b *testing.B) {
 
 func BenchmarkBulkheadAcquireReleaseParallel(b *testing.B) {
 	ctx := context.Background()
-	bh := opaque[bulwark.Bulkhead](newBenchBulkhead(b))
+	bh := benchOpaque[bulwark.Bulkhead](newBenchBulkhead(b))
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -14,10 +14,10 @@ import (
 	"github.com/bulwark-go/bulwark/internal/fakeclock"
 )
 
-func newTestBulkhead(t *testing.T, c bulwark.BulkheadConfig) (*Bulkhead, *fakeclock.Clock, *eventLog) {
+func newTestBulkhead(t *testing.T, c bulwark.BulkheadConfig) (*Bulkhead, *fakeclock.Clock, *eventTape) {
 	t.Helper()
 	clk := fakeclock.New(fakeclock.Epoch)
-	log := &eventLog{}
+	log := &eventTape{}
 	b, err := NewBulkhead(c, WithClock(clk), WithObserver(log), WithName("test"))
 	if err != nil {
 		t.Fatalf("NewBulkhead(%v): %v", c, err)
@@ -25,7 +25,7 @@ func newTestBulkhead(t *testing.T, c bulwark.BulkheadConfig) (*Bulkhead, *fakecl
 	return b, clk, log
 }
 
-func mustAcquire(t *testing.T, b *Bulkhead) func() {
+func bhMustAcquire(t *testing.T, b *Bulkhead) func() {
 	t.Helper()
 	release, err := b.Acquire(context.Background())
 	if err != nil {
@@ -34,8 +34,8 @@ func mustAcquire(t *testing.T, b *Bulkhead) func() {
 	return release
 }
 
-// waitFor spins (yielding, not sleeping) until cond holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// bhWaitFor spins (yielding, not sleeping) until cond holds.
+func bhWaitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for i := 0; !cond(); i++ {
 		if i > 10_000_000 {
@@ -45,25 +45,25 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-type acquireResult struct {
+type bhResult struct {
 	release func()
 	err     error
 }
 
-// acquireAsync starts Acquire on its own goroutine and waits until it is
+// bhAcquireAsync starts Acquire on its own goroutine and waits until it is
 // queued (Waiting reaches queued).
-func acquireAsync(t *testing.T, ctx context.Context, b *Bulkhead, queued int) <-chan acquireResult {
+func bhAcquireAsync(t *testing.T, ctx context.Context, b *Bulkhead, queued int) <-chan bhResult {
 	t.Helper()
-	ch := make(chan acquireResult, 1)
+	ch := make(chan bhResult, 1)
 	go func() {
 		release, err := b.Acquire(ctx)
-		ch <- acquireResult{release, err}
+		ch <- bhResult{release, err}
 	}()
-	waitFor(t, fmt.Sprintf("%d waiting", queued), func() bool { return b.Waiting() >= queued })
+	bhWaitFor(t, fmt.Sprintf("%d waiting", queued), func() bool { return b.Waiting() >= queued })
 	return ch
 }
 
-func wantCounts(t *testing.T, b *Bulkhead, inUse, waiting int) {
+func bhWantCounts(t *testing.T, b *Bulkhead, inUse, waiting int) {
 	t.Helper()
 	if got := b.InUse(); got != inUse {
 		t.Errorf("InUse = %d, want %d", got, inUse)
@@ -89,17 +89,17 @@ func TestNewBulkheadRejectsBadConfig(t *testing.T) {
 
 func TestBulkheadRejectsAtOnceWithoutMaxWait(t *testing.T) {
 	b, _, log := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 2})
-	r1 := mustAcquire(t, b)
-	r2 := mustAcquire(t, b)
+	r1 := bhMustAcquire(t, b)
+	r2 := bhMustAcquire(t, b)
 	if _, err := b.Acquire(context.Background()); !errors.Is(err, bulwark.ErrBulkheadFull) {
 		t.Fatalf("Acquire on a full bulkhead: %v, want ErrBulkheadFull", err)
 	}
-	wantCounts(t, b, 2, 0)
+	bhWantCounts(t, b, 2, 0)
 	r1()
-	r3 := mustAcquire(t, b)
+	r3 := bhMustAcquire(t, b)
 	r2()
 	r3()
-	wantCounts(t, b, 0, 0)
+	bhWantCounts(t, b, 0, 0)
 	if n := len(log.of(bulwark.EventBulkheadRejected)); n != 1 {
 		t.Errorf("%d rejected events, want 1", n)
 	}
@@ -113,30 +113,30 @@ func TestBulkheadCancelledContext(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || release != nil {
 		t.Fatalf("Acquire(cancelled) = (%v, %v), want (nil, context.Canceled)", release != nil, err)
 	}
-	wantCounts(t, b, 0, 0)
+	bhWantCounts(t, b, 0, 0)
 }
 
 func TestBulkheadDoubleReleaseIsHarmless(t *testing.T) {
 	b, _, log := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 1})
-	first := mustAcquire(t, b)
+	first := bhMustAcquire(t, b)
 	first()
 	first()
-	wantCounts(t, b, 0, 0)
+	bhWantCounts(t, b, 0, 0)
 
-	second := mustAcquire(t, b) // gets the slot first held
-	first()                     // a stale release must not free it
-	wantCounts(t, b, 1, 0)
+	second := bhMustAcquire(t, b) // gets the slot first held
+	first()                       // a stale release must not free it
+	bhWantCounts(t, b, 1, 0)
 	if _, err := b.Acquire(context.Background()); !errors.Is(err, bulwark.ErrBulkheadFull) {
 		t.Fatalf("Acquire while the slot is held: %v, want ErrBulkheadFull", err)
 	}
 	second()
 	second()
-	wantCounts(t, b, 0, 0)
+	bhWantCounts(t, b, 0, 0)
 	if n := len(log.of(bulwark.EventBulkheadReleased)); n != 2 {
 		t.Errorf("%d released events, want 2", n)
 	}
 
-	// Slot values too, and the zero Slot.
+	// BulkheadSlot values too, and the zero BulkheadSlot.
 	s, err := b.AcquireSlot(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -144,8 +144,8 @@ func TestBulkheadDoubleReleaseIsHarmless(t *testing.T) {
 	c := s
 	s.Release()
 	c.Release()
-	Slot{}.Release()
-	wantCounts(t, b, 0, 0)
+	BulkheadSlot{}.Release()
+	bhWantCounts(t, b, 0, 0)
 }
 
 func TestBulkheadMaxConcurrentUnderLoad(t *testing.T) {
@@ -191,7 +191,7 @@ func TestBulkheadMaxConcurrentUnderLoad(t *testing.T) {
 			if got.Load()+full.Load() != goroutines*rounds {
 				t.Errorf("%d acquired + %d rejected, want %d", got.Load(), full.Load(), goroutines*rounds)
 			}
-			wantCounts(t, b, 0, 0)
+			bhWantCounts(t, b, 0, 0)
 		})
 	}
 }
@@ -199,7 +199,7 @@ func TestBulkheadMaxConcurrentUnderLoad(t *testing.T) {
 func TestBulkheadServesWaitersInOrder(t *testing.T) {
 	const waiters = 8
 	b, _, _ := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Minute})
-	hold := mustAcquire(t, b)
+	hold := bhMustAcquire(t, b)
 
 	var mu sync.Mutex
 	var order []int
@@ -218,35 +218,35 @@ func TestBulkheadServesWaitersInOrder(t *testing.T) {
 			mu.Unlock()
 			release()
 		}()
-		waitFor(t, fmt.Sprintf("waiter %d queued", i), func() bool { return b.Waiting() == i+1 })
+		bhWaitFor(t, fmt.Sprintf("waiter %d queued", i), func() bool { return b.Waiting() == i+1 })
 	}
 	hold()
 	wg.Wait()
 	if want := []int{0, 1, 2, 3, 4, 5, 6, 7}; fmt.Sprint(order) != fmt.Sprint(want) {
 		t.Fatalf("served in order %v, want %v", order, want)
 	}
-	wantCounts(t, b, 0, 0)
+	bhWantCounts(t, b, 0, 0)
 }
 
 func TestBulkheadMaxWaitExpires(t *testing.T) {
 	b, clk, log := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: 5 * time.Second})
-	hold := mustAcquire(t, b)
-	res := acquireAsync(t, context.Background(), b, 1)
+	hold := bhMustAcquire(t, b)
+	res := bhAcquireAsync(t, context.Background(), b, 1)
 	clk.Advance(5*time.Second - time.Nanosecond)
 	select {
 	case r := <-res:
 		t.Fatalf("Acquire returned %v before MaxWait", r.err)
 	default:
 	}
-	wantCounts(t, b, 1, 1)
+	bhWantCounts(t, b, 1, 1)
 	clk.Advance(time.Nanosecond)
 	r := <-res
 	if !errors.Is(r.err, bulwark.ErrBulkheadFull) || r.release != nil {
 		t.Fatalf("Acquire after MaxWait = %v, want ErrBulkheadFull", r.err)
 	}
-	wantCounts(t, b, 1, 0)
+	bhWantCounts(t, b, 1, 0)
 	hold()
-	wantCounts(t, b, 0, 0)
+	bhWantCounts(t, b, 0, 0)
 
 	rej := log.of(bulwark.EventBulkheadRejected)
 	if len(rej) != 1 || rej[0].Duration != 5*time.Second || !errors.Is(rej[0].Err, bulwark.ErrBulkheadFull) {
@@ -256,13 +256,13 @@ func TestBulkheadMaxWaitExpires(t *testing.T) {
 
 func TestBulkheadMaxWaitingOverflow(t *testing.T) {
 	b, _, _ := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Minute, MaxWaiting: 2})
-	hold := mustAcquire(t, b)
-	w1 := acquireAsync(t, context.Background(), b, 1)
-	w2 := acquireAsync(t, context.Background(), b, 2)
+	hold := bhMustAcquire(t, b)
+	w1 := bhAcquireAsync(t, context.Background(), b, 1)
+	w2 := bhAcquireAsync(t, context.Background(), b, 2)
 	if _, err := b.Acquire(context.Background()); !errors.Is(err, bulwark.ErrBulkheadFull) {
 		t.Fatalf("third waiter: %v, want ErrBulkheadFull at once", err)
 	}
-	wantCounts(t, b, 1, 2)
+	bhWantCounts(t, b, 1, 2)
 	hold()
 	r1 := <-w1
 	if r1.err != nil {
@@ -274,29 +274,29 @@ func TestBulkheadMaxWaitingOverflow(t *testing.T) {
 		t.Fatal(r2.err)
 	}
 	r2.release()
-	wantCounts(t, b, 0, 0)
+	bhWantCounts(t, b, 0, 0)
 }
 
 func TestBulkheadCancelWhileWaiting(t *testing.T) {
 	b, _, _ := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Minute})
-	hold := mustAcquire(t, b)
+	hold := bhMustAcquire(t, b)
 	ctx, cancel := context.WithCancel(context.Background())
-	w := acquireAsync(t, ctx, b, 1)
-	next := acquireAsync(t, context.Background(), b, 2)
+	w := bhAcquireAsync(t, ctx, b, 1)
+	next := bhAcquireAsync(t, context.Background(), b, 2)
 	cancel()
 	r := <-w
 	if !errors.Is(r.err, context.Canceled) || r.release != nil {
 		t.Fatalf("cancelled waiter = %v, want context.Canceled", r.err)
 	}
-	wantCounts(t, b, 1, 1)
+	bhWantCounts(t, b, 1, 1)
 	hold() // goes to the waiter still queued
 	rn := <-next
 	if rn.err != nil {
 		t.Fatal(rn.err)
 	}
-	wantCounts(t, b, 1, 0)
+	bhWantCounts(t, b, 1, 0)
 	rn.release()
-	wantCounts(t, b, 0, 0)
+	bhWantCounts(t, b, 0, 0)
 }
 
 // A slot handed to a waiter as its ctx ends is passed on, never lost.
@@ -304,9 +304,9 @@ func TestBulkheadCancelRacesHandOff(t *testing.T) {
 	b, _, _ := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Hour})
 	var granted, cancelled int
 	for i := range 300 {
-		hold := mustAcquire(t, b)
+		hold := bhMustAcquire(t, b)
 		ctx, cancel := context.WithCancel(context.Background())
-		w := acquireAsync(t, ctx, b, 1)
+		w := bhAcquireAsync(t, ctx, b, 1)
 		// Both happen before the waiter runs again, most of the time, so
 		// its select finds a slot and a done ctx at once.
 		if i%2 == 0 {
@@ -326,7 +326,7 @@ func TestBulkheadCancelRacesHandOff(t *testing.T) {
 		default:
 			t.Fatalf("waiter: %v", r.err)
 		}
-		wantCounts(t, b, 0, 0)
+		bhWantCounts(t, b, 0, 0)
 	}
 	t.Logf("%d granted, %d cancelled", granted, cancelled)
 }
@@ -336,8 +336,8 @@ func TestBulkheadTimeoutRacesHandOff(t *testing.T) {
 	b, clk, _ := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Second})
 	var granted, timedOut int
 	for i := range 300 {
-		hold := mustAcquire(t, b)
-		w := acquireAsync(t, context.Background(), b, 1)
+		hold := bhMustAcquire(t, b)
+		w := bhAcquireAsync(t, context.Background(), b, 1)
 		if i%2 == 0 {
 			clk.Advance(time.Second)
 			hold()
@@ -349,22 +349,22 @@ func TestBulkheadTimeoutRacesHandOff(t *testing.T) {
 		switch {
 		case r.err == nil:
 			granted++
-			wantCounts(t, b, 1, 0)
+			bhWantCounts(t, b, 1, 0)
 			r.release()
 		case errors.Is(r.err, bulwark.ErrBulkheadFull):
 			timedOut++
 		default:
 			t.Fatalf("waiter: %v", r.err)
 		}
-		wantCounts(t, b, 0, 0)
+		bhWantCounts(t, b, 0, 0)
 	}
 	t.Logf("%d granted, %d timed out", granted, timedOut)
 }
 
 func TestBulkheadEvents(t *testing.T) {
 	b, clk, log := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Minute})
-	hold := mustAcquire(t, b)
-	w := acquireAsync(t, context.Background(), b, 1)
+	hold := bhMustAcquire(t, b)
+	w := bhAcquireAsync(t, context.Background(), b, 1)
 	clk.Advance(3 * time.Second)
 	hold() // held 3s; the waiter waited 3s
 	r := <-w
@@ -405,7 +405,7 @@ func TestBulkheadAllocs(t *testing.T) {
 	// Acquire must return a fresh release func per grant (see Bulkhead):
 	// one small allocation when the func escapes, as it does through the
 	// interface.
-	bi := opaque[bulwark.Bulkhead](b)
+	bi := benchOpaque[bulwark.Bulkhead](b)
 	allocs = testing.AllocsPerRun(1000, func() {
 		release, err := bi.Acquire(ctx)
 		if err != nil {
