@@ -737,3 +737,40 @@ func ExampleBreaker() {
 	// half-open
 	// closed
 }
+
+// An observer that panics does not stop later transitions from being
+// delivered.
+func TestBreakerObserverPanicKeepsDelivering(t *testing.T) {
+	c := testBreakerConfig()
+	c.ConsecutiveFailures = 1
+	clk := fakeclock.New(fakeclock.Epoch)
+	var seen []string
+	panicked := false
+	obs := bulwark.ObserverFunc(func(e bulwark.Event) {
+		if e.Kind != bulwark.EventBreakerTransition {
+			return
+		}
+		if !panicked {
+			panicked = true
+			panic("observer bug")
+		}
+		seen = append(seen, e.From.String()+">"+e.To.String())
+	})
+	b, err := NewBreaker(c, WithClock(clk), WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the observer's panic did not reach the caller")
+			}
+		}()
+		b.ForceOpen()
+	}()
+	brWantState(t, b, stOpen)
+	b.Reset()
+	if want := []string{"open>closed"}; fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("transitions after the panic = %v, want %v", seen, want)
+	}
+}

@@ -159,7 +159,7 @@ func (b *Bulkhead) AcquireSlot(ctx context.Context) (BulkheadSlot, error) {
 	if b.waiting == 0 && b.inUse < b.max {
 		s := b.grantLocked(now)
 		b.mu.Unlock()
-		b.emit(bulwark.EventBulkheadAcquired, now, 0, nil)
+		b.emitAcquired(s, now, 0)
 		return s, nil
 	}
 	switch {
@@ -192,7 +192,7 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (BulkheadSlot, err
 		s := b.grantLocked(start)
 		b.mu.Unlock()
 		timer.Stop()
-		b.emit(bulwark.EventBulkheadAcquired, start, 0, nil)
+		b.emitAcquired(s, start, 0)
 		return s, nil
 	case b.maxWaiting > 0 && b.waiting >= b.maxWaiting:
 		b.mu.Unlock()
@@ -206,7 +206,7 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (BulkheadSlot, err
 	select {
 	case <-w.ready:
 		timer.Stop()
-		b.emitWaited(bulwark.EventBulkheadAcquired, start, nil)
+		b.emitAcquiredAfter(w.slot, start)
 		return w.slot, nil
 
 	case <-timer.C():
@@ -214,7 +214,7 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (BulkheadSlot, err
 		if w.granted {
 			// The slot arrived as the wait ran out: keep it.
 			b.mu.Unlock()
-			b.emitWaited(bulwark.EventBulkheadAcquired, start, nil)
+			b.emitAcquiredAfter(w.slot, start)
 			return w.slot, nil
 		}
 		b.removeLocked(w)
@@ -347,6 +347,31 @@ func (b *Bulkhead) emit(kind bulwark.EventKind, now time.Time, d time.Duration, 
 		Duration: d,
 		Err:      err,
 	})
+}
+
+// emitAcquired reports that s was taken after waiting d. Should the
+// observer panic, s is given back: the caller never sees it.
+func (b *Bulkhead) emitAcquired(s BulkheadSlot, now time.Time, d time.Duration) {
+	if b.obs == nil {
+		return
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			b.release(s, false)
+		}
+	}()
+	b.emit(bulwark.EventBulkheadAcquired, now, d, nil)
+	finished = true
+}
+
+// emitAcquiredAfter is emitAcquired with the wait measured from start.
+func (b *Bulkhead) emitAcquiredAfter(s BulkheadSlot, start time.Time) {
+	if b.obs == nil {
+		return
+	}
+	now := b.clock.Now()
+	b.emitAcquired(s, now, now.Sub(start))
 }
 
 // emitWaited reports an event whose Duration is the time since start.

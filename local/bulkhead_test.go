@@ -386,6 +386,28 @@ func TestBulkheadEvents(t *testing.T) {
 	}
 }
 
+// A slot whose Acquired event panics in the observer is given back.
+func TestBulkheadObserverPanicLeaksNoSlot(t *testing.T) {
+	obs := bulwark.ObserverFunc(func(e bulwark.Event) {
+		if e.Kind == bulwark.EventBulkheadAcquired {
+			panic("observer bug")
+		}
+	})
+	b, err := NewBulkhead(bulwark.BulkheadConfig{MaxConcurrent: 1}, WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the observer's panic did not reach the caller")
+			}
+		}()
+		_, _ = b.Acquire(context.Background())
+	}()
+	bhWantCounts(t, b, 0, 0)
+}
+
 func TestBulkheadAllocs(t *testing.T) {
 	b, err := NewBulkhead(bulwark.BulkheadConfig{MaxConcurrent: 4, MaxWait: time.Second})
 	if err != nil {
