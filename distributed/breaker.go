@@ -325,6 +325,10 @@ func (b *Breaker) Config() bulwark.BreakerConfig { return b.cfg }
 // twin because Redis failed.
 func (b *Breaker) Degraded() bool { return b.degraded.Load() }
 
+// Generation returns the generation of the state this replica knows (0
+// before it has heard from Redis); see [Breaker].
+func (b *Breaker) Generation() uint64 { return b.packed.Load() >> 3 }
+
 // now is the breaker's clock: the store's injected clock, or the wall clock
 // (with its monotonic reading).
 func (b *Breaker) now() time.Time {

@@ -242,11 +242,22 @@ func TestBreakerFleet(t *testing.T) {
 		}
 	}
 	var lat []time.Duration
-	for cycle := range 10 {
+	for cycle := range 20 {
 		if err := rs[2].Reset(ctx); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 2*time.Second, "closed after reset", allIn(bulwark.Closed))
+		info, err := rs[2].Store().BreakerState(ctx, "payments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Second, "every replica knows the reset", func() bool {
+			for _, b := range rs {
+				if b.Generation() != info.Generation {
+					return false
+				}
+			}
+			return allIn(bulwark.Closed)()
+		})
 		for i := range cfg.MinimumCalls {
 			done, err := rs[i%2].Allow(ctx)
 			if err != nil {
