@@ -61,7 +61,7 @@ func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) t
 // replica is one "process" sharing a breaker: its own client and store.
 func replica(tb testing.TB, addr, prefix, name string, c bulwark.BreakerConfig, obs bulwark.Observer, opts ...distributed.BreakerOption) *distributed.Breaker {
 	tb.Helper()
-	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
 	tb.Cleanup(func() { _ = client.Close() })
 	sopts := []distributed.Option{distributed.WithPrefix(prefix), distributed.WithTimeout(200 * time.Millisecond)}
 	if obs != nil {
@@ -605,4 +605,128 @@ func TestBreakerEvents(t *testing.T) {
 	}) != 1 {
 		t.Errorf("no closed->open transition event: %+v", log.events)
 	}
+}
+
+// callLoop runs Allow/done(true) on b from several goroutines until stop,
+// failing the test on any error other than ErrOpen.
+func callLoop(t *testing.T, b *distributed.Breaker, stop <-chan struct{}, calls *atomic.Int64) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				done, err := b.Allow(context.Background())
+				if err != nil {
+					if !errors.Is(err, bulwark.ErrOpen) {
+						t.Errorf("Allow: %v", err)
+						return
+					}
+				} else {
+					done(true)
+				}
+				calls.Add(1)
+				time.Sleep(200 * time.Microsecond)
+			}
+		}()
+	}
+	return &wg
+}
+
+// TestBreakerFaults: Redis killed, frozen or cut off while callers run:
+// they see no error, the breaker falls back to its local twin (events say
+// Degraded), and it returns to Redis once Redis answers again.
+func TestBreakerFaults(t *testing.T) {
+	faults := []struct {
+		name       string
+		start, end func(srv *redistest.Server, p *redistest.Proxy)
+	}{
+		{"kill", func(srv *redistest.Server, _ *redistest.Proxy) { srv.Kill() }, func(srv *redistest.Server, _ *redistest.Proxy) { srv.Restart() }},
+		{"freeze", func(srv *redistest.Server, _ *redistest.Proxy) { srv.Pause() }, func(srv *redistest.Server, _ *redistest.Proxy) { srv.Resume() }},
+		{"partition", func(_ *redistest.Server, p *redistest.Proxy) { p.Blackhole(true) }, func(_ *redistest.Server, p *redistest.Proxy) { p.Blackhole(false) }},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			srv := redistest.StartServer(t)
+			proxy := redistest.NewProxy(t, srv.Addr())
+			var log eventLog
+			cfg := fleetConfig()
+			cfg.OpenFor = time.Minute
+			b := replica(t, proxy.Addr(), "bwfault", "dep", cfg, &log,
+				distributed.WithRefreshInterval(100*time.Millisecond))
+			ctx := context.Background()
+			if s := b.State(ctx); s != bulwark.Closed || b.Degraded() {
+				t.Fatalf("start: %v, degraded %v", s, b.Degraded())
+			}
+			stop := make(chan struct{})
+			var calls atomic.Int64
+			wg := callLoop(t, b, stop, &calls)
+			defer func() { close(stop); wg.Wait() }()
+
+			f.start(srv, proxy)
+			d := eventually(t, 5*time.Second, "degraded", b.Degraded)
+			t.Logf("degraded %v after the fault", d)
+			n := calls.Load()
+			eventually(t, 5*time.Second, "calls go on", func() bool { return calls.Load() > n+100 })
+			if log.count(func(e bulwark.Event) bool { return e.Degraded && e.Pattern == "breaker" && e.Name == "dep" }) == 0 {
+				t.Error("no degraded breaker events")
+			}
+			f.end(srv, proxy)
+			d = eventually(t, 10*time.Second, "back on Redis", func() bool { return !b.Degraded() })
+			t.Logf("back on Redis %v after the fault ended", d)
+			if s := b.State(ctx); s != bulwark.Closed {
+				t.Errorf("after the fault: %v, want closed", s)
+			}
+		})
+	}
+}
+
+// TestBreakerRestartComesBackClosed: Redis restarts (losing its keys) while
+// the breaker is open; the breaker falls back to a twin that stays open,
+// then comes back closed, in a new generation, once Redis is up.
+func TestBreakerRestartComesBackClosed(t *testing.T) {
+	srv := redistest.StartServer(t)
+	cfg := fleetConfig()
+	cfg.OpenFor = time.Minute
+	b := replica(t, srv.Addr(), "bwrestart", "dep", cfg, nil, distributed.WithRefreshInterval(100*time.Millisecond))
+	other := replica(t, srv.Addr(), "bwrestart", "dep", cfg, nil)
+	ctx := context.Background()
+	if err := b.ForceOpen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "open on both", func() bool { return other.State(ctx) == bulwark.Open })
+	gen := b.Generation()
+	srv.Kill()
+	// While Redis is down, the twin keeps the breaker open.
+	eventually(t, 5*time.Second, "degraded", func() bool {
+		_, err := b.Allow(ctx)
+		if err != nil && !errors.Is(err, bulwark.ErrOpen) {
+			t.Fatalf("Allow while Redis is down: %v", err)
+		}
+		return b.Degraded()
+	})
+	if _, err := b.Allow(ctx); !errors.Is(err, bulwark.ErrOpen) {
+		t.Errorf("degraded twin of an open breaker admits: %v", err)
+	}
+	srv.Restart()
+	eventually(t, 10*time.Second, "closed on Redis again", func() bool {
+		return !b.Degraded() && b.State(ctx) == bulwark.Closed
+	})
+	if g := b.Generation(); g <= gen {
+		t.Errorf("generation after restart %d, want above %d", g, gen)
+	}
+	done, err := b.Allow(ctx)
+	if err != nil {
+		t.Fatalf("Allow after restart: %v", err)
+	}
+	done(true)
+	eventually(t, 5*time.Second, "other replica closed too", func() bool {
+		_, err := other.Allow(ctx) // its cached open state ends by a refresh or its own probe
+		return err == nil && other.State(ctx) == bulwark.Closed
+	})
 }
