@@ -1,11 +1,17 @@
 package distributed_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -192,7 +198,7 @@ func TestBreakerMatchesLocal(t *testing.T) {
 				rdone, rerr := rb.Allow(ctx)
 				if (lerr == nil) != (rerr == nil) {
 					info, _ := s.BreakerState(ctx, "diff")
-					t.Logf("now %v local %+v redis %+v", clock.Now(), lb.Metrics(), info)
+					t.Logf("at %v: local %+v, redis %+v", clock.Now(), lb.Metrics(), info)
 					t.Fatalf("step %d %+v: local Allow %v, redis Allow %v", i, st, lerr, rerr)
 				}
 				if rerr != nil && !errors.Is(rerr, bulwark.ErrOpen) {
@@ -505,7 +511,7 @@ func TestBreakerInspect(t *testing.T) {
 	if err != nil || info.Exists || info.State != bulwark.Closed {
 		t.Errorf("absent breaker: %+v, %v", info, err)
 	}
-	if keys := redistest.Keys(t, c, prefix); slices.ContainsFunc(keys, func(k string) bool { return len(k) > 0 && contains(k, "never-used") }) {
+	if keys := redistest.Keys(t, c, prefix); slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(k, "never-used") }) {
 		t.Errorf("BreakerState wrote keys: %v", keys)
 	}
 	got, err := s.Breakers(ctx)
@@ -524,15 +530,6 @@ func TestBreakerInspect(t *testing.T) {
 		}
 	}
 	redistest.CheckTTLs(t, c, prefix, 3*fleetConfig().Window+time.Second)
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 // slotTagCount counts the "{...}" groups of a key.
@@ -729,4 +726,181 @@ func TestBreakerRestartComesBackClosed(t *testing.T) {
 		_, err := other.Allow(ctx) // its cached open state ends by a refresh or its own probe
 		return err == nil && other.State(ctx) == bulwark.Closed
 	})
+}
+
+// Environment of a child replica of TestBreakerProcesses.
+const (
+	envChildAddr   = "BULWARK_TEST_BREAKER_ADDR"
+	envChildPrefix = "BULWARK_TEST_BREAKER_PREFIX"
+)
+
+// TestBreakerProcesses: three replicas in three processes share a breaker.
+// The two children report failures; every process sees it open; in
+// half-open the three processes together get at most HalfOpenCalls trial
+// calls; their success closes it in every process.
+func TestBreakerProcesses(t *testing.T) {
+	cfg := fleetConfig()
+	if redistest.IsChild() {
+		childReplica(t, cfg)
+		return
+	}
+	c := redistest.Default(t)
+	prefix := redistest.Prefix(t, c)
+	addr := addrOf(t, c)
+	self := replica(t, addr, prefix, "proc", cfg, nil)
+	ctx := context.Background()
+	var kids [2]*child
+	for i := range kids {
+		kids[i] = startChild(t, addr, prefix)
+	}
+	for _, k := range kids {
+		k.send(t, "fail 5")
+	}
+	for _, k := range kids {
+		k.expect(t, "failed")
+	}
+	d := eventually(t, time.Second, "open in this process", func() bool { return self.State(ctx) == bulwark.Open })
+	t.Logf("open in the parent %v after both children reported", d)
+	for _, k := range kids {
+		k.send(t, "wait open")
+		k.expect(t, "open")
+	}
+	eventually(t, 2*time.Second, "half-open", func() bool { return self.State(ctx) == bulwark.HalfOpen })
+	for _, k := range kids {
+		k.send(t, "race")
+	}
+	var mine []func(bool)
+	deadline := time.Now().Add(cfg.OpenFor / 2)
+	for time.Now().Before(deadline) {
+		if done, err := self.Allow(ctx); err == nil {
+			mine = append(mine, done)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	total := len(mine)
+	for _, k := range kids {
+		var n int
+		if _, err := fmt.Sscanf(k.line(t), "admitted %d", &n); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	if total != cfg.HalfOpenCalls {
+		t.Fatalf("three processes got %d trial calls, want %d", total, cfg.HalfOpenCalls)
+	}
+	for _, done := range mine {
+		done(true)
+	}
+	for _, k := range kids {
+		k.send(t, "finish")
+	}
+	for _, k := range kids {
+		k.expect(t, "closed")
+	}
+	eventually(t, time.Second, "closed in this process", func() bool { return self.State(ctx) == bulwark.Closed })
+	for _, k := range kids {
+		k.send(t, "quit")
+		if err := k.cmd.Wait(); err != nil {
+			t.Errorf("child: %v", err)
+		}
+	}
+}
+
+// child is a replica process and the pipes to talk to it.
+type child struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func startChild(t *testing.T, addr, prefix string) *child {
+	t.Helper()
+	cmd := redistest.Child(t, t.Name(), envChildAddr+"="+addr, envChildPrefix+"="+prefix)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	k := &child{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	k.expect(t, "ready")
+	return k
+}
+
+func (k *child) send(t *testing.T, line string) {
+	t.Helper()
+	if _, err := fmt.Fprintln(k.in, line); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// line returns the child's next protocol line (lines starting with "> "),
+// skipping the test framework's output.
+func (k *child) line(t *testing.T) string {
+	t.Helper()
+	for k.out.Scan() {
+		if l := k.out.Text(); strings.HasPrefix(l, "> ") {
+			return l[2:]
+		}
+	}
+	t.Fatalf("child ended: %v", k.out.Err())
+	return ""
+}
+
+func (k *child) expect(t *testing.T, want string) {
+	t.Helper()
+	if got := k.line(t); got != want {
+		t.Fatalf("child said %q, want %q", got, want)
+	}
+}
+
+// childReplica is the child's side of TestBreakerProcesses: it obeys
+// commands read from stdin.
+func childReplica(t *testing.T, cfg bulwark.BreakerConfig) {
+	b := replica(t, os.Getenv(envChildAddr), os.Getenv(envChildPrefix), "proc", cfg, nil)
+	ctx := context.Background()
+	say := func(s string) { fmt.Println("> " + s) }
+	say("ready")
+	var held []func(bool)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch cmd := in.Text(); {
+		case strings.HasPrefix(cmd, "fail "):
+			n, _ := strconv.Atoi(cmd[5:])
+			for range n {
+				done, err := b.Allow(ctx)
+				if err != nil {
+					t.Fatalf("Allow: %v", err)
+				}
+				done(false)
+			}
+			say("failed")
+		case cmd == "wait open":
+			eventually(t, time.Second, "open", func() bool { return b.State(ctx) == bulwark.Open })
+			say("open")
+		case cmd == "race":
+			deadline := time.Now().Add(cfg.OpenFor / 2)
+			for time.Now().Before(deadline) {
+				if done, err := b.Allow(ctx); err == nil {
+					held = append(held, done)
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+			say(fmt.Sprintf("admitted %d", len(held)))
+		case cmd == "finish":
+			for _, done := range held {
+				done(true)
+			}
+			eventually(t, time.Second, "closed", func() bool { return b.State(ctx) == bulwark.Closed })
+			say("closed")
+		case cmd == "quit":
+			return
+		}
+	}
 }
