@@ -127,7 +127,14 @@ func TestBreakerRejectsBadConfig(t *testing.T) {
 	if _, err := b.Allow(context.Background()); !errors.Is(err, distributed.ErrClosed) {
 		t.Errorf("Allow after Close: got %v, want ErrClosed", err)
 	}
+	other, err := s.Breaker("z", fleetConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
 	_ = s.Close()
+	if _, err := other.Allow(context.Background()); !errors.Is(err, distributed.ErrClosed) {
+		t.Errorf("Allow after the store's Close: got %v, want ErrClosed", err)
+	}
 	if _, err := s.Breaker("y", fleetConfig()); !errors.Is(err, distributed.ErrClosed) {
 		t.Errorf("Breaker after store Close: got %v, want ErrClosed", err)
 	}
@@ -903,4 +910,37 @@ func childReplica(t *testing.T, cfg bulwark.BreakerConfig) {
 			return
 		}
 	}
+}
+
+// TestBreakerIgnoresMalformedMessages: a message on the store's channel
+// that is not a well-formed transition changes nothing.
+func TestBreakerIgnoresMalformedMessages(t *testing.T) {
+	s, c, prefix := testStore(t, nil)
+	b, err := s.Breaker("m", fleetConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if b.State(ctx) != bulwark.Closed {
+		t.Fatal("not closed")
+	}
+	gen := b.Generation()
+	channel := prefix + ":br:events"
+	hi := strconv.FormatUint(gen+5, 10)
+	for _, m := range []string{"m", "m ", "m 1", "m x " + hi + " 0 0 0", "m 1 " + hi + " 0 0", "m 7 " + hi + " 0 0 0",
+		"m 1 " + hi + " 0 0 0 extra", "m 1 " + hi + " -1 0 0", "m 1 99999999999999999999 0 0 0", "other 1 " + hi + " 0 0 0"} {
+		if err := c.Publish(ctx, channel, m).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Messages arrive in order: once this well-formed one (open for an
+	// hour, generation gen+1) shows, every message before it was seen,
+	// and none was applied, or gen+1 would count as older.
+	valid := "m 1 " + strconv.FormatUint(gen+1, 10) + " 1 3600000001 1"
+	if err := c.Publish(ctx, channel, valid).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the well-formed message applied", func() bool {
+		return b.Generation() == gen+1 && b.State(ctx) == bulwark.Open
+	})
 }
