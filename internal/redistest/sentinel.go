@@ -52,7 +52,7 @@ const (
 // rewrites the configuration files of the servers it reconfigures, so a
 // restarted server comes back with the role Sentinel last gave it; a
 // restarted master that was failed over comes back as a master with an
-// empty data set, which Sentinel turns into a replica about eight seconds
+// empty data set, which Sentinel turns into a replica some ten seconds
 // later (Sentinel waits that long before reconfiguring a node that claims to
 // be a master).
 //
@@ -76,8 +76,10 @@ type Sentinel struct {
 // sentinels, which takes about a second.
 //
 // The data servers are Servers started as StartServer does; each replica
-// is attached with REPLICAOF, so that the role Sentinel later writes into
-// its configuration file is the one a Restart brings back. The sentinels
+// is attached with REPLICAOF followed by CONFIG REWRITE rather than a
+// --replicaof argument, so that a Restart brings back the role last written
+// into its configuration file, by the harness or, after a failover, by
+// Sentinel. The sentinels
 // run as "redis-server sentinel.conf --sentinel --port P" with a writable
 // sentinel.conf in their own directories; they are told about each other in
 // that file, so they need not wait for each other's hello messages.
@@ -143,6 +145,9 @@ func (s *Sentinel) build(bin string, owner testing.TB, replicas int) error {
 	for _, r := range s.data[1:] {
 		if err := r.admin().ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(master.Port())).Err(); err != nil {
 			return fmt.Errorf("REPLICAOF on %s: %w", r.Addr(), err)
+		}
+		if err := r.admin().ConfigRewrite(ctx).Err(); err != nil {
+			return fmt.Errorf("CONFIG REWRITE on %s: %w", r.Addr(), err)
 		}
 	}
 	// The sentinels learn the replicas from the master's INFO, which they
@@ -452,10 +457,15 @@ func flagged(flags string, names ...string) bool {
 // previous failover it first has to hear from the replicas).
 //
 // The old master keeps running as a master until Sentinel turns it into a
-// replica of the new one about eight seconds later; writes that reach it
-// in the meantime are lost then.
+// replica of the new one some ten seconds later; writes that reach it in
+// the meantime are lost then. A deployment without replicas cannot fail
+// over: Failover fails the test at once.
 func (s *Sentinel) Failover(tb testing.TB) *Server {
 	tb.Helper()
+	if len(s.data) < 2 {
+		tb.Fatalf("redistest: Sentinel.Failover: the deployment has no replica to promote")
+		return nil
+	}
 	old := s.Master()
 	ctx, cancel := context.WithTimeout(context.Background(), SentinelWaitTimeout)
 	defer cancel()

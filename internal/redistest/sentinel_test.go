@@ -19,6 +19,25 @@ func TestStartSentinelRejectsNegativeReplicas(t *testing.T) {
 	}
 }
 
+// TestSentinelWithoutReplicas: a deployment may have no replica; it
+// serves writes, and Failover refuses at once instead of waiting.
+func TestSentinelWithoutReplicas(t *testing.T) {
+	s := StartSentinel(t, 0)
+	m := checkShape(t, s, 0)
+	if m != s.Servers()[0] || len(s.Servers()) != 1 {
+		t.Fatalf("Master() = %s, Servers() = %v", m.Addr(), addrs(s.Servers()))
+	}
+	c := s.Client(t)
+	if err := c.Set(context.Background(), "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET through the failover client: %v", err)
+	}
+	r := &recorder{TB: t}
+	r.run(func(tb testing.TB) { s.Failover(tb) })
+	if !r.fatal {
+		t.Fatal("Failover of a deployment without replicas did not fail")
+	}
+}
+
 // checkShape checks that s has one master and want replicas, that the
 // sentinels agree with the servers about the roles, and returns the master.
 func checkShape(t *testing.T, s *Sentinel, want int) *Server {
@@ -105,6 +124,20 @@ func TestSentinelFailover(t *testing.T) {
 	_, err := s.Replicas()[0].Exec(ctx, "SET", "k", "x")
 	if !redis.IsReadOnlyError(err) {
 		t.Errorf("SET on a replica: %v, want a READONLY error", err)
+	}
+
+	// A restarted replica comes back as a replica (its configuration file
+	// says so) and resynchronizes.
+	r := s.Replicas()[1]
+	r.Restart()
+	if m := s.WaitMaster(t, "", 10*time.Second); m != old {
+		t.Fatalf("after a replica restart the master is %s, want %s", m.Addr(), old.Addr())
+	}
+	if got := s.roleOf(t, r); got != "slave" {
+		t.Fatalf("restarted replica %s has role %q", r.Addr(), got)
+	}
+	if got := r.Do(t, "GET", "k"); got != "v1" {
+		t.Fatalf("GET k on the restarted replica = %v, want v1", got)
 	}
 
 	start = time.Now()
