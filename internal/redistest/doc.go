@@ -13,6 +13,10 @@
 //     servers; [SharedCluster] shares one per test binary; [Cluster.WaitFailover]
 //     waits for a replica promotion after a master was killed; [KeySlot]
 //     computes a key's hash slot.
+//   - [StartSentinel] runs a master, its replicas and three sentinels;
+//     [Sentinel.Client] is a go-redis failover client for it,
+//     [Sentinel.Failover] runs SENTINEL FAILOVER and [Sentinel.WaitMaster]
+//     waits for the promotion of a replica after the master was killed.
 //   - [Default] returns a client to the machine's Redis at 127.0.0.1:6379 when
 //     it answers, else to a server started for the test; [Prefix] gives each
 //     test its own key prefix and deletes its keys afterwards; [CheckTTLs] checks
