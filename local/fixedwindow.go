@@ -29,6 +29,9 @@ import (
 // into an earlier window, the key stays in its latest window, as if at its
 // start. A key's state is dropped once its window is over.
 //
+// Idle keys are dropped and the number of keys is capped as TokenBucket
+// describes (see WithMaxKeys).
+//
 // A FixedWindow is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewFixedWindow.
 type FixedWindow struct {
@@ -67,7 +70,7 @@ func NewFixedWindow(l bulwark.Limit, opts ...Option) (*FixedWindow, error) {
 		limit:     l,
 		e:         int64(l.Events),
 		p:         l.PeriodMicros(),
-		store:     newKeyStore[fixedState](o.maxKeys),
+		store:     newKeyStore[fixedState](o.maxKeys, l.PeriodMicros()),
 	}, nil
 }
 

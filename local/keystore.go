@@ -24,14 +24,18 @@ import (
 // its key is idle: its state is back at full capacity, which the limiter
 // arithmetic (docs/algorithms.md) treats exactly like absent state, so
 // dropping it changes no decision. Whenever a new key is inserted the shard
-// examines the next keySweepPerInsert slots at its sweep hand and frees the
-// idle ones; the hand goes round the shard as keys come and go.
+// moves its sweep hand past the next keySweepPerInsert keys it keeps,
+// freeing on the way every key that has been idle for at least the store's
+// grace (one Period of the limit); the hand goes round the shard as keys
+// come and go, so a shard holds about twice its busy keys. The grace
+// keeps a key that calls at least once per period in place, so that it is
+// not freed and created again (allocating) on every call.
 //
 // The number of keys is capped (WithMaxKeys, default DefaultMaxKeys). The
 // cap is split between the shards, each holding at most its share, so the
 // total never exceeds it. When a new key arrives at a full shard, the shard
 // examines the next keyEvictSample slots at its hand: the first idle one
-// found is freed; if none is idle, the examined key with the earliest reset
+// found (grace or not) is freed; if none is idle, the examined key with the earliest reset
 // time is evicted — the key whose state is closest to full capacity, so the
 // one whose loss matters least. Evicting a busy key resets it to full
 // capacity: beyond the cap the limiter errs toward admitting, never grows and
@@ -44,8 +48,8 @@ const (
 	// keyMinPerShard keeps small caps in few shards, so a small cap is
 	// shared by all keys rather than split into tiny per-shard shares.
 	keyMinPerShard = 64
-	// keySweepPerInsert is how many slots a shard examines for idleness
-	// each time it inserts a new key below its cap.
+	// keySweepPerInsert is how many kept slots a shard's sweep passes each
+	// time it inserts a new key below its cap.
 	keySweepPerInsert = 2
 	// keyEvictSample is how many slots a full shard examines to choose the
 	// key a new key replaces.
@@ -56,6 +60,7 @@ const (
 // one with newKeyStore.
 type keyStore[S any] struct {
 	seed   maphash.Seed
+	grace  int64 // µs a key stays idle before a sweep frees it
 	mask   uint64
 	shards []keyShard[S]
 }
@@ -65,8 +70,9 @@ type keyShard[S any] struct {
 	mu    sync.Mutex
 	index map[string]int // key -> position in slots
 	slots []keySlot[S]
-	hand  int // next slot the sweep examines
-	max   int // this shard's share of the key cap, at least 1
+	hand  int   // next slot the sweep examines
+	max   int   // this shard's share of the key cap, at least 1
+	grace int64 // as keyStore.grace
 }
 
 // keySlot is the state of one key.
@@ -78,14 +84,16 @@ type keySlot[S any] struct {
 	s     S
 }
 
-// newKeyStore returns a store holding at most maxKeys keys (maxKeys ≥ 1).
-func newKeyStore[S any](maxKeys int) keyStore[S] {
+// newKeyStore returns a store holding at most maxKeys keys (maxKeys ≥ 1),
+// whose sweeps free keys idle for grace µs or more.
+func newKeyStore[S any](maxKeys int, grace int64) keyStore[S] {
 	n := 1
 	for n < keyMaxShards && n*2*keyMinPerShard <= maxKeys {
 		n *= 2
 	}
-	st := keyStore[S]{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]keyShard[S], n)}
+	st := keyStore[S]{seed: maphash.MakeSeed(), grace: grace, mask: uint64(n - 1), shards: make([]keyShard[S], n)}
 	for i := range st.shards {
+		st.shards[i].grace = grace
 		st.shards[i].max = maxKeys / n
 		if i < maxKeys%n {
 			st.shards[i].max++
@@ -145,17 +153,20 @@ func (sh *keyShard[S]) insert(key string, now int64) *keySlot[S] {
 	return &sh.slots[i]
 }
 
-// sweep examines up to n slots from the hand and frees the idle ones.
+// sweep frees the slots idle for at least the grace from the hand on, until
+// it has passed n slots it keeps (or the shard is empty). Each slot is freed
+// once, so the cost of freeing is paid by the insertion that created it.
 // Requires sh.mu held.
 func (sh *keyShard[S]) sweep(now int64, n int) {
-	for ; n > 0 && len(sh.slots) > 0; n-- {
+	for n > 0 && len(sh.slots) > 0 {
 		if sh.hand >= len(sh.slots) {
 			sh.hand = 0
 		}
-		if now >= sh.slots[sh.hand].reset {
+		if now-sh.grace >= sh.slots[sh.hand].reset {
 			sh.free(sh.hand) // the hand now points at the slot moved here
 		} else {
 			sh.hand++
+			n--
 		}
 	}
 }

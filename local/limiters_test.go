@@ -94,7 +94,7 @@ func runLimitSteps(t *testing.T, lim bulwark.Limiter, clk *fakeclock.Clock, step
 	}
 }
 
-const us = time.Microsecond
+const limUS = time.Microsecond
 
 func TestTokenBucketSteps(t *testing.T) {
 	tests := []struct {
@@ -111,8 +111,8 @@ func TestTokenBucketSteps(t *testing.T) {
 				{0, "a", 1, limAllowed(3, 0, 300*time.Millisecond)},
 				{0, "a", 1, limDenied(3, 0, 100*time.Millisecond, 300*time.Millisecond)},
 				// One microsecond short of RetryAfter: still denied.
-				{100*time.Millisecond - us, "a", 1, limDenied(3, 0, us, 200*time.Millisecond+us)},
-				{us, "a", 1, limAllowed(3, 0, 300*time.Millisecond)},
+				{100*time.Millisecond - limUS, "a", 1, limDenied(3, 0, limUS, 200*time.Millisecond+limUS)},
+				{limUS, "a", 1, limAllowed(3, 0, 300*time.Millisecond)},
 				// Keys are independent.
 				{0, "b", 3, limAllowed(3, 0, 300*time.Millisecond)},
 				{0, "b", 1, limDenied(3, 0, 100*time.Millisecond, 300*time.Millisecond)},
@@ -131,11 +131,11 @@ func TestTokenBucketSteps(t *testing.T) {
 			name:  "a token every 333333.3µs",
 			limit: bulwark.PerSecond(3),
 			steps: []limitStep{
-				{0, "a", 1, limAllowed(3, 2, 333334*us)},
+				{0, "a", 1, limAllowed(3, 2, 333334*limUS)},
 				{0, "a", 2, limAllowed(3, 0, time.Second)},
-				{0, "a", 1, limDenied(3, 0, 333334*us, time.Second)},
-				{333333 * us, "a", 1, limDenied(3, 0, us, 666667*us)},
-				{us, "a", 1, limAllowed(3, 0, time.Second)},
+				{0, "a", 1, limDenied(3, 0, 333334*limUS, time.Second)},
+				{333333 * limUS, "a", 1, limDenied(3, 0, limUS, 666667*limUS)},
+				{limUS, "a", 1, limAllowed(3, 0, time.Second)},
 				{time.Second, "a", 3, limAllowed(3, 0, time.Second)},
 			},
 		},
@@ -171,9 +171,9 @@ func TestFixedWindowSteps(t *testing.T) {
 	runLimitSteps(t, lim, clk, []limitStep{
 		{50 * s, "a", 2, limAllowed(3, 1, 10*s)},
 		{5 * s, "a", 2, limDenied(3, 1, 5*s, 5*s)},
-		{5*s - us, "a", 2, limDenied(3, 1, us, us)},
+		{5*s - limUS, "a", 2, limDenied(3, 1, limUS, limUS)},
 		// The window boundary.
-		{us, "a", 2, limAllowed(3, 1, 60*s)},
+		{limUS, "a", 2, limAllowed(3, 1, 60*s)},
 		{0, "a", 1, limAllowed(3, 0, 60*s)},
 		{0, "a", 1, limDenied(3, 0, 60*s, 60*s)},
 		{0, "b", 3, limAllowed(3, 0, 60*s)},
@@ -199,8 +199,8 @@ func TestSlidingWindowSteps(t *testing.T) {
 		// Nothing fits in this window; in the next, prev=10 weighs
 		// 10×(1−e/60s) and 1 more fits once that is ≤ 9: at e = 6s.
 		{0, "a", 1, limDenied(10, 0, 66*s, 120*s)},
-		{66*s - us, "a", 1, limDenied(10, 0, us, 54*s+us)},
-		{us, "a", 1, limAllowed(10, 0, 114*s)},
+		{66*s - limUS, "a", 1, limDenied(10, 0, limUS, 54*s+limUS)},
+		{limUS, "a", 1, limAllowed(10, 0, 114*s)},
 		// e = 15s: 10×0.75 + 1 + 1 ≤ 10.
 		{9 * s, "a", 1, limAllowed(10, 0, 105*s)},
 		// 7.5 + 2 + 2 > 10; at e = 24s, 6 + 4 = 10.
@@ -216,8 +216,8 @@ func TestSlidingWindowSteps(t *testing.T) {
 		{0, "b", 5, limAllowed(10, 5, 90*s)},
 		// cur = 5 and n = E: the window after next.
 		{0, "b", 10, limDenied(10, 5, 90*s, 90*s)},
-		{90*s - us, "b", 10, limDenied(10, 9, us, us)},
-		{us, "b", 10, limAllowed(10, 0, 120*s)},
+		{90*s - limUS, "b", 10, limDenied(10, 9, limUS, limUS)},
+		{limUS, "b", 10, limAllowed(10, 0, 120*s)},
 		// Idle for long.
 		{10 * time.Minute, "a", 1, limAllowed(10, 9, 120*s)},
 	})
@@ -235,9 +235,9 @@ func TestSlidingLogSteps(t *testing.T) {
 		{400 * ms, "a", 1, limAllowed(3, 0, time.Second)},
 		// 2 must leave; the 2nd oldest was logged at 0ms.
 		{300 * ms, "a", 2, limDenied(3, 0, 300*ms, 700*ms)},
-		{300*ms - us, "a", 2, limDenied(3, 0, us, 400*ms+us)},
+		{300*ms - limUS, "a", 2, limDenied(3, 0, limUS, 400*ms+limUS)},
 		// A token logged at t counts while now − t < 1s.
-		{us, "a", 2, limAllowed(3, 0, time.Second)},
+		{limUS, "a", 2, limAllowed(3, 0, time.Second)},
 		{0, "a", 1, limDenied(3, 0, 400*ms, time.Second)},
 		// The clock goes back: the key stays at its newest time.
 		{-500 * ms, "a", 1, limDenied(3, 0, 400*ms, time.Second)},
@@ -441,7 +441,7 @@ func (m *refLog) decide(now, n int64) bulwark.Decision {
 func limRandomLimit(rng *rand.Rand) bulwark.Limit {
 	l := bulwark.Limit{
 		Events: 1 + rng.IntN(6),
-		Period: time.Duration(1+rng.IntN(3000)) * us,
+		Period: time.Duration(1+rng.IntN(3000)) * limUS,
 	}
 	if rng.IntN(2) == 0 {
 		l.Burst = 1 + rng.IntN(8)
@@ -457,13 +457,13 @@ func limRandomAdvance(rng *rand.Rand, p time.Duration, back bool) time.Duration 
 	case k < 2:
 		return 0
 	case k < 5:
-		return time.Duration(1+rng.Int64N(int64(p/us)/8+1)) * us
+		return time.Duration(1+rng.Int64N(int64(p/limUS)/8+1)) * limUS
 	case k < 8:
-		return time.Duration(1+rng.Int64N(2*int64(p/us))) * us
+		return time.Duration(1+rng.Int64N(2*int64(p/limUS))) * limUS
 	case k < 9 && back:
-		return -time.Duration(1+rng.Int64N(int64(p/us))) * us
+		return -time.Duration(1+rng.Int64N(int64(p/limUS))) * limUS
 	default:
-		return time.Duration(2*int64(p/us)+rng.Int64N(4*int64(p/us))) * us
+		return time.Duration(2*int64(p/limUS)+rng.Int64N(4*int64(p/limUS))) * limUS
 	}
 }
 
@@ -578,11 +578,11 @@ func TestLimitersRetryAfterIsExact(t *testing.T) {
 					if d.RetryAfter <= 0 {
 						t.Fatalf("seed %d call %d: denied with RetryAfter %v", seed, i, d.RetryAfter)
 					}
-					clk.Advance(d.RetryAfter - us)
+					clk.Advance(d.RetryAfter - limUS)
 					if early, _ := lim.Allow(ctx, "k", n); early.Allowed {
 						t.Fatalf("seed %d, limit %v, call %d: Allow(%d) admitted 1µs before RetryAfter %v", seed, l, i, n, d.RetryAfter)
 					}
-					clk.Advance(us)
+					clk.Advance(limUS)
 					if onTime, _ := lim.Allow(ctx, "k", n); !onTime.Allowed {
 						t.Fatalf("seed %d, limit %v, call %d: Allow(%d) denied after RetryAfter %v: %+v", seed, l, i, n, d.RetryAfter, onTime)
 					}
@@ -740,13 +740,13 @@ func TestLimitersSweepIdleKeys(t *testing.T) {
 					most = max(most, lim.keys())
 					clk.Advance(time.Second)
 				}
-				// Each key is busy for at most two periods. In one shard,
-				// two slots examined per insert keep up with one new key per
-				// period; with 256 shards each shard sweeps only when one of
-				// its own keys arrives.
-				limit := 4
+				// Each key is busy for at most two periods and then kept for
+				// one more. In one shard, two slots examined per insert keep
+				// up with one new key per period; with 256 shards each shard
+				// sweeps only when one of its own keys arrives.
+				limit := 6
 				if maxKeys == DefaultMaxKeys {
-					limit = 4 * keyMaxShards
+					limit = 6 * keyMaxShards
 				}
 				if most > limit {
 					t.Fatalf("up to %d keys held state, want at most %d", most, limit)
@@ -829,7 +829,7 @@ func TestKeyStoreShares(t *testing.T) {
 	for _, tt := range []struct{ maxKeys, shards int }{
 		{1, 1}, {127, 1}, {128, 2}, {255, 2}, {256, 4}, {1000, 8}, {16383, 128}, {16384, 256}, {DefaultMaxKeys, 256},
 	} {
-		st := newKeyStore[bucketState](tt.maxKeys)
+		st := newKeyStore[bucketState](tt.maxKeys, 0)
 		total := 0
 		for i := range st.shards {
 			total += st.shards[i].max
@@ -935,52 +935,103 @@ func TestLimitersObserverOutsideLock(t *testing.T) {
 	}
 }
 
-// TestLimitersEvictExactlyAtReset checks the idle boundary: a key is kept
-// until its ResetAfter has passed, to the microsecond, and swept from then
-// on.
-func TestLimitersEvictExactlyAtReset(t *testing.T) {
-	ctx := context.Background()
-	l := bulwark.Limit{Events: 4, Period: time.Second, Burst: 6}
+// limSlotReset returns the reset time (µs) of key's slot in lim's store.
+func limSlotReset(lim keyedLimiter, key string) (int64, bool) {
+	switch v := lim.(type) {
+	case *TokenBucket:
+		return limStoreReset(&v.store, key)
+	case *SlidingWindow:
+		return limStoreReset(&v.store, key)
+	case *SlidingLog:
+		return limStoreReset(&v.store, key)
+	case *FixedWindow:
+		return limStoreReset(&v.store, key)
+	}
+	panic(fmt.Sprintf("unknown limiter %T", lim))
+}
+
+func limStoreReset[S any](st *keyStore[S], key string) (int64, bool) {
+	sh := st.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if slot := sh.lookup(key); slot != nil {
+		return slot.reset, true
+	}
+	return 0, false
+}
+
+// TestLimitersSlotResetIsResetAfter checks what eviction relies on: the
+// time from which a key's slot may be freed is exactly now + ResetAfter,
+// after every decision, allowed or denied.
+func TestLimitersSlotResetIsResetAfter(t *testing.T) {
 	for _, kind := range limiterKinds {
 		t.Run(kind.name, func(t *testing.T) {
-			clk := fakeclock.New(fakeclock.Epoch)
-			lim, err := kind.build(l, WithClock(clk), WithMaxKeys(100))
-			if err != nil {
-				t.Fatal(err)
-			}
-			most := kind.most(l)
-			first, err := lim.Allow(ctx, "a", most)
-			if err != nil || !first.Allowed {
-				t.Fatalf("Allow(a, %d) = %+v, %v", most, first, err)
-			}
-			clk.Advance(first.ResetAfter - us)
-			busyX := 0          // x keys still busy when a resets
-			for i := range 10 { // each new key sweeps; "a" is still busy
-				d, err := lim.Allow(ctx, fmt.Sprintf("x%d", i), 1)
+			for seed := range uint64(20) {
+				rng := rand.New(rand.NewPCG(seed, 17))
+				l := limRandomLimit(rng)
+				clk := fakeclock.New(fakeclock.Epoch)
+				lim, err := kind.build(l, WithClock(clk))
 				if err != nil {
 					t.Fatal(err)
 				}
-				if d.ResetAfter > us {
-					busyX++
+				for i := range 300 {
+					clk.Advance(limRandomAdvance(rng, l.Period, false) / 4)
+					key := []string{"a", "b"}[rng.IntN(2)]
+					d, err := lim.Allow(context.Background(), key, 1+rng.IntN(kind.most(l)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					reset, ok := limSlotReset(lim, key)
+					if !ok {
+						t.Fatalf("seed %d call %d: %q holds no state after %+v", seed, i, key, d)
+					}
+					if got, want := micros(reset-bulwark.Micros(clk.Now())), d.ResetAfter; got != want {
+						t.Fatalf("seed %d, limit %v, call %d: slot resets in %v, decision says %v", seed, l, i, got, want)
+					}
 				}
-			}
-			if got := lim.keys(); got != 11 {
-				t.Fatalf("%d keys hold state 1µs before a's reset, want 11", got)
-			}
-			if d, _ := lim.Allow(ctx, "a", most); d.Allowed || d.ResetAfter != us {
-				t.Fatalf("Allow(a, %d) 1µs before its reset = %+v, want denied with ResetAfter 1µs", most, d)
-			}
-			clk.Advance(us)
-			for i := range 10 {
-				if _, err := lim.Allow(ctx, fmt.Sprintf("y%d", i), 1); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// Twenty slots examined sweep every idle key: a, and the x keys
-			// that reset with it (those of a fixed window end with it).
-			if got, want := lim.keys(), 10+busyX; got != want {
-				t.Fatalf("%d keys hold state at a's reset, want %d (a swept)", got, want)
 			}
 		})
 	}
+}
+
+// TestKeyStoreBoundaries checks when slots are freed: a sweep frees a key
+// idle for the grace or more; eviction at the cap frees an idle key at once,
+// else the examined key with the earliest reset.
+func TestKeyStoreBoundaries(t *testing.T) {
+	st := newKeyStore[bucketState](4, 10) // one shard of 4, grace 10µs
+	sh := st.shard("")
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	has := func(keys ...string) {
+		t.Helper()
+		if len(sh.slots) != len(keys) {
+			t.Fatalf("%d keys hold state, want %v", len(sh.slots), keys)
+		}
+		for _, k := range keys {
+			if sh.lookup(k) == nil {
+				t.Fatalf("%q holds no state, want %v", k, keys)
+			}
+		}
+	}
+	sh.insert("a", 0).reset = 100
+	sh.insert("b", 0).reset = 200
+	sh.sweep(109, 10)
+	has("a", "b")
+	sh.sweep(110, 10)
+	has("b")
+	sh.insert("c", 110).reset = 300
+	sh.insert("d", 110).reset = 300
+	sh.insert("e", 110).reset = 250
+	has("b", "c", "d", "e")
+	sh.insert("f", 150).reset = 400 // at the cap, nothing idle: b goes
+	has("c", "d", "e", "f")
+	sh.insert("g", 250).reset = 400 // e is idle, grace or not
+	has("c", "d", "f", "g")
+	for i := range 100 { // a full shard never grows
+		sh.insert(fmt.Sprint(i), 260).reset = 1000 + int64(i)
+		if len(sh.slots) != 4 || len(sh.index) != 4 {
+			t.Fatalf("%d slots, %d index entries; want 4", len(sh.slots), len(sh.index))
+		}
+	}
+	has("96", "97", "98", "99")
 }

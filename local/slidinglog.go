@@ -36,6 +36,9 @@ import (
 // its newest logged time. A key's state is dropped once its newest token has
 // left the window.
 //
+// Idle keys are dropped and the number of keys is capped as TokenBucket
+// describes (see WithMaxKeys).
+//
 // A SlidingLog is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewSlidingLog.
 type SlidingLog struct {
@@ -130,7 +133,7 @@ func NewSlidingLog(l bulwark.Limit, opts ...Option) (*SlidingLog, error) {
 		limit:     l,
 		e:         int64(l.Events),
 		p:         l.PeriodMicros(),
-		store:     newKeyStore[logState](o.maxKeys),
+		store:     newKeyStore[logState](o.maxKeys, l.PeriodMicros()),
 	}, nil
 }
 

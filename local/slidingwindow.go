@@ -38,6 +38,9 @@ import (
 // if at its start. A key's state is dropped once both windows have rolled
 // off.
 //
+// Idle keys are dropped and the number of keys is capped as TokenBucket
+// describes (see WithMaxKeys).
+//
 // A SlidingWindow is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewSlidingWindow.
 type SlidingWindow struct {
@@ -77,7 +80,7 @@ func NewSlidingWindow(l bulwark.Limit, opts ...Option) (*SlidingWindow, error) {
 		limit:     l,
 		e:         int64(l.Events),
 		p:         l.PeriodMicros(),
-		store:     newKeyStore[slidingState](o.maxKeys),
+		store:     newKeyStore[slidingState](o.maxKeys, l.PeriodMicros()),
 	}, nil
 }
 

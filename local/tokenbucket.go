@@ -45,8 +45,19 @@ import (
 // key's time never goes backwards, so a clock that does is treated as still
 // at the key's latest time).
 //
-// Memory: a few dozen bytes per active key; idle keys are dropped and the
-// key count is capped, as WithMaxKeys describes.
+// Memory and the key cap (the same for every keyed limiter of this
+// package): a key costs a few dozen bytes plus its key string. A key whose
+// state is back at full capacity behaves exactly like a key never seen, so
+// it is dropped once it has stayed so for one Period (a key that calls at
+// least once per period is never dropped and created again); the drop
+// happens lazily, as new keys are inserted. WithMaxKeys caps the number of
+// keys (default DefaultMaxKeys), split evenly between the limiter's shards.
+// A new key arriving at a full shard replaces a key already back at full
+// capacity if one is found among the next 32 keys of the shard; otherwise it
+// replaces, among those, the key with the earliest ResetAfter, whose state
+// matters least. That key then starts again from full capacity: beyond the
+// cap a limiter errs toward admitting; it never grows past the cap and never
+// fails.
 //
 // A TokenBucket is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewTokenBucket.
@@ -93,7 +104,7 @@ func NewTokenBucket(l bulwark.Limit, opts ...Option) (*TokenBucket, error) {
 		p:         p,
 		c:         c,
 		tau:       int64(c) * p,
-		store:     newKeyStore[bucketState](o.maxKeys),
+		store:     newKeyStore[bucketState](o.maxKeys, l.PeriodMicros()),
 	}, nil
 }
 
