@@ -217,9 +217,11 @@ func (noRetryCmd) NoRetry() bool { return true }
 // decoder.
 func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
 	if s.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.timeout)
-		defer cancel()
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.timeout {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.timeout)
+			defer cancel()
+		}
 	}
 	var start time.Time
 	if s.observer != nil {
