@@ -53,7 +53,7 @@ type Multi struct {
 	head   string   // "<prefix>:tb:{"
 	tails  []string // "}<name>:<limit name>:" per limit
 	largs  []any    // E, P, C per limit
-	twins  []*twin // FailLocal: one per limit, with this replica's share
+	twins  []*twin  // FailLocal: one per limit, with this replica's share
 }
 
 var _ bulwark.Limiter = (*Multi)(nil)

@@ -108,7 +108,6 @@ func WithMinTTL(d time.Duration) Option { return func(c *config) { c.minTTL = d 
 // limiters (Degraded when decided without Redis).
 func WithObserver(o bulwark.Observer) Option { return func(c *config) { c.observer = o } }
 
-
 // Store holds what every Redis-backed primitive of one service shares: the
 // client, the key prefix, the time budget of a call, the store's health and
 // its failure policy. Build limiters from it with [Store.TokenBucket],
