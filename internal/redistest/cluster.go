@@ -86,6 +86,11 @@ func StartClusterConfig(tb testing.TB, cfg ClusterConfig) *Cluster {
 	}
 	c, err := buildCluster(bin, dirs, tb, cfg)
 	if err != nil {
+		for _, s := range c.nodes {
+			if s != nil {
+				tb.Logf("redistest: log of cluster node %s:\n%s", s.Addr(), tail(s.Log(), 8<<10))
+			}
+		}
 		tb.Fatalf("redistest: start cluster: %v", err)
 	}
 	tb.Cleanup(func() {
@@ -625,4 +630,20 @@ func stopShared() {
 	if shared.dir != "" {
 		_ = os.RemoveAll(shared.dir)
 	}
+}
+
+// Proxies starts a Proxy in front of every node, in the order of Nodes,
+// closed at the test's cleanup. Pass them to ViaProxies to make a cluster
+// client use them:
+//
+//	proxies := c.Proxies(t)
+//	cc := c.Client(t, redistest.ViaProxies(proxies...))
+//	proxies[0].Blackhole(true) // the first node goes silent for cc only
+func (c *Cluster) Proxies(tb testing.TB) []*Proxy {
+	tb.Helper()
+	out := make([]*Proxy, len(c.nodes))
+	for i, s := range c.nodes {
+		out[i] = NewProxy(tb, s.Addr())
+	}
+	return out
 }

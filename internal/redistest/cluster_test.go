@@ -230,3 +230,93 @@ func TestWaitFailoverNeedsAMaster(t *testing.T) {
 		t.Fatal("WaitFailover on a replica did not fail")
 	}
 }
+
+func TestClusterViaProxies(t *testing.T) {
+	c := SharedCluster(t)
+	proxies := c.Proxies(t)
+	cc := c.Client(t, ViaProxies(proxies...), func(o *redis.ClusterOptions) {
+		o.ReadTimeout = 100 * time.Millisecond
+		o.MaxRetries = -1
+	})
+	ctx := context.Background()
+	p := Prefix(t, cc)
+
+	// One key per master, written through the proxies.
+	keyOf := map[*Server]string{}
+	for i := 0; len(keyOf) < 3 && i < 1000; i++ {
+		k := fmt.Sprintf("%sk%d", p, i)
+		if m := c.MasterFor(k); keyOf[m] == "" {
+			keyOf[m] = k
+			if err := cc.Set(ctx, k, "v", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	proxyOf := map[*Server]*Proxy{}
+	for i, s := range c.Nodes() {
+		proxyOf[s] = proxies[i]
+	}
+	for m := range keyOf {
+		if proxyOf[m].Conns() == 0 {
+			t.Fatalf("no connection went through the proxy of master %s", m.Addr())
+		}
+	}
+
+	// Silence one master's proxy: only its keys time out.
+	var silenced *Server
+	for m := range keyOf {
+		silenced = m
+		break
+	}
+	proxyOf[silenced].Blackhole(true)
+	for m, k := range keyOf {
+		err := cc.Get(ctx, k).Err()
+		if m == silenced && !isTimeout(err) {
+			t.Fatalf("GET of a key on the blackholed master: %v, want a timeout", err)
+		}
+		if m != silenced && err != nil {
+			t.Fatalf("GET of a key on a healthy master: %v", err)
+		}
+	}
+	proxyOf[silenced].Blackhole(false)
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cc.Get(ctx, keyOf[silenced]).Err(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("GET after the blackhole ended: %v", err)
+	}
+}
+
+func TestPrefixCleanupOnCluster(t *testing.T) {
+	c := SharedCluster(t)
+	cc := c.Client(t)
+	var p string
+	t.Run("writer", func(t *testing.T) {
+		p = Prefix(t, cc)
+		for i := range 100 {
+			if err := cc.Set(context.Background(), fmt.Sprintf("%s%d", p, i), "v", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := len(Keys(t, cc, p)); n != 100 {
+			t.Fatalf("Keys found %d of 100 keys", n)
+		}
+	})
+	if n := len(Keys(t, cc, p)); n != 0 {
+		t.Fatalf("%d keys left on the cluster after Prefix's cleanup", n)
+	}
+}
+
+func TestSharedClusterNeedsMain(t *testing.T) {
+	mainActive.Store(false)
+	defer mainActive.Store(true)
+	r := &recorder{TB: t}
+	r.run(func(tb testing.TB) { SharedCluster(tb) })
+	if !r.fatal || !strings.Contains(strings.Join(r.errors, ""), "redistest.Main") {
+		t.Fatalf("SharedCluster without Main: fatal=%v %q; want a failure naming redistest.Main", r.fatal, r.errors)
+	}
+}

@@ -364,16 +364,16 @@ func (s *Server) Resume() { s.signal(syscall.SIGCONT, false) }
 
 func (s *Server) signal(sig syscall.Signal, paused bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	var err error
 	if s.proc == nil {
-		s.fatalf("redistest: %v to redis-server %s, which is not running", sig, s.Addr())
-		return
+		err = errors.New("it is not running")
+	} else if err = s.proc.Signal(sig); err == nil {
+		s.paused = paused
 	}
-	if err := s.proc.Signal(sig); err != nil {
+	s.mu.Unlock()
+	if err != nil { // fatalf may end the goroutine: never with s.mu held
 		s.fatalf("redistest: %v to redis-server %s: %v", sig, s.Addr(), err)
-		return
 	}
-	s.paused = paused
 }
 
 // Restart starts the server again on the same port, with the same directory
