@@ -1,5 +1,14 @@
 // Package cluster is about the fleet of replicas that share one key prefix:
-// how they hear of each other's state changes.
+// who is in it, and how its replicas hear of each other's state changes.
+//
+// [Membership] lets each replica take its fair share of a global limit
+// when it has to decide alone.
+//
+// [Membership] keeps this replica in a group's member set in Redis with
+// heartbeats (a sorted set scored by expiry, one script per heartbeat) and
+// remembers the live member count. A distributed.Store built with
+// distributed.WithReplicaCounter uses that count while Redis is away: each
+// degraded replica then enforces limit / count locally.
 //
 // [Broadcast] carries short messages on one Redis pub/sub channel to every
 // replica subscribed to it, and dispatches them by topic inside each

@@ -33,6 +33,14 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"long prefix":      distributed.WithPrefix(strings.Repeat("p", 129)),
 		"negative timeout": distributed.WithTimeout(-time.Second),
 		"negative min TTL": distributed.WithMinTTL(-time.Second),
+		"unknown policy":   distributed.WithFailurePolicy(distributed.FailurePolicy(7)),
+		"zero replicas":    distributed.WithReplicas(0),
+		"zero threshold":   distributed.WithFailureThreshold(0),
+		"zero recovery":    distributed.WithRecoveryThreshold(0),
+		"tiny probe":       distributed.WithProbeInterval(time.Microsecond),
+		"negative dwell":   distributed.WithMinDegraded(-time.Second),
+		"max below min":    distributed.WithMaxDegraded(time.Millisecond),
+		"zero in flight":   distributed.WithMaxInFlight(0),
 	}
 	for name, opt := range bad {
 		if _, err := distributed.New(c, opt); !errors.Is(err, bulwark.ErrInvalidConfig) {
@@ -264,7 +272,7 @@ func TestNoDoubleApply(t *testing.T) {
 		MaxRetryBackoff: time.Millisecond,
 	})
 	t.Cleanup(func() { _ = retrying.Close() })
-	s, _, prefix := testStore(t, retrying, distributed.WithTimeout(0))
+	s, _, prefix := testStore(t, retrying, distributed.WithTimeout(0), distributed.WithFailureThreshold(1))
 	direct, err := distributed.New(srv.Client(t), distributed.WithPrefix(prefix))
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +346,8 @@ func TestDegradedWhenDown(t *testing.T) {
 		o.DialTimeout = 200 * time.Millisecond
 		o.ContextTimeoutEnabled = true
 	})
-	s, _, _ := testStore(t, client, distributed.WithTimeout(200*time.Millisecond))
+	s, _, _ := testStore(t, client, distributed.WithTimeout(200*time.Millisecond),
+		distributed.WithProbeInterval(20*time.Millisecond), distributed.WithMinDegraded(0))
 	l := bulwark.Limit{Events: 3, Period: time.Hour}
 	ctx := context.Background()
 	for _, a := range algorithms {
@@ -368,15 +377,10 @@ func TestDegradedWhenDown(t *testing.T) {
 	}
 	srv.Restart()
 	tb, _ := s.TokenBucket("down", l)
-	var d bulwark.Decision
-	for range 50 { // reconnecting takes a few attempts
-		var err error
-		if d, err = tb.Allow(ctx, "fresh", 1); err != nil {
-			t.Fatal(err)
-		}
-		if !d.Degraded {
-			break
-		}
+	waitHealthy(t, s, 10*time.Second) // the prober finds Redis back
+	d, err := tb.Allow(ctx, "fresh", 1)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if d.Degraded || !s.Healthy() {
 		t.Errorf("after restart: %+v, healthy %v; want Redis decisions again", d, s.Healthy())
@@ -435,6 +439,51 @@ func TestObserver(t *testing.T) {
 	}
 	if calls != 2 || allowed != 1 || denied != 1 {
 		t.Errorf("events: %d store calls, %d allowed, %d denied; want 2, 1, 1", calls, allowed, denied)
+	}
+}
+
+// waitHealthy waits up to timeout for the store's prober to bring it back:
+// the store recovers in the background, from a real server coming back.
+func waitHealthy(t *testing.T, s *distributed.Store, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !s.Healthy() {
+		if time.Since(start) > timeout {
+			t.Fatalf("store still degraded %v after the server came back: %v", timeout, s.HealthError())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestClientOptions: the recommended client settings, keeping what the
+// caller set.
+func TestClientOptions(t *testing.T) {
+	o := distributed.ClientOptions(&redis.Options{Addr: "x:1", PoolSize: 7, ReadTimeout: time.Second}, 40*time.Millisecond)
+	if !o.ContextTimeoutEnabled || o.PoolTimeout != 40*time.Millisecond || o.MaxRetries != -1 || o.DialerRetries != 1 ||
+		o.ReadTimeout != time.Second || o.WriteTimeout != time.Second || o.DialTimeout != 500*time.Millisecond || o.PoolSize != 7 || o.Addr != "x:1" {
+		t.Errorf("ClientOptions = %+v", o)
+	}
+	if o := distributed.ClientOptions(nil, 0); o.PoolTimeout != distributed.DefaultTimeout || !o.ContextTimeoutEnabled {
+		t.Errorf("ClientOptions(nil, 0) = %+v", o)
+	}
+	in := &redis.ClusterOptions{Addrs: []string{"a:1"}}
+	co := distributed.ClusterClientOptions(in, 0)
+	if !co.ContextTimeoutEnabled || co.ClusterStateReloadInterval != 5*time.Second || co.MaxRetries != -1 || co.PoolTimeout != distributed.DefaultTimeout {
+		t.Errorf("ClusterClientOptions = %+v", co)
+	}
+	if in.ContextTimeoutEnabled || in.MaxRetries != 0 {
+		t.Error("ClusterClientOptions changed its argument")
+	}
+	c := distributed.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	if !c.Options().ContextTimeoutEnabled {
+		t.Error("NewClient: ContextTimeoutEnabled off")
+	}
+	cc := distributed.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	defer cc.Close()
+	if !cc.Options().ContextTimeoutEnabled {
+		t.Error("NewClusterClient: ContextTimeoutEnabled off")
 	}
 }
 
