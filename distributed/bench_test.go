@@ -1,0 +1,205 @@
+package distributed_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/distributed"
+	"github.com/bulwark-go/bulwark/internal/redistest"
+)
+
+// The benchmarks compare our token bucket with github.com/go-redis/redis_rate
+// on the same Redis in the same run: Allow at 1, 16 and 64 goroutines, on
+// one hot key and spread over 10k keys. Each reports ns/op (throughput),
+// allocs/op and p99-µs, the 99th percentile latency of one call.
+
+var benchConcurrency = []int{1, 16, 64}
+
+// runBench spreads b.N calls of allow over goroutines, key i%len(keys) for
+// call i, and reports the p99 latency.
+func runBench(b *testing.B, goroutines int, keys []string, allow func(ctx context.Context, key string) error) {
+	ctx := context.Background()
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= b.N {
+					return
+				}
+				start := time.Now()
+				if err := allow(ctx, keys[i%len(keys)]); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = time.Since(start)
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+func benchKeys() map[string][]string {
+	many := make([]string, 10_000)
+	for i := range many {
+		many[i] = fmt.Sprintf("user:%d", i)
+	}
+	return map[string][]string{"hot": {"hot"}, "10k": many}
+}
+
+// benchLimit admits nearly everything, so both libraries do the same work
+// (a write per call).
+var benchLimit = bulwark.PerSecond(1_000_000)
+
+func BenchmarkTokenBucketRedis(b *testing.B) {
+	c := redistest.Default(b)
+	st, _, _ := testStore(b, c, distributed.WithTimeout(time.Second))
+	for _, ks := range []string{"hot", "10k"} {
+		keys := benchKeys()[ks]
+		for _, g := range benchConcurrency {
+			b.Run(fmt.Sprintf("keys=%s/goroutines=%d", ks, g), func(b *testing.B) {
+				tb, err := st.TokenBucket("bench", benchLimit)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var degraded atomic.Int64
+				runBench(b, g, keys, func(ctx context.Context, key string) error {
+					d, err := tb.Allow(ctx, key, 1)
+					if d.Degraded {
+						degraded.Add(1)
+					}
+					return err
+				})
+				if n := degraded.Load(); n > 0 {
+					b.Errorf("%d degraded decisions: Redis did not answer within the store's budget", n)
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkRedisRate(b *testing.B) {
+	c := redistest.Default(b)
+	prefix := redistest.Prefix(b, c)
+	b.Cleanup(func() { deleteRedisRateKeys(b, c, prefix) })
+	lim := redis_rate.NewLimiter(c)
+	limit := redis_rate.PerSecond(benchLimit.Events)
+	for _, ks := range []string{"hot", "10k"} {
+		keys := benchKeys()[ks]
+		for i := range keys {
+			keys[i] = prefix + keys[i]
+		}
+		for _, g := range benchConcurrency {
+			b.Run(fmt.Sprintf("keys=%s/goroutines=%d", ks, g), func(b *testing.B) {
+				runBench(b, g, keys, func(ctx context.Context, key string) error {
+					_, err := lim.Allow(ctx, key, limit)
+					return err
+				})
+			})
+		}
+	}
+}
+
+// deleteRedisRateKeys removes the keys redis_rate wrote ("rate:" + our
+// test prefix + key).
+func deleteRedisRateKeys(tb testing.TB, c redis.UniversalClient, prefix string) {
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, "rate:"+prefix+"*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			c.Unlink(ctx, batch...)
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		c.Unlink(ctx, batch...)
+	}
+	if err := iter.Err(); err != nil {
+		tb.Logf("deleting redis_rate keys: %v", err)
+	}
+}
+
+// TestMemoryPerKey compares MEMORY USAGE of one token-bucket key: ours
+// stores 16 bytes (two doubles) where redis_rate stores a decimal float.
+// Redis keys of equal length must cost us no more than redis_rate; the
+// default layouts (ours carries a prefix, an algorithm and the limiter
+// name) are reported for information.
+func TestMemoryPerKey(t *testing.T) {
+	c := redistest.Default(t)
+	st, _, prefix := testStore(t, c)
+	t.Cleanup(func() { deleteRedisRateKeys(t, c, prefix) })
+	ctx := context.Background()
+	tb, err := st.TokenBucket("api", bulwark.PerSecond(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := redis_rate.NewLimiter(c)
+	usage := func(key string) int64 {
+		t.Helper()
+		n, err := c.MemoryUsage(ctx, key).Result()
+		if err != nil {
+			t.Fatalf("MEMORY USAGE %q: %v", key, err)
+		}
+		return n
+	}
+	for _, user := range []string{"u42", "user:1234567", "tenant-7f3a9c2e:user-000123456"} {
+		for range 3 { // state after a few calls, as in steady use
+			if _, err := tb.Allow(ctx, user, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ours := prefix + ":tb:{api:" + user + "}"
+		// redis_rate stores "rate:" + key: pad its key to our key's length.
+		theirsKey := prefix + user + strings.Repeat("x", len(ours)-len("rate:")-len(prefix)-len(user))
+		for range 3 {
+			if _, err := rl.Allow(ctx, theirsKey, redis_rate.PerSecond(100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o, th := usage(ours), usage("rate:"+theirsKey)
+		if len(ours) != len("rate:"+theirsKey) {
+			t.Fatalf("key lengths differ: %d and %d", len(ours), len("rate:"+theirsKey))
+		}
+		if o > th {
+			t.Errorf("user %q: MEMORY USAGE ours %d bytes, redis_rate %d bytes for keys of %d bytes", user, o, th, len(ours))
+		}
+		t.Logf("user %q, Redis keys of %d bytes: ours %d bytes, redis_rate %d bytes", user, len(ours), o, th)
+	}
+	// Default layouts with the default prefix, for information.
+	def, err := distributed.New(c, distributed.WithPrefix(distributed.DefaultPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dtb, _ := def.TokenBucket("api", bulwark.PerSecond(100))
+	user := prefix + "u42" // unique per run
+	if _, err := dtb.Allow(ctx, user, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rl.Allow(ctx, user, redis_rate.PerSecond(100)); err != nil {
+		t.Fatal(err)
+	}
+	ourKey := distributed.DefaultPrefix + ":tb:{api:" + user + "}"
+	t.Cleanup(func() { c.Del(ctx, ourKey) })
+	t.Logf("default layouts: ours %q %d bytes, redis_rate %q %d bytes", ourKey, usage(ourKey), "rate:"+user, usage("rate:"+user))
+}

@@ -1,0 +1,38 @@
+// Package distributed holds Redis-backed implementations of bulwark's
+// interfaces, whose state every replica of a service shares.
+//
+// Everything starts from a [Store], built with [New] on any go-redis v9
+// client: standalone, Sentinel (failover) or Cluster.
+//
+//	store, err := distributed.New(rdb, distributed.WithPrefix("checkout"))
+//	perUser, err := store.TokenBucket("per-user", bulwark.PerSecond(10))
+//	d, err := perUser.Allow(ctx, userID, 1)
+//
+// The limiters ([TokenBucket], [SlidingWindow], [SlidingLog],
+// [FixedWindow]) take the same bulwark.Limit as their twins in package local
+// and, for the same sequence of (time, key, n), return the same Decisions:
+// both implement docs/algorithms.md in whole microseconds. Each decision is
+// one round trip running one Lua script (package lua), atomic in Redis; a
+// denied request writes nothing.
+//
+// Time. By default the scripts read Redis TIME, so replicas whose clocks
+// disagree still share one timeline. [WithClock] passes the caller's time
+// instead (tests on a fake clock).
+//
+// Keys. Every key is "<prefix>:<algorithm>:{<name>:<key>}" with the name and
+// the user's key encoded so that braces, colons, newlines, binary bytes or
+// kilobytes of text can neither move a key to another Redis Cluster slot nor
+// collide with another tenant's key; all keys of one logical limiter share
+// one hash slot. Every key has a TTL no longer than its state matters.
+//
+// Several limits per request. [Store.Multi] checks several token buckets in
+// one script and deducts only when all admit; their keys share a hash tag
+// that the caller names. [NewTiered] puts a per-replica local limiter in
+// front of a global one.
+//
+// Failures. A call that Redis does not answer within the store's budget is
+// decided locally and flagged Decision.Degraded; an error from Allow means
+// the call itself was wrong (bad n, done context, closed store). Script
+// commands are never retried by the client (a retried script could take
+// tokens twice).
+package distributed

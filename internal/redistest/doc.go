@@ -1,0 +1,34 @@
+// Package redistest starts real Redis processes for tests and injects faults
+// between a client and a server. It is imported only from _test.go files.
+//
+// Everything here runs on one machine without Docker:
+//
+//   - [RequireServer] finds redis-server, or skips the test when it is missing
+//     and BULWARK_REQUIRE_REDIS is unset (with it set, a missing binary fails
+//     the test, so CI cannot silently skip Redis coverage).
+//   - [StartServer] runs a throw-away redis-server on a free loopback port
+//     with persistence off, in the test's temporary directory; the test can
+//     SIGKILL, SIGSTOP, SIGCONT and restart it on the same port.
+//   - [StartCluster] builds a Redis Cluster (masters with replicas) from such
+//     servers; [SharedCluster] shares one per test binary; [Cluster.WaitFailover]
+//     waits for a replica promotion after a master was killed.
+//   - [Default] returns a client to the machine's Redis at 127.0.0.1:6379 when
+//     it answers, else to a server started for the test; [Prefix] gives each
+//     test its own key prefix and deletes its keys afterwards; [CheckTTLs] checks
+//     the invariant that every key the library writes expires.
+//   - [Proxy] is an in-process TCP proxy that adds latency, blackholes traffic,
+//     drops replies, resets connections or refuses new ones.
+//   - [Child] re-executes the test binary to run one test in a subprocess
+//     (a second "replica" that can be killed).
+//   - [Main] is a TestMain body: it runs the tests, stops the shared cluster
+//     and checks for goroutine leaks with goleak.
+//
+// Every process, client, proxy and goroutine the package starts for a test is
+// stopped by a testing.TB cleanup, so tests pass goleak. Servers started by
+// this package also receive SIGKILL when the test binary dies (Linux), so a
+// panicking or timed-out test leaves no orphan redis-server behind.
+//
+// Methods without a testing.TB argument (Server.Kill, Server.Restart, ...)
+// report failures through the test that created the server, so call them from
+// that test's goroutine, as with testing.T.FailNow.
+package redistest

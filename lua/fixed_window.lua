@@ -1,0 +1,51 @@
+-- Fixed window; docs/algorithms.md, "Fixed window". Windows are
+-- [w*P, (w+1)*P) µs since the Unix epoch.
+--
+-- KEYS[1]   state: 'w:cur' (window index, tokens admitted in it); absent = empty
+-- ARGV[1]   now in µs, or '' to read Redis TIME
+-- ARGV[2]   minimum TTL in ms (0: none)
+-- ARGV[3]   n, tokens asked for
+-- ARGV[4]   E, events per window
+-- ARGV[5]   P, window length in µs
+--
+-- Reply: {allowed 0|1, remaining, retry_after, reset_after}, durations in µs.
+
+redis.replicate_commands()
+
+local function floordiv(a, b) -- exact floor(a/b), 0 <= a < 2^53, b >= 1
+  local q = math.floor(a / b)
+  local r = a - q * b
+  if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
+  return q
+end
+
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local minttl = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local E = tonumber(ARGV[4])
+local P = tonumber(ARGV[5])
+
+local wn = floordiv(now, P)
+local e = now - wn * P
+local cur = 0
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local w, c = string.match(raw, '^(%d+):(%d+)$')
+  if not w then return redis.error_reply('ERR bulwark: malformed fixed window state') end
+  w, c = tonumber(w), tonumber(c)
+  if w > wn then wn, e = w, 0 end -- the clock went back: stay in the stored window
+  if w == wn then cur = c end
+end
+
+local left = P - e
+if cur + n <= E then
+  cur = cur + n
+  local ms = math.max(floordiv(left + 999, 1000), 1, minttl)
+  redis.call('SET', KEYS[1], string.format('%d:%d', wn, cur), 'PX', ms)
+  return {1, E - cur, 0, left}
+end
+return {0, E - cur, left, cur > 0 and left or 0}

@@ -1,0 +1,77 @@
+-- Token bucket (GCRA) over one or more keys; docs/algorithms.md, "Token bucket".
+-- Deducts from every key only when every key admits n tokens.
+--
+-- KEYS[i]   state of limit i: struct.pack('dd', at, ahead), absent = full bucket
+--           at: time (µs) of the last admitted request
+--           ahead: how far tat was ahead of at, in scaled units of 1/E µs
+-- ARGV[1]   now in µs, or '' to read Redis TIME
+-- ARGV[2]   minimum TTL in ms (0: none)
+-- ARGV[3]   n, tokens asked for
+-- ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]   limit i: E events, P period µs, C capacity
+--
+-- Reply: {allowed 0|1, remaining_1, retry_after_1, reset_after_1, ...}, one
+-- triple per key, durations in µs. All values are integers below 2^53.
+
+redis.replicate_commands()
+
+-- floor(a/b) and ceil(a/b) for integers 0 <= a < 2^53, b >= 1: the double
+-- quotient may be off by one ulp, so correct it with the exact remainder.
+local function floordiv(a, b)
+  local q = math.floor(a / b)
+  local r = a - q * b
+  if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
+  return q
+end
+local function ceildiv(a, b)
+  local q = floordiv(a, b)
+  if q * b < a then q = q + 1 end
+  return q
+end
+
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local minttl = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+
+local ok = true
+local st = {}
+for i = 1, #KEYS do
+  local E = tonumber(ARGV[3 * i + 1])
+  local P = tonumber(ARGV[3 * i + 2])
+  local tau = tonumber(ARGV[3 * i + 3]) * P -- tolerance: C tokens of P units
+  local at, ahead = now, 0
+  local raw = redis.call('GET', KEYS[i])
+  if raw then
+    if #raw ~= 16 then return redis.error_reply('ERR bulwark: malformed token bucket state') end
+    at, ahead = struct.unpack('dd', raw)
+  end
+  local t = math.max(now, at) -- a key's time never goes backwards
+  local d = 0                 -- debt left at t
+  local elapsed = t - at
+  if elapsed < ceildiv(ahead, E) then d = ahead - elapsed * E end
+  local need = d + n * P
+  if need > tau then ok = false end
+  st[i] = {t, d, need, E, P, tau}
+end
+
+local reply = {ok and 1 or 0}
+for i = 1, #KEYS do
+  local t, d, need, E, P, tau = unpack(st[i])
+  if ok then
+    local reset = ceildiv(need, E)
+    local ms = math.max(ceildiv(reset, 1000), 1, minttl)
+    redis.call('SET', KEYS[i], struct.pack('dd', t, need), 'PX', ms)
+    reply[#reply + 1] = floordiv(tau - need, P)
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = reset
+  else
+    -- tau < d only when the limit shrank since the state was written
+    reply[#reply + 1] = floordiv(math.max(tau - d, 0), P)
+    reply[#reply + 1] = need > tau and ceildiv(need - tau, E) or 0
+    reply[#reply + 1] = ceildiv(d, E)
+  end
+end
+return reply
