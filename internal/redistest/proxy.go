@@ -1,12 +1,15 @@
 package redistest
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Proxy is an in-process TCP proxy that sits between a client and a server
@@ -276,4 +279,31 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn, reply bool) {
 			}
 		}
 	}()
+}
+
+// ProxyDialer returns a dialer for go-redis options (Options.Dialer,
+// ClusterOptions.Dialer) that connects to each proxy's upstream address
+// through that proxy, and to any other address directly. Cluster clients
+// need it: nodes announce their real addresses in CLUSTER SLOTS and MOVED
+// replies, so a client seeded with proxy addresses would leave the proxies
+// behind after the first topology load.
+func ProxyDialer(proxies ...*Proxy) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	via := make(map[string]string, len(proxies))
+	for _, p := range proxies {
+		via[p.Upstream()] = p.Addr()
+	}
+	var d net.Dialer
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if a, ok := via[addr]; ok {
+			addr = a
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+// ViaProxies is an option for Cluster.Client that routes the client's
+// connections to each proxied node through its proxy (see ProxyDialer).
+func ViaProxies(proxies ...*Proxy) func(*redis.ClusterOptions) {
+	dial := ProxyDialer(proxies...)
+	return func(o *redis.ClusterOptions) { o.Dialer = dial }
 }

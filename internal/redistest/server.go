@@ -95,6 +95,8 @@ type Server struct {
 	done   chan struct{} // closed when proc has exited
 	paused bool
 	closed bool
+
+	adminClient *redis.Client // harness queries (cluster checks); see admin
 }
 
 // StartServer starts a redis-server for the test and waits until it answers
@@ -164,6 +166,8 @@ func (s *Server) config() string {
 	b.WriteString("appendonly no\n")
 	fmt.Fprintf(&b, "dir %s\n", confQuote(s.dir))
 	b.WriteString("enable-debug-command yes\n")
+	// Replicas sync at once instead of after the default 5s diskless delay.
+	b.WriteString("repl-diskless-sync-delay 0\n")
 	b.WriteString("loglevel notice\n")
 	fmt.Fprintf(&b, "logfile %s\n", confQuote(s.logPath()))
 	return b.String()
@@ -277,7 +281,12 @@ func (s *Server) stop() {
 	s.mu.Lock()
 	first := !s.closed
 	s.closed = true
+	admin := s.adminClient
+	s.adminClient = nil
 	s.mu.Unlock()
+	if admin != nil {
+		_ = admin.Close()
+	}
 	if first {
 		releasePort(s.port)
 	}
@@ -355,16 +364,16 @@ func (s *Server) Resume() { s.signal(syscall.SIGCONT, false) }
 
 func (s *Server) signal(sig syscall.Signal, paused bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	var err error
 	if s.proc == nil {
-		s.fatalf("redistest: %v to redis-server %s, which is not running", sig, s.Addr())
-		return
+		err = errors.New("it is not running")
+	} else if err = s.proc.Signal(sig); err == nil {
+		s.paused = paused
 	}
-	if err := s.proc.Signal(sig); err != nil {
+	s.mu.Unlock()
+	if err != nil { // fatalf may end the goroutine: never with s.mu held
 		s.fatalf("redistest: %v to redis-server %s: %v", sig, s.Addr(), err)
-		return
 	}
-	s.paused = paused
 }
 
 // Restart starts the server again on the same port, with the same directory

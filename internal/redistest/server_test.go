@@ -247,3 +247,15 @@ func toStrings(v any) []string {
 	}
 	return out
 }
+
+func TestPauseOfDeadServerFails(t *testing.T) {
+	r := &recorder{TB: t}
+	var s *Server
+	r.run(func(tb testing.TB) { s = StartServer(tb) })
+	s.Kill()
+	r.run(func(testing.TB) { s.Pause() })
+	if !r.fatal || !strings.Contains(strings.Join(r.errors, ""), "not running") {
+		t.Fatalf("Pause of a killed server: fatal=%v %q", r.fatal, r.errors)
+	}
+	s.Kill() // the lock is free again: a second Kill (and the cleanup) must not block
+}

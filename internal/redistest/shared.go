@@ -1,4 +1,0 @@
-package redistest
-
-// stopShared stops the cluster started by SharedCluster, if any.
-func stopShared() {}
