@@ -1,0 +1,506 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bulwark-go/bulwark"
+)
+
+var _ bulwark.Breaker = (*Breaker)(nil)
+
+// BreakerBuckets is how many time buckets a [Breaker]'s sliding window is
+// made of.
+const BreakerBuckets = 10
+
+// Errors returned by [Breaker.Allow]; both match bulwark.ErrOpen.
+var (
+	errBreakerOpen     = fmt.Errorf("%w: calls are rejected", bulwark.ErrOpen)
+	errBreakerHalfOpen = fmt.Errorf("%w: half-open and every trial call is taken", bulwark.ErrOpen)
+)
+
+// Breaker is an in-memory circuit breaker, the in-process twin of the
+// Redis-backed breaker of package distributed. It implements
+// [bulwark.Breaker] with the semantics of [bulwark.BreakerConfig]:
+//
+// Closed. Calls flow. Each reported outcome is counted in a sliding time
+// window of BreakerBuckets buckets, each Window/BreakerBuckets wide (whole
+// microseconds, rounded down) and aligned to multiples of that width since
+// the Unix epoch; the window is the bucket holding now and the ones before
+// it, and a bucket's counts drop out as a whole when it leaves the window.
+// A call counts as slow when SlowCall > 0 and it took longer than SlowCall,
+// from Allow to done on the breaker's clock. The breaker opens when the
+// window holds at least MinimumCalls calls and failures/calls >=
+// FailureRate or slow/calls >= SlowCallRate, or, whatever the window holds,
+// after ConsecutiveFailures failures in a row (a success resets the run).
+//
+// Open. Allow returns an error matching bulwark.ErrOpen. Once OpenFor has
+// passed, the next Allow, State or Metrics moves the breaker to half-open;
+// no goroutine or timer is involved.
+//
+// Half-open. The first HalfOpenCalls calls are let through as trials; others
+// get ErrOpen. When every trial has succeeded the breaker closes with an
+// empty window. A failed trial re-opens it for OpenFor, and so does a slow
+// trial when SlowCall is set. A trial that has not reported within OpenFor
+// of being let through counts as failed: a lost done cannot hold the
+// breaker half-open for ever.
+//
+// Every transition starts a new generation and clears the counts. A done
+// from an earlier generation is ignored, so calls admitted before a
+// transition (or a [Breaker.Reset]) cannot sway the new state.
+//
+// done reports once. A second call to the same done is ignored and never
+// counts an outcome twice. To keep Allow allocation-free, done functions are
+// recycled once they have reported: a done called again after a later Allow
+// received the same function counts as that later call's outcome (and the
+// later call's own report is then ignored). The counts still never grow by
+// more than one outcome per admitted call.
+//
+// Concurrency: a Breaker is safe for concurrent use. In the closed state
+// Allow takes no lock (one atomic load); done takes a mutex. Observers run on
+// the caller's goroutine with no lock held; transitions reach them in the
+// order they happened, even when several goroutines cause them.
+//
+// Cost: Allow followed by done allocates nothing. The clock is read once per
+// done, and also in Allow when SlowCall is set or an observer listens (to
+// time the call), and when the breaker is not closed.
+//
+// Create one with [NewBreaker]; the zero value is not usable.
+type Breaker struct {
+	cfg        bulwark.BreakerConfig
+	clock      bulwark.Clock
+	obs        bulwark.Observer
+	name       string
+	timeCalls  bool  // read the clock in Allow: SlowCall set or observer present
+	bucketSize int64 // width of a bucket, in microseconds
+
+	// packed is gen<<2 | state, written under mu, read without it by the
+	// closed-state fast path of Allow and State.
+	packed atomic.Uint64
+
+	calls sync.Pool // of *breakerCall
+
+	mu        sync.Mutex
+	state     bulwark.State
+	gen       uint64
+	openUntil time.Time
+	isolated  bool // open until Reset
+
+	// Closed state: the sliding window and its running totals.
+	buckets             [BreakerBuckets]breakerBucket
+	head                int64 // absolute index of the newest bucket
+	total               breakerBucket
+	consecutiveFailures int
+
+	// Half-open state.
+	trials          []breakerTrial // len HalfOpenCalls
+	trialsStarted   int
+	trialsSucceeded int
+
+	// Transition events waiting to be emitted, in order; one goroutine at a
+	// time (the drainer) emits them. spare is the other buffer of the pair.
+	pending  []bulwark.Event
+	spare    []bulwark.Event
+	draining bool
+}
+
+type breakerBucket struct {
+	calls, failures, slow int
+}
+
+type breakerTrial struct {
+	start    time.Time
+	reported bool
+}
+
+// breakerCall is one admitted call. It is pooled; done is its report method
+// bound once, so handing it out allocates nothing.
+type breakerCall struct {
+	b     *Breaker
+	gen   uint64
+	start time.Time // zero unless the call is timed
+	trial int       // index in Breaker.trials, or -1 for a closed-state call
+	live  atomic.Bool
+	done  func(success bool)
+}
+
+// NewBreaker returns a closed breaker shaped by c. It returns an error
+// wrapping bulwark.ErrInvalidConfig when c is invalid (see
+// bulwark.BreakerConfig.Validate).
+//
+// Options: WithClock (all timing: the window, OpenFor, slow calls),
+// WithObserver, WithName.
+func NewBreaker(c bulwark.BreakerConfig, opts ...Option) (*Breaker, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	b := &Breaker{
+		cfg:        c,
+		clock:      o.clock,
+		obs:        o.observer,
+		name:       o.name,
+		timeCalls:  c.SlowCall > 0 || o.observer != nil,
+		bucketSize: c.Window.Microseconds() / BreakerBuckets,
+		trials:     make([]breakerTrial, c.HalfOpenCalls),
+	}
+	b.calls.New = func() any {
+		call := &breakerCall{b: b}
+		call.done = call.report
+		return call
+	}
+	return b, nil
+}
+
+// Config returns the breaker's configuration.
+func (b *Breaker) Config() bulwark.BreakerConfig { return b.cfg }
+
+// Allow asks to make one call. It returns an error matching bulwark.ErrOpen
+// when the breaker is open, or half-open with every trial call taken, and
+// ctx's error when ctx is already done. Otherwise the caller makes the call
+// and reports its outcome once through done (true for success).
+func (b *Breaker) Allow(ctx context.Context) (done func(success bool), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if p := b.packed.Load(); bulwark.State(p&3) == bulwark.Closed {
+		var start time.Time
+		if b.timeCalls {
+			start = b.clock.Now()
+		}
+		return b.admit(p>>2, start, -1), nil
+	}
+	return b.allowSlow()
+}
+
+// allowSlow is Allow when the breaker was not closed at the last look.
+func (b *Breaker) allowSlow() (func(bool), error) {
+	now := b.clock.Now()
+	b.mu.Lock()
+	b.refreshLocked(now)
+	var err error
+	switch b.state {
+	case bulwark.Closed:
+		gen := b.gen
+		b.unlockAndFlush()
+		return b.admit(gen, now, -1), nil
+	case bulwark.HalfOpen:
+		if b.trialsStarted < len(b.trials) {
+			i := b.trialsStarted
+			b.trials[i] = breakerTrial{start: now}
+			b.trialsStarted++
+			gen := b.gen
+			b.unlockAndFlush()
+			return b.admit(gen, now, i), nil
+		}
+		err = errBreakerHalfOpen
+	default:
+		err = errBreakerOpen
+	}
+	state := b.state
+	b.unlockAndFlush()
+	if b.obs != nil {
+		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: b.name, Time: now, To: state})
+	}
+	return nil, err
+}
+
+// admit hands out a pooled call of generation gen.
+func (b *Breaker) admit(gen uint64, start time.Time, trial int) func(bool) {
+	c := b.calls.Get().(*breakerCall)
+	c.gen, c.start, c.trial = gen, start, trial
+	c.live.Store(true)
+	return c.done
+}
+
+// report is breakerCall.done: it records the outcome once.
+func (c *breakerCall) report(success bool) {
+	if !c.live.CompareAndSwap(true, false) {
+		return
+	}
+	b, gen, start, trial := c.b, c.gen, c.start, c.trial
+	b.calls.Put(c)
+	b.record(gen, start, trial, success)
+}
+
+// record counts one outcome of generation gen.
+func (b *Breaker) record(gen uint64, start time.Time, trial int, success bool) {
+	now := b.clock.Now()
+	var d time.Duration
+	if !start.IsZero() {
+		d = now.Sub(start)
+	}
+	slow := b.cfg.SlowCall > 0 && d > b.cfg.SlowCall
+
+	b.mu.Lock()
+	b.refreshLocked(now)
+	if gen != b.gen {
+		b.unlockAndFlush() // a call from before a transition
+		return
+	}
+	switch b.state {
+	case bulwark.Closed:
+		b.advanceLocked(now)
+		bk := &b.buckets[b.slot(b.head)]
+		bk.calls++
+		b.total.calls++
+		if !success {
+			bk.failures++
+			b.total.failures++
+			b.consecutiveFailures++
+		} else {
+			b.consecutiveFailures = 0
+		}
+		if slow {
+			bk.slow++
+			b.total.slow++
+		}
+		if b.shouldTripLocked() {
+			b.openLocked(now, false)
+		}
+	case bulwark.HalfOpen:
+		b.trials[trial].reported = true
+		if !success || slow {
+			b.openLocked(now, false)
+		} else {
+			b.trialsSucceeded++
+			if b.trialsSucceeded >= len(b.trials) {
+				b.transitionLocked(now, bulwark.Closed)
+			}
+		}
+	}
+	b.unlockAndFlush()
+	if b.obs != nil {
+		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: b.name, Time: now, Allowed: success, Duration: d})
+	}
+}
+
+// shouldTripLocked applies the closed-state trip rules. Requires b.mu held.
+func (b *Breaker) shouldTripLocked() bool {
+	c := &b.cfg
+	if c.ConsecutiveFailures > 0 && b.consecutiveFailures >= c.ConsecutiveFailures {
+		return true
+	}
+	t := &b.total
+	if t.calls < c.MinimumCalls {
+		return false
+	}
+	// Divide rather than multiply: failures/calls is the correctly rounded
+	// ratio, so 3/30 >= 0.1 holds as it should.
+	if float64(t.failures)/float64(t.calls) >= c.FailureRate {
+		return true
+	}
+	return c.SlowCall > 0 && float64(t.slow)/float64(t.calls) >= c.SlowCallRate
+}
+
+// refreshLocked applies the transitions that time alone causes: open to
+// half-open once OpenFor has passed, and half-open back to open when a
+// trial has not reported within OpenFor. Requires b.mu held.
+func (b *Breaker) refreshLocked(now time.Time) {
+	switch b.state {
+	case bulwark.Open:
+		if !b.isolated && !now.Before(b.openUntil) {
+			b.transitionLocked(now, bulwark.HalfOpen)
+		}
+	case bulwark.HalfOpen:
+		for i := range b.trials[:b.trialsStarted] {
+			if t := &b.trials[i]; !t.reported && now.Sub(t.start) >= b.cfg.OpenFor {
+				b.openLocked(now, false)
+				return
+			}
+		}
+	}
+}
+
+// openLocked opens the breaker for OpenFor from now, or until Reset when
+// isolated. Requires b.mu held.
+func (b *Breaker) openLocked(now time.Time, isolated bool) {
+	b.isolated = isolated
+	b.openUntil = now.Add(b.cfg.OpenFor)
+	if b.state != bulwark.Open {
+		b.transitionLocked(now, bulwark.Open)
+	}
+}
+
+// transitionLocked moves to state to in a new generation with cleared
+// counts, and queues the transition event. Requires b.mu held.
+func (b *Breaker) transitionLocked(now time.Time, to bulwark.State) {
+	from := b.state
+	b.state = to
+	b.gen++
+	b.packed.Store(b.gen<<2 | uint64(to))
+	b.buckets = [BreakerBuckets]breakerBucket{}
+	b.total = breakerBucket{}
+	b.consecutiveFailures = 0
+	clear(b.trials)
+	b.trialsStarted, b.trialsSucceeded = 0, 0
+	if to != bulwark.Open {
+		b.isolated = false
+		b.openUntil = time.Time{}
+	}
+	if b.obs != nil && from != to {
+		b.pending = append(b.pending, bulwark.Event{
+			Kind: bulwark.EventBreakerTransition, Pattern: "breaker", Name: b.name, Time: now, From: from, To: to,
+		})
+	}
+}
+
+// unlockAndFlush releases b.mu and emits the queued transition events. One
+// goroutine at a time drains the queue, so observers see transitions in the
+// order they happened; an observer that calls back into the breaker only
+// adds to the queue the outer drain is emptying.
+func (b *Breaker) unlockAndFlush() {
+	if b.draining || len(b.pending) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.draining = true
+	for len(b.pending) > 0 {
+		batch := b.pending
+		b.pending, b.spare = b.spare[:0], nil
+		b.mu.Unlock()
+		for _, e := range batch {
+			b.obs.Observe(e)
+		}
+		b.mu.Lock()
+		clear(batch) // drop references to errors and names
+		b.spare = batch[:0]
+	}
+	b.draining = false
+	b.mu.Unlock()
+}
+
+// advanceLocked slides the window so that its newest bucket holds now,
+// dropping the buckets that left it. A clock that went backwards keeps
+// counting in the newest bucket. Requires b.mu held.
+func (b *Breaker) advanceLocked(now time.Time) {
+	idx := floorDiv(bulwark.Micros(now), b.bucketSize)
+	if idx <= b.head {
+		return
+	}
+	if idx-b.head >= BreakerBuckets {
+		b.buckets = [BreakerBuckets]breakerBucket{}
+		b.total = breakerBucket{}
+	} else {
+		for i := b.head + 1; i <= idx; i++ {
+			bk := &b.buckets[b.slot(i)]
+			b.total.calls -= bk.calls
+			b.total.failures -= bk.failures
+			b.total.slow -= bk.slow
+			*bk = breakerBucket{}
+		}
+	}
+	b.head = idx
+}
+
+func (b *Breaker) slot(i int64) int {
+	s := i % BreakerBuckets
+	if s < 0 {
+		s += BreakerBuckets
+	}
+	return int(s)
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// State returns the breaker's state now, after applying the transitions
+// that time alone causes (see [Breaker]). ctx is not used: the state is in
+// memory.
+func (b *Breaker) State(ctx context.Context) bulwark.State {
+	if bulwark.State(b.packed.Load()&3) == bulwark.Closed {
+		return bulwark.Closed
+	}
+	now := b.clock.Now()
+	b.mu.Lock()
+	b.refreshLocked(now)
+	s := b.state
+	b.unlockAndFlush()
+	return s
+}
+
+// Reset closes the breaker with an empty window, whatever its state, and
+// starts a new generation: outcomes of calls admitted before Reset are
+// ignored. It also ends an isolation (see [Breaker.Isolate]).
+func (b *Breaker) Reset() {
+	now := b.clock.Now()
+	b.mu.Lock()
+	b.transitionLocked(now, bulwark.Closed)
+	b.unlockAndFlush()
+}
+
+// ForceOpen opens the breaker now for OpenFor, as if it had tripped; then it
+// goes half-open as usual. On an open breaker it restarts the OpenFor
+// period (and ends an isolation).
+func (b *Breaker) ForceOpen() {
+	now := b.clock.Now()
+	b.mu.Lock()
+	b.openLocked(now, false)
+	b.unlockAndFlush()
+}
+
+// Isolate opens the breaker until [Breaker.Reset]: it does not go half-open
+// by itself. Use it to take a dependency out of service by hand.
+func (b *Breaker) Isolate() {
+	now := b.clock.Now()
+	b.mu.Lock()
+	b.openLocked(now, true)
+	b.unlockAndFlush()
+}
+
+// BreakerMetrics is a snapshot of a [Breaker], from [Breaker.Metrics].
+type BreakerMetrics struct {
+	State bulwark.State
+	// Generation counts transitions (and resets) since creation.
+	Generation uint64
+	// Calls, Failures and SlowCalls are the outcomes in the sliding window
+	// (closed state only; counts restart at every transition).
+	Calls, Failures, SlowCalls int
+	// ConsecutiveFailures is the current run of failures (closed state).
+	ConsecutiveFailures int
+	// OpenUntil is when an open breaker goes half-open; zero unless open,
+	// and zero while isolated.
+	OpenUntil time.Time
+	// Isolated is true while the breaker is held open by Isolate.
+	Isolated bool
+	// TrialsStarted and TrialsSucceeded count trial calls (half-open only).
+	TrialsStarted, TrialsSucceeded int
+}
+
+// Metrics returns a snapshot of the breaker now, after sliding the window
+// and applying the transitions that time alone causes.
+func (b *Breaker) Metrics() BreakerMetrics {
+	now := b.clock.Now()
+	b.mu.Lock()
+	b.refreshLocked(now)
+	if b.state == bulwark.Closed {
+		b.advanceLocked(now)
+	}
+	m := BreakerMetrics{
+		State:               b.state,
+		Generation:          b.gen,
+		Calls:               b.total.calls,
+		Failures:            b.total.failures,
+		SlowCalls:           b.total.slow,
+		ConsecutiveFailures: b.consecutiveFailures,
+		Isolated:            b.isolated,
+		TrialsStarted:       b.trialsStarted,
+		TrialsSucceeded:     b.trialsSucceeded,
+	}
+	if b.state == bulwark.Open && !b.isolated {
+		m.OpenUntil = b.openUntil
+	}
+	b.unlockAndFlush()
+	return m
+}
