@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,87 +16,12 @@ import (
 	"github.com/bulwark-go/bulwark/internal/redistest"
 )
 
-// testCluster is a three-master Redis Cluster started for a test.
-type testCluster struct {
-	nodes []*redistest.Server
-}
-
-var (
-	clusterOnce sync.Once
-	clusterErr  error
-)
-
-// startCluster starts three cluster-enabled servers and joins them with
-// redis-cli --cluster create (no replicas: the tests are about slots and
-// scripts, not failover).
-func startCluster(t *testing.T) *testCluster {
-	t.Helper()
-	redistest.RequireServer(t)
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		t.Fatalf("redis-cli is needed to create a cluster: %v", err)
-	}
-	c := &testCluster{}
-	for len(c.nodes) < 3 {
-		srv := redistest.StartServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000")
-		if srv.Port() >= 65535-10000 { // the cluster bus needs port+10000
-			srv.Kill()
-			continue
-		}
-		c.nodes = append(c.nodes, srv)
-	}
-	args := []string{"--cluster", "create"}
-	for _, n := range c.nodes {
-		args = append(args, n.Addr())
-	}
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	// Wait until every node sees a healthy cluster with all slots assigned.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, n := range c.nodes {
-		for {
-			info, _ := n.Exec(context.Background(), "CLUSTER", "INFO")
-			s, _ := info.(string)
-			if strings.Contains(s, "cluster_state:ok") && strings.Contains(s, "cluster_slots_ok:16384") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster did not become healthy: %s", s)
-			}
-			time.Sleep(50 * time.Millisecond) // polling a server state, not timing a decision
-		}
-	}
-	return c
-}
-
-func (c *testCluster) client(t *testing.T) *redis.ClusterClient {
-	t.Helper()
-	addrs := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
-		addrs[i] = n.Addr()
-	}
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-	t.Cleanup(func() { _ = cc.Close() })
-	if err := cc.ForEachShard(context.Background(), func(ctx context.Context, c *redis.Client) error {
-		return c.Ping(ctx).Err()
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return cc
-}
-
 // TestCluster runs the Redis-backed limiters against a three-master
 // cluster: differential runs, hostile keys spread over every master,
 // SCRIPT FLUSH on every node, and the TTL invariant.
 func TestCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster tests start three servers; run without -short")
-	}
-	cl := startCluster(t)
-	cc := cl.client(t)
+	cl := redistest.StartCluster(t, 3, 0) // its own: the test flushes scripts
+	cc := cl.Client(t)
 
 	t.Run("differential", func(t *testing.T) {
 		clk := fakeclock.New(fakeclock.Epoch)
@@ -184,7 +107,7 @@ func TestCluster(t *testing.T) {
 			admitted := 0
 			for i := range 8 {
 				if i == 3 {
-					for _, n := range cl.nodes {
+					for _, n := range cl.Nodes() {
 						n.Do(t, "SCRIPT", "FLUSH")
 					}
 				}

@@ -15,6 +15,11 @@
 // one round trip running one Lua script (package lua), atomic in Redis; a
 // denied request writes nothing.
 //
+// Configuration travels with every call: the script receives the caller's
+// limit, so replicas configured differently for one limiter name share the
+// state but each decides with its own parameters (a rolling change of a
+// limit takes effect replica by replica).
+//
 // Time. By default the scripts read Redis TIME, so replicas whose clocks
 // disagree still share one timeline. [WithClock] passes the caller's time
 // instead (tests on a fake clock).

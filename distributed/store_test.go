@@ -437,3 +437,21 @@ func TestObserver(t *testing.T) {
 		t.Errorf("events: %d store calls, %d allowed, %d denied; want 2, 1, 1", calls, allowed, denied)
 	}
 }
+
+// TestAllowAllocations guards the allocations of one Redis-backed decision.
+// Most belong to go-redis (the command, its arguments, the parsed reply);
+// ours are the key, the argument slice and the per-call deadline.
+func TestAllowAllocations(t *testing.T) {
+	s, _, _ := testStore(t, nil)
+	tb, _ := s.TokenBucket("allocs", bulwark.PerSecond(1_000_000))
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := tb.Allow(ctx, "k", 1); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("%.0f allocations per Allow", allocs)
+	if allocs > 24 {
+		t.Errorf("%.0f allocations per Allow, want at most 24", allocs)
+	}
+}
