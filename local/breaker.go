@@ -360,7 +360,23 @@ func (b *Breaker) unlockAndFlush() {
 		b.mu.Unlock()
 		return
 	}
+	b.drainLocked()
+}
+
+// drainLocked emits pending events until none is left. Requires b.mu held;
+// releases it.
+func (b *Breaker) drainLocked() {
 	b.draining = true
+	finished := false
+	defer func() {
+		if !finished {
+			// An observer panicked (with b.mu released): let the next
+			// transition drain what is left.
+			b.mu.Lock()
+			b.draining = false
+			b.mu.Unlock()
+		}
+	}()
 	for len(b.pending) > 0 {
 		batch := b.pending
 		b.pending, b.spare = b.spare[:0], nil
@@ -369,10 +385,11 @@ func (b *Breaker) unlockAndFlush() {
 			b.obs.Observe(e)
 		}
 		b.mu.Lock()
-		clear(batch) // drop references to errors and names
+		clear(batch) // drop references to names and errors
 		b.spare = batch[:0]
 	}
 	b.draining = false
+	finished = true
 	b.mu.Unlock()
 }
 
@@ -380,7 +397,7 @@ func (b *Breaker) unlockAndFlush() {
 // dropping the buckets that left it. A clock that went backwards keeps
 // counting in the newest bucket. Requires b.mu held.
 func (b *Breaker) advanceLocked(now time.Time) {
-	idx := floorDiv(bulwark.Micros(now), b.bucketSize)
+	idx := breakerFloorDiv(bulwark.Micros(now), b.bucketSize)
 	if idx <= b.head {
 		return
 	}
@@ -407,7 +424,7 @@ func (b *Breaker) slot(i int64) int {
 	return int(s)
 }
 
-func floorDiv(a, b int64) int64 {
+func breakerFloorDiv(a, b int64) int64 {
 	q := a / b
 	if (a%b != 0) && ((a < 0) != (b < 0)) {
 		q--

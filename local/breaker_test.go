@@ -13,20 +13,20 @@ import (
 	"github.com/bulwark-go/bulwark/internal/fakeclock"
 )
 
-// eventLog is an observer that keeps every event.
-type eventLog struct {
+// eventTape is an observer that keeps every event.
+type eventTape struct {
 	mu     sync.Mutex
 	events []bulwark.Event
 }
 
-func (l *eventLog) Observe(e bulwark.Event) {
+func (l *eventTape) Observe(e bulwark.Event) {
 	l.mu.Lock()
 	l.events = append(l.events, e)
 	l.mu.Unlock()
 }
 
 // of returns the events of kind k, in order.
-func (l *eventLog) of(k bulwark.EventKind) []bulwark.Event {
+func (l *eventTape) of(k bulwark.EventKind) []bulwark.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []bulwark.Event
@@ -39,7 +39,7 @@ func (l *eventLog) of(k bulwark.EventKind) []bulwark.Event {
 }
 
 // transitions returns the breaker transitions seen, as "from>to" strings.
-func (l *eventLog) transitions() []string {
+func (l *eventTape) transitions() []string {
 	var out []string
 	for _, e := range l.of(bulwark.EventBreakerTransition) {
 		out = append(out, e.From.String()+">"+e.To.String())
@@ -57,10 +57,10 @@ func testBreakerConfig() bulwark.BreakerConfig {
 	}
 }
 
-func newTestBreaker(t *testing.T, c bulwark.BreakerConfig) (*Breaker, *fakeclock.Clock, *eventLog) {
+func newTestBreaker(t *testing.T, c bulwark.BreakerConfig) (*Breaker, *fakeclock.Clock, *eventTape) {
 	t.Helper()
 	clk := fakeclock.New(fakeclock.Epoch)
-	log := &eventLog{}
+	log := &eventTape{}
 	b, err := NewBreaker(c, WithClock(clk), WithObserver(log), WithName("test"))
 	if err != nil {
 		t.Fatalf("NewBreaker(%v): %v", c, err)
@@ -68,9 +68,9 @@ func newTestBreaker(t *testing.T, c bulwark.BreakerConfig) (*Breaker, *fakeclock
 	return b, clk, log
 }
 
-// call makes one call through b that takes d on clk and reports ok. It
+// brCall makes one call through b that takes d on clk and reports ok. It
 // fails the test when the breaker rejects it.
-func call(t *testing.T, b *Breaker, clk *fakeclock.Clock, d time.Duration, ok bool) {
+func brCall(t *testing.T, b *Breaker, clk *fakeclock.Clock, d time.Duration, ok bool) {
 	t.Helper()
 	done, err := b.Allow(context.Background())
 	if err != nil {
@@ -80,14 +80,14 @@ func call(t *testing.T, b *Breaker, clk *fakeclock.Clock, d time.Duration, ok bo
 	done(ok)
 }
 
-func wantState(t *testing.T, b *Breaker, want bulwark.State) {
+func brWantState(t *testing.T, b *Breaker, want bulwark.State) {
 	t.Helper()
 	if got := b.State(context.Background()); got != want {
 		t.Fatalf("state = %v, want %v", got, want)
 	}
 }
 
-func wantRejected(t *testing.T, b *Breaker) {
+func brWantRejected(t *testing.T, b *Breaker) {
 	t.Helper()
 	done, err := b.Allow(context.Background())
 	if !errors.Is(err, bulwark.ErrOpen) {
@@ -98,13 +98,13 @@ func wantRejected(t *testing.T, b *Breaker) {
 	}
 }
 
-// trip opens b through consecutive-free failures.
-func trip(t *testing.T, b *Breaker, clk *fakeclock.Clock) {
+// brTrip opens b with failed calls.
+func brTrip(t *testing.T, b *Breaker, clk *fakeclock.Clock) {
 	t.Helper()
 	for b.State(context.Background()) == bulwark.Closed {
-		call(t, b, clk, 0, false)
+		brCall(t, b, clk, 0, false)
 	}
-	wantState(t, b, bulwark.Open)
+	brWantState(t, b, bulwark.Open)
 }
 
 func TestNewBreakerRejectsBadConfig(t *testing.T) {
@@ -147,19 +147,19 @@ func TestBreakerCancelledContext(t *testing.T) {
 	}
 }
 
-// step is one call in a transition table: its outcome, how long it takes,
+// brStep is one call in a transition table: its outcome, how long it takes,
 // and the state expected after it reported.
-type step struct {
+type brStep struct {
 	ok    bool
 	took  time.Duration
 	after bulwark.State
 }
 
-func runSteps(t *testing.T, c bulwark.BreakerConfig, steps []step) {
+func runBrSteps(t *testing.T, c bulwark.BreakerConfig, steps []brStep) {
 	t.Helper()
 	b, clk, _ := newTestBreaker(t, c)
 	for i, s := range steps {
-		call(t, b, clk, s.took, s.ok)
+		brCall(t, b, clk, s.took, s.ok)
 		if got := b.State(context.Background()); got != s.after {
 			t.Fatalf("after step %d (ok=%v took=%v): state = %v, want %v; metrics %+v", i, s.ok, s.took, got, s.after, b.Metrics())
 		}
@@ -167,40 +167,40 @@ func runSteps(t *testing.T, c bulwark.BreakerConfig, steps []step) {
 }
 
 const (
-	closed   = bulwark.Closed
-	open     = bulwark.Open
-	halfOpen = bulwark.HalfOpen
+	stClosed   = bulwark.Closed
+	stOpen     = bulwark.Open
+	stHalfOpen = bulwark.HalfOpen
 )
 
 func TestBreakerTripsOnFailureRate(t *testing.T) {
 	c := testBreakerConfig() // at least 4 calls, 50% failures
 	t.Run("minimum calls", func(t *testing.T) {
-		runSteps(t, c, []step{
-			{false, 0, closed}, {false, 0, closed}, {false, 0, closed}, // 3/3 failed, but fewer than 4 calls
-			{true, 0, open}, // 3/4 failed
+		runBrSteps(t, c, []brStep{
+			{false, 0, stClosed}, {false, 0, stClosed}, {false, 0, stClosed}, // 3/3 failed, but fewer than 4 calls
+			{true, 0, stOpen}, // 3/4 failed
 		})
 	})
 	t.Run("exactly at the rate", func(t *testing.T) {
-		runSteps(t, c, []step{
-			{true, 0, closed}, {true, 0, closed}, {false, 0, closed}, {false, 0, open}, // 2/4
+		runBrSteps(t, c, []brStep{
+			{true, 0, stClosed}, {true, 0, stClosed}, {false, 0, stClosed}, {false, 0, stOpen}, // 2/4
 		})
 	})
 	t.Run("below the rate", func(t *testing.T) {
-		runSteps(t, c, []step{
-			{true, 0, closed}, {true, 0, closed}, {true, 0, closed}, {false, 0, closed}, // 1/4
-			{true, 0, closed}, {false, 0, closed}, // 2/6
+		runBrSteps(t, c, []brStep{
+			{true, 0, stClosed}, {true, 0, stClosed}, {true, 0, stClosed}, {false, 0, stClosed}, // 1/4
+			{true, 0, stClosed}, {false, 0, stClosed}, // 2/6
 		})
 	})
 	t.Run("rate rounding", func(t *testing.T) {
 		c := c
 		c.FailureRate = 0.1
 		c.MinimumCalls = 30
-		steps := make([]step, 0, 30)
+		steps := make([]brStep, 0, 30)
 		for range 27 {
-			steps = append(steps, step{true, 0, closed})
+			steps = append(steps, brStep{true, 0, stClosed})
 		}
-		steps = append(steps, step{false, 0, closed}, step{false, 0, closed}, step{false, 0, open}) // 3/30
-		runSteps(t, c, steps)
+		steps = append(steps, brStep{false, 0, stClosed}, brStep{false, 0, stClosed}, brStep{false, 0, stOpen}) // 3/30
+		runBrSteps(t, c, steps)
 	})
 }
 
@@ -208,9 +208,9 @@ func TestBreakerTripsOnConsecutiveFailures(t *testing.T) {
 	c := testBreakerConfig()
 	c.MinimumCalls = 1000 // the rate rule never applies
 	c.ConsecutiveFailures = 3
-	runSteps(t, c, []step{
-		{false, 0, closed}, {false, 0, closed}, {true, 0, closed}, // a success resets the run
-		{false, 0, closed}, {false, 0, closed}, {false, 0, open},
+	runBrSteps(t, c, []brStep{
+		{false, 0, stClosed}, {false, 0, stClosed}, {true, 0, stClosed}, // a success resets the run
+		{false, 0, stClosed}, {false, 0, stClosed}, {false, 0, stOpen},
 	})
 }
 
@@ -219,11 +219,11 @@ func TestBreakerTripsOnSlowCallRate(t *testing.T) {
 	c.FailureRate = 1
 	c.SlowCall = 100 * time.Millisecond
 	c.SlowCallRate = 0.5
-	runSteps(t, c, []step{
-		{true, 100 * time.Millisecond, closed}, // exactly SlowCall is not slower than it
-		{true, 101 * time.Millisecond, closed},
-		{true, 0, closed},
-		{true, time.Second, open}, // 2 slow of 4
+	runBrSteps(t, c, []brStep{
+		{true, 100 * time.Millisecond, stClosed}, // exactly SlowCall is not slower than it
+		{true, 101 * time.Millisecond, stClosed},
+		{true, 0, stClosed},
+		{true, time.Second, stOpen}, // 2 slow of 4
 	})
 }
 
@@ -232,8 +232,8 @@ func TestBreakerSlowCallMetrics(t *testing.T) {
 	c.SlowCall = time.Second
 	c.SlowCallRate = 1
 	b, clk, log := newTestBreaker(t, c)
-	call(t, b, clk, 2*time.Second, true)
-	call(t, b, clk, time.Second, false)
+	brCall(t, b, clk, 2*time.Second, true)
+	brCall(t, b, clk, time.Second, false)
 	m := b.Metrics()
 	if m.Calls != 2 || m.Failures != 1 || m.SlowCalls != 1 {
 		t.Fatalf("metrics = %+v, want 2 calls, 1 failure, 1 slow", m)
@@ -258,20 +258,20 @@ func TestBreakerWindowSlides(t *testing.T) {
 		fails   int
 		state   bulwark.State
 	}{
-		{0, false, 1, 1, closed},                                  // t=0
-		{0, false, 2, 2, closed},                                  // t=0
-		{0, false, 3, 3, closed},                                  // t=0
-		{10 * time.Second, true, 1, 0, closed},                    // t=10s: bucket 0 left the window
-		{0, true, 2, 0, closed},                                   // t=10s
-		{0, false, 3, 1, closed},                                  // t=10s
-		{9*time.Second + 999*time.Millisecond, false, 4, 2, open}, // t=19.999s: still in the window, 2/4
+		{0, false, 1, 1, stClosed},                                  // t=0
+		{0, false, 2, 2, stClosed},                                  // t=0
+		{0, false, 3, 3, stClosed},                                  // t=0
+		{10 * time.Second, true, 1, 0, stClosed},                    // t=10s: bucket 0 left the window
+		{0, true, 2, 0, stClosed},                                   // t=10s
+		{0, false, 3, 1, stClosed},                                  // t=10s
+		{9*time.Second + 999*time.Millisecond, false, 4, 2, stOpen}, // t=19.999s: still in the window, 2/4
 	}
 	for i, s := range steps {
 		clk.Advance(s.advance)
-		call(t, b, clk, 0, s.ok)
+		brCall(t, b, clk, 0, s.ok)
 		m := b.Metrics()
-		if m.State != s.state || (s.state == closed && (m.Calls != s.calls || m.Failures != s.fails)) {
-			t.Fatalf("step %d: metrics %+v, want state %v, %d calls, %d failures", i, m, s.state, s.calls, s.fails)
+		if m.State != s.state || (s.state == stClosed && (m.Calls != s.calls || m.Failures != s.fails)) {
+			t.Fatalf("brStep %d: metrics %+v, want state %v, %d calls, %d failures", i, m, s.state, s.calls, s.fails)
 		}
 	}
 }
@@ -280,7 +280,7 @@ func TestBreakerWindowExpiresBucketByBucket(t *testing.T) {
 	b, clk, _ := newTestBreaker(t, testBreakerConfig())
 	// One success per second for 5 seconds: buckets 0..4.
 	for range 5 {
-		call(t, b, clk, 0, true)
+		brCall(t, b, clk, 0, true)
 		clk.Advance(time.Second)
 	}
 	// Now t=5s. The window covers buckets 0..5 until t=10s.
@@ -294,23 +294,23 @@ func TestBreakerWindowExpiresBucketByBucket(t *testing.T) {
 
 func TestBreakerOpenThenHalfOpenAfterOpenFor(t *testing.T) {
 	b, clk, _ := newTestBreaker(t, testBreakerConfig())
-	trip(t, b, clk)
-	wantRejected(t, b)
+	brTrip(t, b, clk)
+	brWantRejected(t, b)
 	if got, want := b.Metrics().OpenUntil, clk.Now().Add(30*time.Second); !got.Equal(want) {
 		t.Fatalf("OpenUntil = %v, want %v", got, want)
 	}
 	clk.Advance(30*time.Second - time.Nanosecond)
-	wantRejected(t, b)
-	wantState(t, b, open)
+	brWantRejected(t, b)
+	brWantState(t, b, stOpen)
 	clk.Advance(time.Nanosecond)
-	wantState(t, b, halfOpen)
+	brWantState(t, b, stHalfOpen)
 }
 
 func TestBreakerHalfOpenAllowsOnlyTrialCalls(t *testing.T) {
 	b, clk, log := newTestBreaker(t, testBreakerConfig()) // 2 trial calls
-	trip(t, b, clk)
-	wantRejected(t, b)
-	wantRejected(t, b)
+	brTrip(t, b, clk)
+	brWantRejected(t, b)
+	brWantRejected(t, b)
 	clk.Advance(30 * time.Second)
 	// The move to half-open happens in Allow itself.
 	d1, err := b.Allow(context.Background())
@@ -321,20 +321,20 @@ func TestBreakerHalfOpenAllowsOnlyTrialCalls(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second trial: %v", err)
 	}
-	wantRejected(t, b)
-	wantRejected(t, b)
-	if m := b.Metrics(); m.State != halfOpen || m.TrialsStarted != 2 || m.TrialsSucceeded != 0 {
+	brWantRejected(t, b)
+	brWantRejected(t, b)
+	if m := b.Metrics(); m.State != stHalfOpen || m.TrialsStarted != 2 || m.TrialsSucceeded != 0 {
 		t.Fatalf("metrics = %+v, want half-open with 2 trials started", m)
 	}
 	rej := log.of(bulwark.EventBreakerRejected)
-	if len(rej) != 4 || rej[2].To != halfOpen || rej[0].To != open {
+	if len(rej) != 4 || rej[2].To != stHalfOpen || rej[0].To != stOpen {
 		t.Fatalf("rejected events = %+v, want 2 while open then 2 while half-open", rej)
 	}
 	d1(true)
-	wantState(t, b, halfOpen)
-	wantRejected(t, b) // a reported trial does not free a trial slot
+	brWantState(t, b, stHalfOpen)
+	brWantRejected(t, b) // a reported trial does not free a trial slot
 	d2(true)
-	wantState(t, b, closed)
+	brWantState(t, b, stClosed)
 	if m := b.Metrics(); m.Calls != 0 || m.Failures != 0 || m.ConsecutiveFailures != 0 {
 		t.Fatalf("metrics after closing = %+v, want an empty window", m)
 	}
@@ -354,16 +354,16 @@ func TestBreakerHalfOpenFailureReopens(t *testing.T) {
 			c := testBreakerConfig()
 			tc.cfg(&c)
 			b, clk, _ := newTestBreaker(t, c)
-			trip(t, b, clk)
+			brTrip(t, b, clk)
 			clk.Advance(30 * time.Second)
-			wantState(t, b, halfOpen)
-			call(t, b, clk, 0, true) // one good trial
-			call(t, b, clk, tc.took, tc.ok)
-			wantState(t, b, open)
+			brWantState(t, b, stHalfOpen)
+			brCall(t, b, clk, 0, true) // one good trial
+			brCall(t, b, clk, tc.took, tc.ok)
+			brWantState(t, b, stOpen)
 			if got, want := b.Metrics().OpenUntil, clk.Now().Add(30*time.Second); !got.Equal(want) {
 				t.Fatalf("OpenUntil = %v, want %v", got, want)
 			}
-			wantRejected(t, b)
+			brWantRejected(t, b)
 		})
 	}
 }
@@ -372,22 +372,22 @@ func TestBreakerHalfOpenTrialThatNeverReports(t *testing.T) {
 	c := testBreakerConfig()
 	c.HalfOpenCalls = 1
 	b, clk, log := newTestBreaker(t, c)
-	trip(t, b, clk)
+	brTrip(t, b, clk)
 	clk.Advance(30 * time.Second)
 	lost, err := b.Allow(context.Background()) // never reports in time
 	if err != nil {
 		t.Fatalf("trial: %v", err)
 	}
 	clk.Advance(30*time.Second - time.Nanosecond)
-	wantRejected(t, b) // still half-open, the one trial is out
-	wantState(t, b, halfOpen)
+	brWantRejected(t, b) // still half-open, the one trial is out
+	brWantState(t, b, stHalfOpen)
 	clk.Advance(time.Nanosecond)
-	wantState(t, b, open) // the trial counts as failed
-	lost(true)            // too late: ignored
-	wantState(t, b, open)
+	brWantState(t, b, stOpen) // the trial counts as failed
+	lost(true)                // too late: ignored
+	brWantState(t, b, stOpen)
 	clk.Advance(30 * time.Second)
-	call(t, b, clk, 0, true)
-	wantState(t, b, closed)
+	brCall(t, b, clk, 0, true)
+	brWantState(t, b, stClosed)
 	want := []string{"closed>open", "open>half-open", "half-open>open", "open>half-open", "half-open>closed"}
 	if got := log.transitions(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("transitions = %v, want %v", got, want)
@@ -403,13 +403,13 @@ func TestBreakerIgnoresLateDoneFromEarlierGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call(t, b, clk, 0, false) // trips
+	brCall(t, b, clk, 0, false) // trips
 	clk.Advance(30 * time.Second)
-	call(t, b, clk, 0, true)
-	call(t, b, clk, 0, true) // closed again, new generation
-	wantState(t, b, closed)
+	brCall(t, b, clk, 0, true)
+	brCall(t, b, clk, 0, true) // closed again, new generation
+	brWantState(t, b, stClosed)
 	late(false) // from the first closed generation: must not trip
-	wantState(t, b, closed)
+	brWantState(t, b, stClosed)
 	if m := b.Metrics(); m.Calls != 0 || m.Failures != 0 {
 		t.Fatalf("metrics = %+v, want the late outcome ignored", m)
 	}
@@ -418,7 +418,7 @@ func TestBreakerIgnoresLateDoneFromEarlierGeneration(t *testing.T) {
 	late, _ = b.Allow(context.Background())
 	b.Reset()
 	late(false)
-	if m := b.Metrics(); m.State != closed || m.Calls != 0 {
+	if m := b.Metrics(); m.State != stClosed || m.Calls != 0 {
 		t.Fatalf("metrics = %+v, want an outcome from before Reset ignored", m)
 	}
 }
@@ -435,7 +435,7 @@ func TestBreakerDoneTwiceCountsOnce(t *testing.T) {
 	done(false)
 	done(true)
 	m := b.Metrics()
-	if m.Calls != 1 || m.Failures != 1 || m.ConsecutiveFailures != 1 || m.State != closed {
+	if m.Calls != 1 || m.Failures != 1 || m.ConsecutiveFailures != 1 || m.State != stClosed {
 		t.Fatalf("metrics = %+v, want one failure counted", m)
 	}
 
@@ -458,38 +458,38 @@ func TestBreakerDoneTwiceCountsOnce(t *testing.T) {
 
 func TestBreakerResetForceOpenIsolate(t *testing.T) {
 	b, clk, log := newTestBreaker(t, testBreakerConfig())
-	call(t, b, clk, 0, false)
+	brCall(t, b, clk, 0, false)
 
 	b.ForceOpen()
-	wantState(t, b, open)
-	wantRejected(t, b)
+	brWantState(t, b, stOpen)
+	brWantRejected(t, b)
 	clk.Advance(20 * time.Second)
 	b.ForceOpen() // restarts OpenFor
 	clk.Advance(20 * time.Second)
-	wantState(t, b, open)
+	brWantState(t, b, stOpen)
 	clk.Advance(10 * time.Second)
-	wantState(t, b, halfOpen)
+	brWantState(t, b, stHalfOpen)
 
 	b.Reset()
-	wantState(t, b, closed)
+	brWantState(t, b, stClosed)
 	if m := b.Metrics(); m.Calls != 0 || m.Failures != 0 {
 		t.Fatalf("metrics after Reset = %+v, want empty", m)
 	}
 
 	b.Isolate()
 	clk.Advance(time.Hour)
-	wantState(t, b, open)
-	wantRejected(t, b)
+	brWantState(t, b, stOpen)
+	brWantRejected(t, b)
 	if m := b.Metrics(); !m.Isolated || !m.OpenUntil.IsZero() {
 		t.Fatalf("metrics = %+v, want isolated with no OpenUntil", m)
 	}
 	b.ForceOpen() // ends the isolation: open for OpenFor from now
 	clk.Advance(30 * time.Second)
-	wantState(t, b, halfOpen)
+	brWantState(t, b, stHalfOpen)
 	b.Isolate()
 	b.Reset()
-	wantState(t, b, closed)
-	call(t, b, clk, 0, true)
+	brWantState(t, b, stClosed)
+	brCall(t, b, clk, 0, true)
 
 	want := []string{
 		"closed>open", "open>half-open", "half-open>closed",
@@ -504,22 +504,22 @@ func TestBreakerTransitionEvents(t *testing.T) {
 	c := testBreakerConfig()
 	c.ConsecutiveFailures = 1
 	b, clk, log := newTestBreaker(t, c)
-	call(t, b, clk, 0, false)
+	brCall(t, b, clk, 0, false)
 	t1 := clk.Now()
 	clk.Advance(30 * time.Second)
-	call(t, b, clk, 0, false)
+	brCall(t, b, clk, 0, false)
 	t2 := clk.Now()
 	clk.Advance(30 * time.Second)
-	call(t, b, clk, 0, true)
-	call(t, b, clk, 0, true)
+	brCall(t, b, clk, 0, true)
+	brCall(t, b, clk, 0, true)
 
 	got := log.of(bulwark.EventBreakerTransition)
 	want := []struct {
 		from, to bulwark.State
 		at       time.Time
 	}{
-		{closed, open, t1}, {open, halfOpen, t2}, {halfOpen, open, t2},
-		{open, halfOpen, t2.Add(30 * time.Second)}, {halfOpen, closed, t2.Add(30 * time.Second)},
+		{stClosed, stOpen, t1}, {stOpen, stHalfOpen, t2}, {stHalfOpen, stOpen, t2},
+		{stOpen, stHalfOpen, t2.Add(30 * time.Second)}, {stHalfOpen, stClosed, t2.Add(30 * time.Second)},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d transitions %v, want %d", len(got), log.transitions(), len(want))
@@ -545,7 +545,7 @@ func TestBreakerObserverCallsBack(t *testing.T) {
 			return
 		}
 		seen = append(seen, e.From.String()+">"+e.To.String())
-		if e.To == open {
+		if e.To == stOpen {
 			b.State(context.Background())
 			b.Reset() // a transition from inside the observer
 		}
@@ -554,11 +554,11 @@ func TestBreakerObserverCallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call(t, b, clk, 0, false)
+	brCall(t, b, clk, 0, false)
 	if want := []string{"closed>open", "open>closed"}; fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Fatalf("transitions = %v, want %v", seen, want)
 	}
-	wantState(t, b, closed)
+	brWantState(t, b, stClosed)
 }
 
 func TestBreakerConcurrentExactCounts(t *testing.T) {
@@ -580,7 +580,7 @@ func TestBreakerConcurrentExactCounts(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if m := b.Metrics(); m.Calls != goroutines*calls || m.State != closed {
+	if m := b.Metrics(); m.Calls != goroutines*calls || m.State != stClosed {
 		t.Fatalf("metrics = %+v, want %d calls", m, goroutines*calls)
 	}
 }
@@ -646,7 +646,7 @@ func TestBreakerConcurrentTransitions(t *testing.T) {
 	if len(trans) < 3 {
 		t.Fatalf("only %d transitions; the test did not exercise the breaker", len(trans))
 	}
-	prev := closed
+	prev := stClosed
 	for i, e := range trans {
 		if e.From != prev || e.From == e.To {
 			t.Fatalf("transition %d is %v>%v after a move to %v", i, e.From, e.To, prev)
@@ -736,4 +736,41 @@ func ExampleBreaker() {
 	// open true
 	// half-open
 	// closed
+}
+
+// An observer that panics does not stop later transitions from being
+// delivered.
+func TestBreakerObserverPanicKeepsDelivering(t *testing.T) {
+	c := testBreakerConfig()
+	c.ConsecutiveFailures = 1
+	clk := fakeclock.New(fakeclock.Epoch)
+	var seen []string
+	panicked := false
+	obs := bulwark.ObserverFunc(func(e bulwark.Event) {
+		if e.Kind != bulwark.EventBreakerTransition {
+			return
+		}
+		if !panicked {
+			panicked = true
+			panic("observer bug")
+		}
+		seen = append(seen, e.From.String()+">"+e.To.String())
+	})
+	b, err := NewBreaker(c, WithClock(clk), WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the observer's panic did not reach the caller")
+			}
+		}()
+		b.ForceOpen()
+	}()
+	brWantState(t, b, stOpen)
+	b.Reset()
+	if want := []string{"open>closed"}; fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("transitions after the panic = %v, want %v", seen, want)
+	}
 }

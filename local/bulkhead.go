@@ -36,7 +36,7 @@ var (
 // waiter whose ctx ends at the moment a slot is handed to it passes the slot
 // on instead of leaking it.
 //
-// Allocation: [Bulkhead.AcquireSlot] and [Slot.Release] allocate nothing on
+// Allocation: [Bulkhead.AcquireSlot] and [BulkheadSlot.Release] allocate nothing on
 // the path without waiting. [Bulkhead.Acquire], which must return a func,
 // allocates one small closure per grant: a release function that stays a
 // no-op when called again after its slot went to another caller has to be a
@@ -59,8 +59,8 @@ type Bulkhead struct {
 	name       string
 
 	mu      sync.Mutex
-	slots   []slotState // grows up to max entries, as concurrency requires
-	free    []int32     // indices of free entries of slots
+	slots   []bulkheadSlotState // grows up to max entries, as concurrency requires
+	free    []int32             // indices of free entries of slots
 	inUse   int
 	grants  uint64 // grant numbers handed out so far; 0 is never a grant
 	head    *bulkheadWaiter
@@ -68,8 +68,8 @@ type Bulkhead struct {
 	waiting int
 }
 
-// slotState is who holds a slot: grant 0 means nobody.
-type slotState struct {
+// bulkheadSlotState is who holds a slot: grant 0 means nobody.
+type bulkheadSlotState struct {
 	grant uint64
 	since time.Time // when the holder got it; set only when an observer listens
 }
@@ -79,14 +79,14 @@ type slotState struct {
 type bulkheadWaiter struct {
 	prev, next *bulkheadWaiter
 	ready      chan struct{} // receives once when a slot is handed over
-	slot       Slot
+	slot       BulkheadSlot
 	granted    bool
 }
 
-// Slot is one slot of a [Bulkhead], as returned by [Bulkhead.AcquireSlot].
+// BulkheadSlot is one slot of a [Bulkhead], as returned by [Bulkhead.AcquireSlot].
 // Release it exactly once; further calls, from the same value or a copy,
-// are no-ops. The zero Slot holds nothing and its Release does nothing.
-type Slot struct {
+// are no-ops. The zero BulkheadSlot holds nothing and its Release does nothing.
+type BulkheadSlot struct {
 	b     *Bulkhead
 	index int32
 	grant uint64
@@ -95,7 +95,7 @@ type Slot struct {
 // Release gives the slot back: to the longest waiter if any, else to the
 // pool of free slots. Releasing a slot that was already released does
 // nothing.
-func (s Slot) Release() {
+func (s BulkheadSlot) Release() {
 	if s.b != nil {
 		s.b.release(s, true)
 	}
@@ -145,11 +145,11 @@ func (b *Bulkhead) Acquire(ctx context.Context) (release func(), err error) {
 }
 
 // AcquireSlot is Acquire returning the slot as a value, which allocates
-// nothing when a slot is free. Call [Slot.Release] exactly once when done.
-func (b *Bulkhead) AcquireSlot(ctx context.Context) (Slot, error) {
+// nothing when a slot is free. Call [BulkheadSlot.Release] exactly once when done.
+func (b *Bulkhead) AcquireSlot(ctx context.Context) (BulkheadSlot, error) {
 	if err := ctx.Err(); err != nil {
 		b.emitRejected(0, err)
-		return Slot{}, err
+		return BulkheadSlot{}, err
 	}
 	var now time.Time
 	if b.obs != nil {
@@ -159,18 +159,18 @@ func (b *Bulkhead) AcquireSlot(ctx context.Context) (Slot, error) {
 	if b.waiting == 0 && b.inUse < b.max {
 		s := b.grantLocked(now)
 		b.mu.Unlock()
-		b.emit(bulwark.EventBulkheadAcquired, now, 0, nil)
+		b.emitAcquired(s, now, 0)
 		return s, nil
 	}
 	switch {
 	case b.maxWait <= 0:
 		b.mu.Unlock()
 		b.emitRejected(0, errBulkheadNoWait)
-		return Slot{}, errBulkheadNoWait
+		return BulkheadSlot{}, errBulkheadNoWait
 	case b.maxWaiting > 0 && b.waiting >= b.maxWaiting:
 		b.mu.Unlock()
 		b.emitRejected(0, errBulkheadQueueFull)
-		return Slot{}, errBulkheadQueueFull
+		return BulkheadSlot{}, errBulkheadQueueFull
 	}
 	b.mu.Unlock()
 	return b.wait(ctx, now)
@@ -179,7 +179,7 @@ func (b *Bulkhead) AcquireSlot(ctx context.Context) (Slot, error) {
 // wait queues the caller and blocks until a slot is handed to it, MaxWait
 // passes or ctx is done. start is when Acquire began (zero without an
 // observer).
-func (b *Bulkhead) wait(ctx context.Context, start time.Time) (Slot, error) {
+func (b *Bulkhead) wait(ctx context.Context, start time.Time) (BulkheadSlot, error) {
 	// Arm the timer before joining the queue, so that a waiter counted by
 	// Waiting always has its timer running.
 	timer := bulwark.NewTimer(b.clock, b.maxWait)
@@ -192,13 +192,13 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (Slot, error) {
 		s := b.grantLocked(start)
 		b.mu.Unlock()
 		timer.Stop()
-		b.emit(bulwark.EventBulkheadAcquired, start, 0, nil)
+		b.emitAcquired(s, start, 0)
 		return s, nil
 	case b.maxWaiting > 0 && b.waiting >= b.maxWaiting:
 		b.mu.Unlock()
 		timer.Stop()
 		b.emitRejected(0, errBulkheadQueueFull)
-		return Slot{}, errBulkheadQueueFull
+		return BulkheadSlot{}, errBulkheadQueueFull
 	}
 	b.enqueueLocked(w)
 	b.mu.Unlock()
@@ -206,7 +206,7 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (Slot, error) {
 	select {
 	case <-w.ready:
 		timer.Stop()
-		b.emitWaited(bulwark.EventBulkheadAcquired, start, nil)
+		b.emitAcquiredAfter(w.slot, start)
 		return w.slot, nil
 
 	case <-timer.C():
@@ -214,13 +214,13 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (Slot, error) {
 		if w.granted {
 			// The slot arrived as the wait ran out: keep it.
 			b.mu.Unlock()
-			b.emitWaited(bulwark.EventBulkheadAcquired, start, nil)
+			b.emitAcquiredAfter(w.slot, start)
 			return w.slot, nil
 		}
 		b.removeLocked(w)
 		b.mu.Unlock()
 		b.emitWaited(bulwark.EventBulkheadRejected, start, errBulkheadTimeout)
-		return Slot{}, errBulkheadTimeout
+		return BulkheadSlot{}, errBulkheadTimeout
 
 	case <-ctx.Done():
 		timer.Stop()
@@ -235,31 +235,31 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (Slot, error) {
 			b.mu.Unlock()
 		}
 		b.emitWaited(bulwark.EventBulkheadRejected, start, err)
-		return Slot{}, err
+		return BulkheadSlot{}, err
 	}
 }
 
 // grantLocked takes a free slot for a new holder. Requires b.mu held and
 // b.inUse < b.max.
-func (b *Bulkhead) grantLocked(now time.Time) Slot {
+func (b *Bulkhead) grantLocked(now time.Time) BulkheadSlot {
 	var i int32
 	if n := len(b.free); n > 0 {
 		i = b.free[n-1]
 		b.free = b.free[:n-1]
 	} else {
 		i = int32(len(b.slots))
-		b.slots = append(b.slots, slotState{})
+		b.slots = append(b.slots, bulkheadSlotState{})
 	}
 	b.grants++
-	b.slots[i] = slotState{grant: b.grants, since: now}
+	b.slots[i] = bulkheadSlotState{grant: b.grants, since: now}
 	b.inUse++
-	return Slot{b: b, index: i, grant: b.grants}
+	return BulkheadSlot{b: b, index: i, grant: b.grants}
 }
 
 // release frees s if it is still held by that grant: the slot goes to the
 // longest waiter, or back to the free list. emit says whether to report
 // EventBulkheadReleased (not for slots their waiter never saw).
-func (b *Bulkhead) release(s Slot, emit bool) {
+func (b *Bulkhead) release(s BulkheadSlot, emit bool) {
 	var now time.Time
 	if b.obs != nil {
 		now = b.clock.Now()
@@ -273,12 +273,12 @@ func (b *Bulkhead) release(s Slot, emit bool) {
 	if w := b.head; w != nil {
 		b.removeLocked(w)
 		b.grants++
-		b.slots[s.index] = slotState{grant: b.grants, since: now}
-		w.slot = Slot{b: b, index: s.index, grant: b.grants}
+		b.slots[s.index] = bulkheadSlotState{grant: b.grants, since: now}
+		w.slot = BulkheadSlot{b: b, index: s.index, grant: b.grants}
 		w.granted = true
 		w.ready <- struct{}{} // buffered, and sent to at most once
 	} else {
-		b.slots[s.index] = slotState{}
+		b.slots[s.index] = bulkheadSlotState{}
 		b.free = append(b.free, s.index)
 		b.inUse--
 	}
@@ -347,6 +347,31 @@ func (b *Bulkhead) emit(kind bulwark.EventKind, now time.Time, d time.Duration, 
 		Duration: d,
 		Err:      err,
 	})
+}
+
+// emitAcquired reports that s was taken after waiting d. Should the
+// observer panic, s is given back: the caller never sees it.
+func (b *Bulkhead) emitAcquired(s BulkheadSlot, now time.Time, d time.Duration) {
+	if b.obs == nil {
+		return
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			b.release(s, false)
+		}
+	}()
+	b.emit(bulwark.EventBulkheadAcquired, now, d, nil)
+	finished = true
+}
+
+// emitAcquiredAfter is emitAcquired with the wait measured from start.
+func (b *Bulkhead) emitAcquiredAfter(s BulkheadSlot, start time.Time) {
+	if b.obs == nil {
+		return
+	}
+	now := b.clock.Now()
+	b.emitAcquired(s, now, now.Sub(start))
 }
 
 // emitWaited reports an event whose Duration is the time since start.
