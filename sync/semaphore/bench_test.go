@@ -69,7 +69,7 @@ func BenchmarkTryAcquireFull(b *testing.B) {
 // its p50 and p99. The waiter's poll interval and the lease TTL are far
 // above the measured times, so only the published wake-up can end a wait.
 func BenchmarkWakeUpLatency(b *testing.B) {
-	ws := benchEnv(b, 1, 2, WithPollInterval(time.Hour))
+	ws := benchEnv(b, 1, 2, WithPollInterval(time.Minute))
 	holderSide, waiterSide := ws[0], ws[1]
 	ctx := context.Background()
 	held, err := holderSide.Acquire(ctx, 1)

@@ -27,12 +27,15 @@
 //
 // Waiters queue in Redis in arrival order and are granted slots only when
 // every earlier waiter still fits, so a large request is not starved by a
-// stream of small ones (the behaviour of x/sync/semaphore). Releases publish
-// on a per-semaphore channel and blocked callers try again at once; they
+// stream of small ones (the behaviour of x/sync/semaphore). Releases
+// publish on a per-semaphore channel; each Weighted holds one subscription
+// and wakes its oldest blocked caller, who tries again at once and, when
+// slots are still free after its try, wakes the next one. Blocked callers
 // also re-check at the earliest lease expiry and every poll interval, which
-// covers lost messages and holders that died. A queued entry is dropped when
-// its caller stops refreshing it for three poll intervals (its process
-// died), so the queue never blocks for long.
+// covers lost messages and holders that died without releasing. A queued
+// entry is dropped when its caller stops refreshing it for three poll
+// intervals (its process died), so a dead waiter holds up the queue at most
+// that long.
 //
 // Each lease carries a fencing token, larger than every token issued before
 // it ([Lease.Token]). A holder that loses its lease is told through

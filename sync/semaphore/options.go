@@ -17,6 +17,9 @@ const (
 	// reconnecting, or a holder that died without releasing and whose lease
 	// expiry is further away than this).
 	DefaultPollInterval = time.Second
+	// MaxPollInterval is the longest poll interval accepted. A waiter whose
+	// process died holds its place in the queue for three intervals.
+	MaxPollInterval = time.Minute
 	// FenceTTL is how long the fencing counter key lives after the last
 	// acquisition. Tokens also never fall below the Redis time in
 	// microseconds, so they keep growing after the key expires; the key only
@@ -71,9 +74,10 @@ func WithPrefix(p string) Option { return func(o *options) { o.prefix = p } }
 func WithLeaseTTL(d time.Duration) Option { return func(o *options) { o.ttl = d } }
 
 // WithKeepAlive sets how often held leases are renewed (default a third of
-// the lease TTL). It must be below the lease TTL. Zero turns keepalive off:
-// leases then expire after the lease TTL whether or not they were released,
-// and Lost is closed within a third of the TTL after the expiry.
+// the lease TTL). It must be below the lease TTL and at least 1ms. Zero
+// turns keepalive off: a lease then expires one lease TTL after it was
+// granted unless released first, and its Lost channel is closed within a
+// third of the TTL after that.
 func WithKeepAlive(interval time.Duration) Option {
 	return func(o *options) { o.keepAlive, o.keepSet = interval, true }
 }
@@ -82,7 +86,8 @@ func WithKeepAlive(interval time.Duration) Option {
 // wake-up arrives (default DefaultPollInterval). Wake-ups normally come from
 // a release at once; the poll only covers lost messages. A queued waiter
 // that stops polling (its process died) is dropped from the queue after
-// three intervals.
+// three intervals, so long intervals make a crashed waiter block the queue
+// longer. Between 1ms and MaxPollInterval.
 func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll = d } }
 
 // WithOnLeaseLost sets a function called once for each held lease that is

@@ -254,7 +254,7 @@ func TestKilledHolderCapacityReturns(t *testing.T) {
 	}
 	e := newEnv(t)
 	e.name = "kill"
-	w := e.open(t, 4, WithLeaseTTL(ttl), WithPollInterval(time.Hour))
+	w := e.open(t, 4, WithLeaseTTL(ttl), WithPollInterval(time.Minute))
 	cmd := redistest.Child(t, t.Name(), envAddr+"="+addrOf(t, e.client), envPrefix+"="+e.prefix)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -415,7 +415,7 @@ func TestRetriedAcquireGrantsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	w, err := New(flaky, "drop", 5, WithPrefix(prefix), WithPollInterval(time.Hour))
+	w, err := New(flaky, "drop", 5, WithPrefix(prefix), WithPollInterval(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,7 @@ type waiter struct {
 // New does no I/O. Errors wrap bulwark.ErrInvalidConfig: a nil client, an
 // empty name, capacity outside [1, MaxCapacity], a prefix holding braces, a
 // lease TTL outside [MinLeaseTTL, MaxLeaseTTL], a negative keepalive or one
-// not below the lease TTL, a poll interval below one millisecond.
+// not below the lease TTL, a poll interval outside [1ms, MaxPollInterval].
 func New(client Client, name string, capacity int64, opts ...Option) (*Weighted, error) {
 	o := options{prefix: DefaultPrefix, ttl: bulwark.DefaultLeaseTTL, poll: DefaultPollInterval, clock: bulwark.SystemClock}
 	for _, opt := range opts {
@@ -149,8 +149,8 @@ func New(client Client, name string, capacity int64, opts ...Option) (*Weighted,
 		return nil, bulwark.ConfigError("semaphore keepalive must be in [0, lease TTL %v), got %v", o.ttl, o.keepAlive)
 	case o.keepSet && o.keepAlive > 0 && o.keepAlive < time.Millisecond:
 		return nil, bulwark.ConfigError("semaphore keepalive must be at least 1ms, got %v", o.keepAlive)
-	case o.poll < time.Millisecond:
-		return nil, bulwark.ConfigError("semaphore poll interval must be at least 1ms, got %v", o.poll)
+	case o.poll < time.Millisecond || o.poll > MaxPollInterval:
+		return nil, bulwark.ConfigError("semaphore poll interval must be in [1ms, %v], got %v", MaxPollInterval, o.poll)
 	}
 	w := &Weighted{
 		client:   client,
@@ -533,11 +533,12 @@ func (w *Weighted) lose(l *Lease, err error, notify bool) {
 	}
 }
 
+// notifyLost emits EventLeaseLost, then runs the callback.
 func (w *Weighted) notifyLost(l *Lease, err error) {
+	w.emit(bulwark.EventLeaseLost, w.clock.Now().Sub(l.acquired), err)
 	if w.onLost != nil {
 		w.onLost(l, err)
 	}
-	w.emit(bulwark.EventLeaseLost, w.clock.Now().Sub(l.acquired), err)
 }
 
 // emit sends an event to the observer.

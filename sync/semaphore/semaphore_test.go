@@ -38,6 +38,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"keepalive above ttl", c, "s", 1, []Option{WithLeaseTTL(time.Second), WithKeepAlive(2 * time.Second)}},
 		{"keepalive below 1ms", c, "s", 1, []Option{WithKeepAlive(time.Microsecond)}},
 		{"poll interval 0", c, "s", 1, []Option{WithPollInterval(0)}},
+		{"poll interval too long", c, "s", 1, []Option{WithPollInterval(MaxPollInterval + time.Second)}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -252,7 +253,7 @@ func TestConcurrentReleaseFreesOnce(t *testing.T) {
 // the lease expiry are both far beyond the test's deadline.
 func TestWakeUpOnRelease(t *testing.T) {
 	e := newEnv(t)
-	w := e.open(t, 1, WithPollInterval(time.Hour))
+	w := e.open(t, 1, WithPollInterval(time.Minute))
 	holder := mustAcquire(t, w, 1)
 	for round := range 3 {
 		got := make(chan *Lease, 1)
@@ -278,7 +279,7 @@ func TestWakeUpOnRelease(t *testing.T) {
 // behind a large one, do not overtake.
 func TestWaitersServedInArrivalOrder(t *testing.T) {
 	e := newEnv(t)
-	w := e.open(t, 2, WithPollInterval(time.Hour))
+	w := e.open(t, 2, WithPollInterval(time.Minute))
 	ctx := ctxT(t, 20*time.Second)
 	h1 := mustAcquire(t, w, 1)
 	h2 := mustAcquire(t, w, 1)
@@ -323,7 +324,7 @@ func TestWaitersServedInArrivalOrder(t *testing.T) {
 func TestCancelledWaiterLeavesTheQueue(t *testing.T) {
 	e := newEnv(t)
 	rec := &recorder{}
-	w := e.open(t, 1, WithPollInterval(time.Hour), WithObserver(rec))
+	w := e.open(t, 1, WithPollInterval(time.Minute), WithObserver(rec))
 	holder := mustAcquire(t, w, 1)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -357,7 +358,7 @@ func TestExpiredLeaseIsReclaimed(t *testing.T) {
 	const ttl = 300 * time.Millisecond
 	lostCalls := make(chan error, 1)
 	a := e.open(t, 1, WithLeaseTTL(ttl), WithKeepAlive(0), WithOnLeaseLost(func(l *Lease, err error) { lostCalls <- err }))
-	b := e.open(t, 1, WithLeaseTTL(ttl), WithPollInterval(time.Hour))
+	b := e.open(t, 1, WithLeaseTTL(ttl), WithPollInterval(time.Minute))
 
 	held := mustAcquire(t, a, 1)
 	if _, ok, err := b.TryAcquire(ctxT(t, 5*time.Second), 1); ok || err != nil {
@@ -594,6 +595,9 @@ func TestKeysShareOneHashTag(t *testing.T) {
 			for _, key := range append(append([]string{}, k.acquire...), k.channel) {
 				if got := hashTag(key); got != want {
 					t.Errorf("name %q prefix %q: key %q has tag %q, want %q", name, prefix, key, got, want)
+				}
+				if got, want := redistest.KeySlot(key), redistest.KeySlot(k.leases); got != want {
+					t.Errorf("name %q prefix %q: key %q in slot %d, want %d", name, prefix, key, got, want)
 				}
 			}
 		}
