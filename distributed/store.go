@@ -120,6 +120,8 @@ type Store struct {
 
 	healthy atomic.Bool
 	closed  atomic.Bool
+
+	breakers breakerSet // breakers built from this store, closed by Close
 }
 
 // New returns a store using client, which stays the caller's to close. It
@@ -178,6 +180,7 @@ func (s *Store) Healthy() bool { return s.healthy.Load() }
 // nothing the caller owns (the client stays open) and is idempotent.
 func (s *Store) Close() error {
 	s.closed.Store(true)
+	s.breakers.close()
 	return nil
 }
 
