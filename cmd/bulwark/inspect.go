@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/sync/semaphore"
 )
 
@@ -36,7 +37,7 @@ const scanBatch = 1000
 func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("inspect", inspectSynopsis, stderr)
 	url := fs.String("redis", "", "Redis URL, e.g. redis://127.0.0.1:6379 (required)")
-	prefix := fs.String("prefix", "bulwark", "the key prefix the services use (distributed.WithPrefix)")
+	prefix := fs.String("prefix", distributed.DefaultPrefix, "the key prefix the services use (distributed.WithPrefix)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -81,6 +82,7 @@ type semaphoreInfo struct {
 type report struct {
 	Limiters   []limiterInfo
 	Semaphores []semaphoreInfo
+	Breakers   []breakerInfo
 	Other      []string // keys under the prefix that no known layout explains
 }
 
@@ -94,6 +96,7 @@ func inspect(ctx context.Context, client redis.UniversalClient, prefix string) (
 	rep := &report{}
 	limiters := map[limiterInfo]int{}
 	sems := map[string]bool{}
+	breakers := map[string]bool{}
 	for _, k := range keys {
 		rest := k[len(prefix)+1:] // after "<prefix>:"
 		alg, tail, _ := strings.Cut(rest, ":")
@@ -112,6 +115,13 @@ func inspect(ctx context.Context, client redis.UniversalClient, prefix string) (
 				continue
 			}
 			sems[tag] = true
+		case alg == "br":
+			tag, ok := breakerTag(tail)
+			if !ok {
+				rep.Other = append(rep.Other, k)
+				continue
+			}
+			breakers[tag] = true
 		default:
 			rep.Other = append(rep.Other, k)
 		}
@@ -131,6 +141,10 @@ func inspect(ctx context.Context, client redis.UniversalClient, prefix string) (
 		rep.Semaphores = append(rep.Semaphores, si)
 	}
 	slices.SortFunc(rep.Semaphores, func(a, b semaphoreInfo) int { return strings.Compare(a.Name, b.Name) })
+	rep.Breakers, err = inspectBreakers(ctx, client, prefix, breakers)
+	if err != nil {
+		return nil, err
+	}
 	slices.Sort(rep.Other)
 	return rep, nil
 }
@@ -204,7 +218,7 @@ func parseLimiterKey(alg, tail string) (limiterInfo, bool) {
 		if !ok {
 			return limiterInfo{}, false
 		}
-		li.Name = decodePart(name)
+		li.Name = displayPart(name)
 		return li, true
 	}
 	multi, rest, ok := strings.Cut(after, ":")
@@ -215,25 +229,50 @@ func parseLimiterKey(alg, tail string) (limiterInfo, bool) {
 	if !ok {
 		return limiterInfo{}, false
 	}
-	li.Name, li.Multi = decodePart(multi)+"/"+decodePart(limit), true
+	li.Name, li.Multi = displayPart(multi)+"/"+displayPart(limit), true
 	return li, true
 }
 
-// decodePart reverses the name encoding of package distributed: readable
-// names are kept, "~"+base64url is decoded, and "!"+hash (names longer than
-// 48 bytes) cannot be reversed.
-func decodePart(p string) string {
+// rawPart reverses the name encoding of package distributed: readable
+// names are kept and "~"+base64url is decoded; "!"+hash (names longer than
+// 48 bytes that are not plain text, or longer than 64) cannot be reversed.
+func rawPart(p string) (string, bool) {
 	switch {
 	case strings.HasPrefix(p, "~"):
 		b, err := base64.RawURLEncoding.DecodeString(p[1:])
-		if err != nil {
-			return p
-		}
-		return fmt.Sprintf("%q", b)
+		return string(b), err == nil
 	case strings.HasPrefix(p, "!"):
-		return "(hashed " + p[1:min(len(p), 13)] + "…)"
+		return "", false
 	}
-	return p
+	return p, true
+}
+
+// displayPart shows an encoded name part: plain names as they are, others
+// quoted, hashed ones by the start of their hash.
+func displayPart(p string) string {
+	raw, ok := rawPart(p)
+	switch {
+	case !ok && strings.HasPrefix(p, "!"):
+		return "(hashed " + p[1:min(len(p), 13)] + "…)"
+	case !ok:
+		return p
+	case strings.HasPrefix(p, "~"):
+		return fmt.Sprintf("%q", raw)
+	}
+	return raw
+}
+
+// breakerTag returns the hash tag of a breaker key "{<tag>}:s" or
+// "{<tag>}:c" (after "<prefix>:br:").
+func breakerTag(tail string) (string, bool) {
+	if !strings.HasPrefix(tail, "{") {
+		return "", false
+	}
+	tag, part, ok := strings.Cut(tail[1:], "}:")
+	if !ok || tag == "" || (part != "s" && part != "c") {
+		return "", false
+	}
+	return tag, true
 }
 
 // semaphoreTag returns the hash tag of a semaphore key
@@ -306,6 +345,14 @@ func (r *report) write(out io.Writer, addr, prefix string) {
 				alg += " (multi)"
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%d\t\n", alg, l.Name, l.Keys)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(tw, "\nBREAKERS (%d)\n", len(r.Breakers))
+	if len(r.Breakers) > 0 {
+		fmt.Fprintln(tw, "  NAME\tSTATE\tDETAIL\t")
+		for _, b := range r.Breakers {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t\n", b.Name, b.State, b.Detail)
 		}
 	}
 	tw.Flush()
