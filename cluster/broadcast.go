@@ -54,13 +54,14 @@ type Message struct {
 // quickly and must not call [Broadcast.Close].
 type Handler func(Message)
 
-// Option configures a [Broadcast].
-type Option func(*Broadcast)
+// BroadcastOption configures a [Broadcast]. (Option configures a
+// [Membership].)
+type BroadcastOption func(*Broadcast)
 
 // WithPingInterval sets how long the subscription may stay silent before a
 // health ping (default [DefaultPingInterval]). The broadcast notices a
 // frozen or unreachable server within about twice this interval.
-func WithPingInterval(d time.Duration) Option { return func(b *Broadcast) { b.ping = d } }
+func WithPingInterval(d time.Duration) BroadcastOption { return func(b *Broadcast) { b.ping = d } }
 
 // Broadcast is one subscription to one Redis pub/sub channel, shared by
 // every handler of a process that listens on it, with messages dispatched
@@ -96,7 +97,7 @@ type entry struct{ h Handler }
 // bulwark.ErrInvalidConfig for a nil client, an empty channel or a
 // non-positive ping interval. It does not wait for the subscription: a
 // handler learns that it is live from its first Resync message.
-func NewBroadcast(client Subscriber, channel string, opts ...Option) (*Broadcast, error) {
+func NewBroadcast(client Subscriber, channel string, opts ...BroadcastOption) (*Broadcast, error) {
 	if client == nil {
 		return nil, bulwark.ConfigError("broadcast needs a redis client, got nil")
 	}
