@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/cluster"
 	"github.com/bulwark-go/bulwark/distributed"
 )
 
@@ -120,6 +121,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return demo(ctx, cfg, opt, upstream, where, stdout)
 }
 
+// storeTimeout is the time budget of one Redis call of a replica.
+const storeTimeout = 100 * time.Millisecond
+
 // pinnedClock is a bulwark.Clock whose time the replica sets before each
 // call. The demo passes each replica's wall-clock time to the scripts
 // (distributed.WithClock) instead of letting them read Redis TIME, so that
@@ -147,6 +151,7 @@ type demoRun struct {
 	// Redis came back; zero until then.
 	recovered []time.Time
 	restored  time.Time // when Redis came back
+	members   distributed.ReplicaCounter
 	progress  []atomic.Int64
 }
 
@@ -213,23 +218,35 @@ func demo(ctx context.Context, cfg demoConfig, opt *redis.Options, upstream, whe
 
 	limiters := make([]*distributed.FixedWindow, cfg.replicas)
 	clocks := make([]*pinnedClock, cfg.replicas)
+	memberships := make([]*cluster.Membership, cfg.replicas)
 	for i := range cfg.replicas {
-		o := *opt
+		o := distributed.ClientOptions(opt, storeTimeout) // the settings a store's client should have
 		o.Addr = px.Addr()
-		o.MaxRetries = -1 // the store never retries a script; nor should a PING
-		o.DialTimeout = 500 * time.Millisecond
-		o.DialerRetries = 1
-		o.ReadTimeout, o.WriteTimeout = time.Second, time.Second
-		o.ContextTimeoutEnabled = true
 		o.PoolSize = 2
 		o.DisableIdentity = true
-		client := redis.NewClient(&o)
+		client := redis.NewClient(o)
 		defer client.Close()
 		clocks[i] = &pinnedClock{}
+		// Each replica heartbeats into the fleet's member set, so that when
+		// Redis goes away it knows how many replicas share the limit and
+		// enforces its fair share, limit / replicas, on its own.
+		members, err := cluster.Join(client, cluster.WithPrefix(cfg.prefix), cluster.WithTTL(max(3*cfg.window, time.Second)))
+		if err != nil {
+			return usagef("%v", err)
+		}
+		defer members.Close()
+		memberships[i] = members
 		store, err := distributed.New(client,
 			distributed.WithPrefix(cfg.prefix),
 			distributed.WithClock(clocks[i]),
-			distributed.WithTimeout(100*time.Millisecond))
+			distributed.WithTimeout(storeTimeout),
+			distributed.WithReplicaCounter(members),
+			distributed.WithReplicas(cfg.replicas), // until the first heartbeat
+			// Probe Redis often and allow recovery soon, so that the short
+			// phases of the demo show the return to Redis.
+			distributed.WithProbeInterval(cfg.window/10),
+			distributed.WithMinDegraded(cfg.window/4),
+			distributed.WithRecoveryThreshold(2))
 		if err != nil {
 			return usagef("%v", err)
 		}
@@ -239,6 +256,8 @@ func demo(ctx context.Context, cfg demoConfig, opt *redis.Options, upstream, whe
 			return usagef("%v", err)
 		}
 	}
+
+	r.members = memberships[0]
 
 	fmt.Fprintf(out, "bulwark demo: %d replicas share one global limit of %d requests per %v through %s.\n",
 		cfg.replicas, cfg.limit, cfg.window, where)
@@ -373,7 +392,12 @@ func (r *demoRun) printRow(out io.Writer, w int64) {
 	var b strings.Builder
 	switch w {
 	case r.downAt:
-		b.WriteString("--- Redis taken away: the replicas decide locally, from their local twins ---\n")
+		n := r.cfg.replicas
+		if c := r.members.Replicas(); c > 0 {
+			n = c
+		}
+		fmt.Fprintf(&b, "--- Redis taken away: each replica decides alone, with its fair share of the limit (%d/%d, %d live replicas by heartbeat) ---\n",
+			r.cfg.limit, n, n)
 	case r.upAt:
 		b.WriteString("--- Redis back: the replicas return to it by themselves ---\n")
 	}

@@ -61,7 +61,7 @@ func checkDemo(t *testing.T, out string, windows, replicas, limit int) {
 	t.Helper()
 	for _, want := range []string{
 		"admitted/limit",
-		"--- Redis taken away",
+		"--- Redis taken away: each replica decides alone, with its fair share",
 		"--- Redis back",
 		"global limit held: yes (max ",
 		"degraded phase: yes (",
@@ -92,6 +92,16 @@ func checkDemo(t *testing.T, out string, windows, replicas, limit int) {
 			t.Errorf("window %d without Redis shows no degraded decision: %+v", r.window, r)
 		case degraded > 0 && !strings.HasPrefix(r.note, "degraded"):
 			t.Errorf("window %d has %d degraded decisions but note %q", r.window, degraded, r.note)
+		}
+		if r.phase == "redis away" && i > 0 && rows[i-1].phase == "redis away" {
+			// A whole window without Redis: each replica keeps to its fair share.
+			share := (limit + replicas - 1) / replicas
+			for j, c := range r.replicas {
+				if c[0] > share || c[2] != c[0]+c[1] {
+					t.Errorf("window %d without Redis: replica-%d admitted %d (fair share %d), %d of %d decisions degraded",
+						r.window, j+1, c[0], share, c[2], c[0]+c[1])
+				}
+			}
 		}
 	}
 	for _, p := range []string{"redis up", "redis away", "redis back"} {
