@@ -20,7 +20,8 @@ const inspectSynopsis = `Usage: bulwark inspect --redis URL [--prefix P]
 Lists what the library stores in Redis under a key prefix: the rate limiters
 (by algorithm and name, with the number of keys each holds), the fleet-wide
 circuit breakers (with their state) and the cluster-wide bulkheads and
-semaphores (with the leases held now). It only reads (SCAN, GET, TIME and
+semaphores (with the leases held now), and the replica groups of package
+cluster (with their live members). It only reads (SCAN, GET, TIME and
 read-only scripts).`
 
 // algorithms maps the algorithm segment of a limiter key to its name.
@@ -78,11 +79,19 @@ type semaphoreInfo struct {
 	Waiting int64 // queued acquirers
 }
 
+// groupInfo is one cluster membership group: the replicas heartbeating
+// into "<prefix>:members:{<group>}".
+type groupInfo struct {
+	Name string
+	Live int64 // members whose heartbeat has not expired
+}
+
 // report is everything inspect found.
 type report struct {
 	Limiters   []limiterInfo
 	Semaphores []semaphoreInfo
 	Breakers   []breakerInfo
+	Groups     []groupInfo
 	Other      []string // keys under the prefix that no known layout explains
 }
 
@@ -115,6 +124,18 @@ func inspect(ctx context.Context, client redis.UniversalClient, prefix string) (
 				continue
 			}
 			sems[tag] = true
+		case alg == "members":
+			g, ok := strings.CutPrefix(tail, "{")
+			g, ok2 := strings.CutSuffix(g, "}")
+			if !ok || !ok2 || g == "" {
+				rep.Other = append(rep.Other, k)
+				continue
+			}
+			gi, err := inspectGroup(ctx, client, k, g)
+			if err != nil {
+				return nil, err
+			}
+			rep.Groups = append(rep.Groups, gi)
 		case alg == "br":
 			tag, ok := breakerTag(tail)
 			if !ok {
@@ -332,6 +353,20 @@ func inspectSemaphore(ctx context.Context, client redis.UniversalClient, prefix,
 	return semaphoreInfo{Name: "(hashed " + tag[1:min(len(tag), 13)] + "…)", Leases: int(n), Slots: -1, Waiting: -1}, nil
 }
 
+// inspectGroup counts the live members of a membership group: entries of
+// its sorted set whose expiry (ms, Redis time) is still ahead.
+func inspectGroup(ctx context.Context, client redis.UniversalClient, key, group string) (groupInfo, error) {
+	now, err := client.Time(ctx).Result()
+	if err != nil {
+		return groupInfo{}, err
+	}
+	n, err := client.ZCount(ctx, key, fmt.Sprintf("(%d", now.UnixMilli()), "+inf").Result()
+	if err != nil {
+		return groupInfo{}, fmt.Errorf("reading %s: %w", key, err)
+	}
+	return groupInfo{Name: group, Live: n}, nil
+}
+
 // write prints the report as tables.
 func (r *report) write(out io.Writer, addr, prefix string) {
 	fmt.Fprintf(out, "Redis %s, prefix %q\n\n", addr, prefix)
@@ -368,6 +403,14 @@ func (r *report) write(out io.Writer, addr, prefix string) {
 		}
 	}
 	tw.Flush()
+	if len(r.Groups) > 0 {
+		fmt.Fprintf(tw, "\nREPLICA GROUPS (%d)\n", len(r.Groups))
+		fmt.Fprintln(tw, "  GROUP\tLIVE REPLICAS\t")
+		for _, g := range r.Groups {
+			fmt.Fprintf(tw, "  %s\t%d\t\n", g.Name, g.Live)
+		}
+		tw.Flush()
+	}
 	if len(r.Other) > 0 {
 		fmt.Fprintf(out, "\nOTHER KEYS (%d, not from a known layout)\n", len(r.Other))
 		for i, k := range r.Other {

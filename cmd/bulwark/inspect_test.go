@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/cluster"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/bulwark-go/bulwark/sync/semaphore"
@@ -84,6 +85,14 @@ func TestInspect(t *testing.T) {
 	if err := l3.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
+	members, err := cluster.Join(client, cluster.WithPrefix(prefix), cluster.WithGroup("checkout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer members.Close()
+	if n, err := members.Heartbeat(ctx); err != nil || n != 1 {
+		t.Fatalf("Heartbeat = %d, %v; want 1 member", n, err)
+	}
 	if err := client.Set(ctx, prefix+":something-else", "1", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +123,9 @@ func TestInspect(t *testing.T) {
 	if len(rep.Semaphores) != 2 || rep.Semaphores[0] != wantSems[0] || rep.Semaphores[1] != wantSems[1] {
 		t.Errorf("semaphores = %+v, want %+v", rep.Semaphores, wantSems)
 	}
+	if len(rep.Groups) != 1 || rep.Groups[0] != (groupInfo{Name: "checkout", Live: 1}) {
+		t.Errorf("groups = %+v, want [{checkout 1}]", rep.Groups)
+	}
 	if len(rep.Other) != 1 || rep.Other[0] != prefix+":something-else" {
 		t.Errorf("other keys = %q, want [%s:something-else]", rep.Other, prefix)
 	}
@@ -129,6 +141,7 @@ func TestInspect(t *testing.T) {
 		"token bucket (multi)  api/day",
 		"BULKHEADS AND SEMAPHORES (2)",
 		"payments  2            3",
+		"REPLICA GROUPS (1)",
 		"OTHER KEYS (1",
 	} {
 		if !strings.Contains(out, want) {
