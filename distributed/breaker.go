@@ -158,6 +158,8 @@ type Breaker struct {
 
 	calls sync.Pool // of *fleetCall
 
+	flushMu sync.Mutex // serialises flushes
+
 	mu        sync.Mutex
 	known     bool
 	state     bulwark.State
@@ -313,12 +315,19 @@ func breakerConfigArgs(c bulwark.BreakerConfig) []any {
 // Name returns the breaker's name.
 func (b *Breaker) Name() string { return b.name }
 
+// Store returns the store the breaker was built from.
+func (b *Breaker) Store() *Store { return b.s }
+
 // Config returns the breaker's configuration.
 func (b *Breaker) Config() bulwark.BreakerConfig { return b.cfg }
 
 // Degraded reports whether the breaker currently decides with its local
 // twin because Redis failed.
 func (b *Breaker) Degraded() bool { return b.degraded.Load() }
+
+// Generation returns the generation of the state this replica knows (0
+// before it has heard from Redis); see [Breaker].
+func (b *Breaker) Generation() uint64 { return b.packed.Load() >> 3 }
 
 // now is the breaker's clock: the store's injected clock, or the wall clock
 // (with its monotonic reading).
@@ -669,8 +678,12 @@ func (b *Breaker) sync(ctx context.Context) bool {
 	return true
 }
 
-// flush sends the waiting trial outcomes, then the batch.
+// flush sends the waiting trial outcomes, then the batch. One flush runs
+// at a time, so a Flush returns only after what was recorded before it
+// has been sent, by it or by the flush in progress.
 func (b *Breaker) flush(ctx context.Context) error {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
 	b.mu.Lock()
 	if b.degraded.Load() {
 		b.trials = b.trials[:0]
@@ -758,7 +771,8 @@ func (b *Breaker) applyLocked(r breakerReply, recv time.Time, seq uint64, counts
 		return
 	}
 	if b.known && r.gen == b.gen && r.state == b.state {
-		if r.state == bulwark.Open && r.until != 0 {
+		if r.state == bulwark.Open && r.opened != b.openedAt {
+			// reopened within its generation (ForceOpen on an open breaker)
 			b.openedAt = r.opened
 			b.openUntil = recv.Add(micros(r.until - r.now))
 		}

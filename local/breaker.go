@@ -59,6 +59,11 @@ var (
 // later call's own report is then ignored). The counts still never grow by
 // more than one outcome per admitted call.
 //
+// Events (Pattern "breaker"): EventBreakerTransition (From, To),
+// EventBreakerRejected (To is the state that rejected) and
+// EventBreakerOutcome (Allowed is success, Duration the call's duration when
+// the call was timed) for each outcome counted; ignored reports emit nothing.
+//
 // Concurrency: a Breaker is safe for concurrent use. In the closed state
 // Allow takes no lock (one atomic load); done takes a mutex. Observers run on
 // the caller's goroutine with no lock held; transitions reach them in the

@@ -11,7 +11,7 @@ import (
 
 var _ bulwark.Bulkhead = (*Bulkhead)(nil)
 
-// Errors returned by [Bulkhead.Acquire]; both match bulwark.ErrBulkheadFull.
+// Errors returned by [Bulkhead.Acquire]; all match bulwark.ErrBulkheadFull.
 var (
 	errBulkheadNoWait    = fmt.Errorf("%w: every slot is taken and the bulkhead does not wait", bulwark.ErrBulkheadFull)
 	errBulkheadQueueFull = fmt.Errorf("%w: every slot is taken and the waiting queue is full", bulwark.ErrBulkheadFull)
@@ -36,20 +36,28 @@ var (
 // waiter whose ctx ends at the moment a slot is handed to it passes the slot
 // on instead of leaking it.
 //
-// Allocation: [Bulkhead.AcquireSlot] and [BulkheadSlot.Release] allocate nothing on
-// the path without waiting. [Bulkhead.Acquire], which must return a func,
-// allocates one small closure per grant: a release function that stays a
-// no-op when called again after its slot went to another caller has to be a
-// fresh value, and a recycled one could not tell the two callers apart.
-// Waiting allocates a timer and a channel.
+// Allocation: [Bulkhead.AcquireSlot] and [BulkheadSlot.Release] allocate
+// nothing on the path without waiting. [Bulkhead.Acquire], which must return
+// a func, allocates one small closure (32 bytes) per grant when that func
+// escapes, as it does through the bulwark.Bulkhead interface: a release
+// function that stays a no-op when called again after its slot went to
+// another caller has to be a fresh value, and a recycled one could not tell
+// the two callers apart. Waiting allocates a timer and a channel.
 //
 // The clock is read only when an observer is set (for event times and
 // durations); the wait itself uses a timer from the clock given with
 // WithClock when it implements bulwark.TimerClock, so tests drive it with a
 // fake clock.
 //
-// A Bulkhead is safe for concurrent use and starts no goroutine. Create it
-// with [NewBulkhead]; the zero value is not usable.
+// Events (Pattern "bulkhead"): EventBulkheadAcquired with the time waited,
+// EventBulkheadRejected with the time waited and the reason in Err, and
+// EventBulkheadReleased with the time the slot was held. Limit is
+// MaxConcurrent.
+//
+// A Bulkhead is safe for concurrent use and starts no goroutine. One mutex
+// guards the slots and the queue; it is held for a few instructions, never
+// while waiting or while an observer runs. Create a Bulkhead with
+// [NewBulkhead]; the zero value is not usable.
 type Bulkhead struct {
 	max        int
 	maxWait    time.Duration
@@ -83,9 +91,10 @@ type bulkheadWaiter struct {
 	granted    bool
 }
 
-// BulkheadSlot is one slot of a [Bulkhead], as returned by [Bulkhead.AcquireSlot].
-// Release it exactly once; further calls, from the same value or a copy,
-// are no-ops. The zero BulkheadSlot holds nothing and its Release does nothing.
+// BulkheadSlot is one slot of a [Bulkhead], as returned by
+// [Bulkhead.AcquireSlot]. Release it exactly once; further calls, from the
+// same value or a copy, are no-ops. The zero BulkheadSlot holds nothing and
+// its Release does nothing.
 type BulkheadSlot struct {
 	b     *Bulkhead
 	index int32
@@ -145,7 +154,8 @@ func (b *Bulkhead) Acquire(ctx context.Context) (release func(), err error) {
 }
 
 // AcquireSlot is Acquire returning the slot as a value, which allocates
-// nothing when a slot is free. Call [BulkheadSlot.Release] exactly once when done.
+// nothing when a slot is free. Call [BulkheadSlot.Release] exactly once
+// when done.
 func (b *Bulkhead) AcquireSlot(ctx context.Context) (BulkheadSlot, error) {
 	if err := ctx.Err(); err != nil {
 		b.emitRejected(0, err)

@@ -66,10 +66,10 @@ func bhAcquireAsync(t *testing.T, ctx context.Context, b *Bulkhead, queued int) 
 func bhWantCounts(t *testing.T, b *Bulkhead, inUse, waiting int) {
 	t.Helper()
 	if got := b.InUse(); got != inUse {
-		t.Errorf("InUse = %d, want %d", got, inUse)
+		t.Fatalf("InUse = %d, want %d", got, inUse)
 	}
 	if got := b.Waiting(); got != waiting {
-		t.Errorf("Waiting = %d, want %d", got, waiting)
+		t.Fatalf("Waiting = %d, want %d", got, waiting)
 	}
 }
 
@@ -423,6 +423,21 @@ func TestBulkheadAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("AcquireSlot+Release allocates %v times, want 0", allocs)
+	}
+	observed, err := NewBulkhead(bulwark.BulkheadConfig{MaxConcurrent: 4},
+		WithObserver(bulwark.ObserverFunc(func(bulwark.Event) {})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs = testing.AllocsPerRun(1000, func() {
+		s, err := observed.AcquireSlot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Release()
+	})
+	if allocs != 0 {
+		t.Errorf("AcquireSlot+Release with an observer allocates %v times, want 0", allocs)
 	}
 	// Acquire must return a fresh release func per grant (see Bulkhead):
 	// one small allocation when the func escapes, as it does through the

@@ -11,13 +11,19 @@
 //     SIGKILL, SIGSTOP, SIGCONT and restart it on the same port.
 //   - [StartCluster] builds a Redis Cluster (masters with replicas) from such
 //     servers; [SharedCluster] shares one per test binary; [Cluster.WaitFailover]
-//     waits for a replica promotion after a master was killed.
+//     waits for a replica promotion after a master was killed; [KeySlot]
+//     computes a key's hash slot.
+//   - [StartSentinel] runs a master, its replicas and three sentinels;
+//     [Sentinel.Client] is a go-redis failover client for it,
+//     [Sentinel.Failover] runs SENTINEL FAILOVER and [Sentinel.WaitMaster]
+//     waits for the promotion of a replica after the master was killed.
 //   - [Default] returns a client to the machine's Redis at 127.0.0.1:6379 when
 //     it answers, else to a server started for the test; [Prefix] gives each
 //     test its own key prefix and deletes its keys afterwards; [CheckTTLs] checks
 //     the invariant that every key the library writes expires.
 //   - [Proxy] is an in-process TCP proxy that adds latency, blackholes traffic,
-//     drops replies, resets connections or refuses new ones.
+//     drops replies, resets connections or refuses new ones; [Cluster.Proxies]
+//     and [ViaProxies] put one in front of every cluster node.
 //   - [Child] re-executes the test binary to run one test in a subprocess
 //     (a second "replica" that can be killed).
 //   - [Main] is a TestMain body: it runs the tests, stops the shared cluster
@@ -27,6 +33,21 @@
 // stopped by a testing.TB cleanup, so tests pass goleak. Servers started by
 // this package also receive SIGKILL when the test binary dies (Linux), so a
 // panicking or timed-out test leaves no orphan redis-server behind.
+//
+// A typical test:
+//
+//	func TestMain(m *testing.M) { redistest.Main(m) }
+//
+//	func TestAllowUnderLatency(t *testing.T) {
+//		srv := redistest.StartServer(t)
+//		proxy := redistest.NewProxy(t, srv.Addr())
+//		client := proxy.Client(t) // through the proxy; closed at cleanup
+//		prefix := redistest.Prefix(t, client)
+//		// ... build the limiter on client under prefix ...
+//		proxy.SetLatency(2 * time.Second)
+//		// ... assert it answers degraded within its budget ...
+//		redistest.CheckTTLs(t, client, prefix, time.Minute)
+//	}
 //
 // Methods without a testing.TB argument (Server.Kill, Server.Restart, ...)
 // report failures through the test that created the server, so call them from

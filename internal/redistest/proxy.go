@@ -85,6 +85,19 @@ func NewProxy(tb testing.TB, upstream string) *Proxy {
 // Addr returns the address clients should dial, "127.0.0.1:PORT".
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
+// Client returns a go-redis client connected through the proxy, with go-redis
+// defaults changed by opts, closed at the test's cleanup.
+func (p *Proxy) Client(tb testing.TB, opts ...func(*redis.Options)) *redis.Client {
+	tb.Helper()
+	o := &redis.Options{Addr: p.Addr()}
+	for _, f := range opts {
+		f(o)
+	}
+	c := redis.NewClient(o)
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // Upstream returns the address the proxy forwards to.
 func (p *Proxy) Upstream() string { return p.upstream }
 

@@ -24,13 +24,7 @@ func noRetry(readTimeout time.Duration) func(*redis.Options) {
 }
 
 func proxiedClient(t *testing.T, p *Proxy, opts ...func(*redis.Options)) *redis.Client {
-	o := &redis.Options{Addr: p.Addr()}
-	for _, f := range opts {
-		f(o)
-	}
-	c := redis.NewClient(o)
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return p.Client(t, opts...)
 }
 
 func isTimeout(err error) bool {

@@ -126,7 +126,7 @@ func StartServer(tb testing.TB, extraArgs ...string) *Server {
 func newServer(bin, dir string, owner testing.TB, cluster bool, extra []string) (*Server, error) {
 	var lastErr error
 	for attempt := 0; attempt < startAttempts; attempt++ {
-		port, err := reservePort(cluster)
+		port, err := pickPort(cluster)
 		if err != nil {
 			return nil, err
 		}
@@ -478,10 +478,13 @@ func tail(s string, n int) string {
 
 // Ports handed out and still owned by a live Server are never handed out
 // again by this process, so a killed server's port is still free for Restart.
-var ports struct {
+var ports = struct {
 	sync.Mutex
 	used map[int]bool
-}
+}{used: make(map[int]bool)}
+
+// pickPort is reservePort; a test replaces it to force a port clash.
+var pickPort = reservePort
 
 // reservePort finds a free loopback port: bind 127.0.0.1:0, read the port,
 // close. For cluster nodes the port must stay below 55535 and port+10000
@@ -489,9 +492,6 @@ var ports struct {
 func reservePort(cluster bool) (int, error) {
 	ports.Lock()
 	defer ports.Unlock()
-	if ports.used == nil {
-		ports.used = make(map[int]bool)
-	}
 	for i := 0; i < 100; i++ {
 		port, err := probePort(0)
 		if err != nil {

@@ -259,3 +259,34 @@ func TestPauseOfDeadServerFails(t *testing.T) {
 	}
 	s.Kill() // the lock is free again: a second Kill (and the cleanup) must not block
 }
+
+// TestStartServerRetriesTakenPort hands StartServer a port that another
+// socket holds, as happens when a port is taken between probe and bind.
+func TestStartServerRetriesTakenPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	calls := 0
+	pickPort = func(cluster bool) (int, error) {
+		calls++
+		if calls == 1 {
+			ports.Lock()
+			ports.used[busy] = true
+			ports.Unlock()
+			return busy, nil
+		}
+		return reservePort(cluster)
+	}
+	defer func() { pickPort = reservePort }()
+
+	s := StartServer(t)
+	if s.Port() == busy || calls != 2 {
+		t.Fatalf("StartServer used port %d after %d picks; want a second port after the busy %d", s.Port(), calls, busy)
+	}
+	if err := s.Client(t).Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
