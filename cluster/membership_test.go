@@ -16,9 +16,6 @@ import (
 	"github.com/bulwark-go/bulwark/internal/redistest"
 )
 
-// A Membership is what a store counts replicas with.
-var _ distributed.ReplicaCounter = (*cluster.Membership)(nil)
-
 func TestJoinRejectsBadConfig(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
 	defer c.Close()

@@ -1,8 +1,9 @@
 // Command compose protects one call with a whole stack, in the recommended
 // order (outermost first): fallback, retry, rate limiter, bulkhead, circuit
 // breaker, per-attempt timeout. Any bulwark.Limiter, Breaker or Bulkhead can
-// take part, local or Redis-backed; this program brings two tiny ones of
-// its own so that it stands alone, and uses a load shedder as its bulkhead.
+// take part, local or Redis-backed; this program uses the in-process ones
+// (a token bucket, a breaker that trips after three failures in a row) and a
+// load shedder as its bulkhead.
 package main
 
 import (
@@ -10,59 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"sync"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/local"
 )
-
-// quota admits n calls in total, then denies: a stand-in for a rate limiter.
-type quota struct {
-	mu   sync.Mutex
-	left int
-}
-
-func (q *quota) Allow(ctx context.Context, key string, n int) (bulwark.Decision, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.left < n {
-		return bulwark.Decision{RetryAfter: time.Second}, nil
-	}
-	q.left -= n
-	return bulwark.Decision{Allowed: true, Remaining: q.left}, nil
-}
-
-// tripAfter opens for good after three failures in a row: a stand-in for a
-// circuit breaker.
-type tripAfter struct {
-	mu       sync.Mutex
-	failures int
-}
-
-func (b *tripAfter) Allow(ctx context.Context) (func(bool), error) {
-	if b.State(ctx) == bulwark.Open {
-		return nil, bulwark.ErrOpen
-	}
-	return func(ok bool) {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if ok {
-			b.failures = 0
-		} else {
-			b.failures++
-		}
-	}, nil
-}
-
-func (b *tripAfter) State(ctx context.Context) bulwark.State {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.failures >= 3 {
-		return bulwark.Open
-	}
-	return bulwark.Closed
-}
 
 func main() {
 	trace := bulwark.ObserverFunc(func(e bulwark.Event) {
@@ -76,12 +29,26 @@ func main() {
 	retry, _ := local.NewRetry(local.RetryConfig[string]{MaxAttempts: 3, Delay: 5 * time.Millisecond}, opt)
 	bulkhead, _ := local.NewShedder(local.ShedderConfig{MaxInFlight: 8}, opt)
 	timeout, _ := local.NewTimeout(20*time.Millisecond, opt)
-	breaker := &tripAfter{}
+	limiter, err := local.NewTokenBucket(bulwark.Limit{Events: 6, Period: time.Hour}) // 6 calls, then about one per 10 minutes
+	if err != nil {
+		log.Fatal(err)
+	}
+	breaker, err := local.NewBreaker(bulwark.BreakerConfig{
+		Window:              10 * time.Second,
+		MinimumCalls:        20,
+		FailureRate:         1,
+		ConsecutiveFailures: 3, // trips after three failures in a row
+		OpenFor:             time.Minute,
+		HalfOpenCalls:       1,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	prices, err := bulwark.Compose[string](
 		fallback,
 		retry,
-		bulwark.LimiterPolicy(&quota{left: 6}, bulwark.FixedKey("pricing"), 1),
+		bulwark.LimiterPolicy(limiter, bulwark.FixedKey("pricing"), 1),
 		bulwark.BulkheadPolicy(bulkhead),
 		bulwark.BreakerPolicy(breaker, nil),
 		timeout,
