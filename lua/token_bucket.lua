@@ -1,7 +1,9 @@
 -- Token bucket (GCRA) over one or more keys; docs/algorithms.md, "Token bucket".
 -- Deducts from every key only when every key admits n tokens.
 --
--- KEYS[i]   state of limit i: struct.pack('dd', at, ahead), absent = full bucket
+-- KEYS[i]   state of limit i: struct.pack('dd', at, ahead) (16 bytes), or the
+--           text "at ahead" on servers without the struct library (embedded
+--           test servers); absent = full bucket
 --           at: time (µs) of the last admitted request
 --           ahead: how far tat was ahead of at, in scaled units of 1/E µs
 -- ARGV[1]   now in µs, or '' to read Redis TIME
@@ -28,6 +30,23 @@ local function ceildiv(a, b)
   return q
 end
 
+-- The state is two doubles packed in 16 bytes where the struct library exists
+-- (Redis, Valkey); elsewhere it is written as text. rawget: reading a missing
+-- global is an error in script sandboxes.
+local struct = rawget(_G, 'struct')
+local function encode(at, ahead)
+  if struct then return struct.pack('dd', at, ahead) end
+  return string.format('%.0f %.0f', at, ahead)
+end
+local function decode(raw)
+  if struct and #raw == 16 then
+    local at, ahead = struct.unpack('dd', raw)
+    return at, ahead
+  end
+  local at, ahead = string.match(raw, '^(%d+) (%d+)$')
+  return tonumber(at), tonumber(ahead)
+end
+
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
@@ -45,8 +64,8 @@ for i = 1, #KEYS do
   local at, ahead = now, 0
   local raw = redis.call('GET', KEYS[i])
   if raw then
-    if #raw ~= 16 then return redis.error_reply('ERR bulwark: malformed token bucket state') end
-    at, ahead = struct.unpack('dd', raw)
+    at, ahead = decode(raw)
+    if not at or not ahead then return redis.error_reply('ERR bulwark: malformed token bucket state') end
   end
   local t = math.max(now, at) -- a key's time never goes backwards
   local d = 0                 -- debt left at t
@@ -63,7 +82,7 @@ for i = 1, #KEYS do
   if ok then
     local reset = ceildiv(need, E)
     local ms = math.max(ceildiv(reset, 1000), 1, minttl)
-    redis.call('SET', KEYS[i], struct.pack('dd', t, need), 'PX', ms)
+    redis.call('SET', KEYS[i], encode(t, need), 'PX', ms)
     reply[#reply + 1] = floordiv(tau - need, P)
     reply[#reply + 1] = 0
     reply[#reply + 1] = reset
