@@ -34,13 +34,19 @@ type limiter struct {
 	largs    []any  // the limit's script arguments, boxed once
 	tb       bool   // reply of lua.TokenBucket rather than of a window script
 
-	// twin decides when Redis cannot: the local limiter with the same
-	// arithmetic. Nil means fail open.
-	twin bulwark.Limiter
+	// policy says how to decide when Redis cannot; twin decides for
+	// FailLocal: the local limiter with the same arithmetic and this
+	// replica's share of the limit.
+	policy FailurePolicy
+	twin   *twin
 }
 
-func (s *Store) newLimiter(pattern, alg, name string, l bulwark.Limit) (limiter, error) {
+func (s *Store) newLimiter(pattern, alg, name string, l bulwark.Limit, opts []LimiterOption) (limiter, error) {
 	if err := l.Validate(); err != nil {
+		return limiter{}, err
+	}
+	policy, err := s.limiterPolicy(opts)
+	if err != nil {
 		return limiter{}, err
 	}
 	lim := limiter{
@@ -49,6 +55,8 @@ func (s *Store) newLimiter(pattern, alg, name string, l bulwark.Limit) (limiter,
 		name:    name,
 		limit:   l,
 		head:    keyHead(s.prefix, alg, name),
+		policy:  policy,
+		twin:    newTwin(alg, l, s.clock),
 	}
 	e := strconv.Itoa(l.Events)
 	p := strconv.FormatInt(l.PeriodMicros(), 10)
@@ -66,11 +74,6 @@ func (s *Store) newLimiter(pattern, alg, name string, l bulwark.Limit) (limiter,
 		lim.max, lim.capacity = l.Events, l.Events
 		lim.largs = []any{e, p}
 	}
-	twin, err := newTwin(alg, l)
-	if err != nil {
-		return limiter{}, err
-	}
-	lim.twin = twin
 	return lim, nil
 }
 
@@ -85,6 +88,15 @@ func (l *limiter) allow(ctx context.Context, key string, n int) (bulwark.Decisio
 	s := l.store
 	if s.closed.Load() {
 		return bulwark.Decision{}, ErrClosed
+	}
+	if !s.Healthy() {
+		// Degraded: no I/O and nothing to build for Redis.
+		d, err := l.degrade(ctx, key, n)
+		if err != nil {
+			return bulwark.Decision{}, err
+		}
+		s.emitDecision(l.pattern, l.name, d)
+		return d, nil
 	}
 	args := make([]any, 0, 3+len(l.largs))
 	args = append(args, s.nowArg(), s.minTTLms, n)
@@ -111,15 +123,13 @@ func (l *limiter) allow(ctx context.Context, key string, n int) (bulwark.Decisio
 	return d, nil
 }
 
-// degrade decides without Redis: by the local twin when there is one,
-// otherwise by admitting (fail open). The decision is flagged Degraded.
+// degrade decides without Redis, by the limiter's failure policy. The
+// decision is flagged Degraded.
 func (l *limiter) degrade(ctx context.Context, key string, n int) (bulwark.Decision, error) {
-	if l.twin == nil {
-		return bulwark.Decision{Allowed: true, Limit: l.capacity, Remaining: l.capacity - n, Degraded: true}, nil
+	if l.policy != FailLocal {
+		return l.store.degradedDecision(l.policy, l.capacity, n), nil
 	}
-	d, err := l.twin.Allow(ctx, key, n)
-	d.Degraded = true
-	return d, err
+	return l.twin.allow(ctx, l.store, key, n)
 }
 
 func (s *Store) emitDecision(pattern, name string, d bulwark.Decision) {
@@ -189,10 +199,11 @@ var (
 // of one store with the same name and algorithm share their state per key,
 // across processes; use distinct names for distinct limits. The name may be
 // any string (it is encoded into the key) and appears in events, so keep
-// names few and fixed. An invalid l returns an error wrapping
+// names few and fixed. opts set the limiter's own failure policy
+// ([WithLimiterFailurePolicy]). An invalid l returns an error wrapping
 // bulwark.ErrInvalidConfig.
-func (s *Store) TokenBucket(name string, l bulwark.Limit) (*TokenBucket, error) {
-	lim, err := s.newLimiter(patternTokenBucket, algTokenBucket, name, l)
+func (s *Store) TokenBucket(name string, l bulwark.Limit, opts ...LimiterOption) (*TokenBucket, error) {
+	lim, err := s.newLimiter(patternTokenBucket, algTokenBucket, name, l, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -201,8 +212,8 @@ func (s *Store) TokenBucket(name string, l bulwark.Limit) (*TokenBucket, error) 
 
 // SlidingWindow returns the sliding-window counter called name with limit
 // l (Burst is ignored). See [Store.TokenBucket] for names and errors.
-func (s *Store) SlidingWindow(name string, l bulwark.Limit) (*SlidingWindow, error) {
-	lim, err := s.newLimiter(patternSlidingWindow, algSlidingWindow, name, l)
+func (s *Store) SlidingWindow(name string, l bulwark.Limit, opts ...LimiterOption) (*SlidingWindow, error) {
+	lim, err := s.newLimiter(patternSlidingWindow, algSlidingWindow, name, l, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -211,8 +222,8 @@ func (s *Store) SlidingWindow(name string, l bulwark.Limit) (*SlidingWindow, err
 
 // SlidingLog returns the sliding-window log called name with limit l (Burst
 // is ignored). See [Store.TokenBucket] for names and errors.
-func (s *Store) SlidingLog(name string, l bulwark.Limit) (*SlidingLog, error) {
-	lim, err := s.newLimiter(patternSlidingLog, algSlidingLog, name, l)
+func (s *Store) SlidingLog(name string, l bulwark.Limit, opts ...LimiterOption) (*SlidingLog, error) {
+	lim, err := s.newLimiter(patternSlidingLog, algSlidingLog, name, l, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -221,8 +232,8 @@ func (s *Store) SlidingLog(name string, l bulwark.Limit) (*SlidingLog, error) {
 
 // FixedWindow returns the fixed-window counter called name with limit l
 // (Burst is ignored). See [Store.TokenBucket] for names and errors.
-func (s *Store) FixedWindow(name string, l bulwark.Limit) (*FixedWindow, error) {
-	lim, err := s.newLimiter(patternFixedWindow, algFixedWindow, name, l)
+func (s *Store) FixedWindow(name string, l bulwark.Limit, opts ...LimiterOption) (*FixedWindow, error) {
+	lim, err := s.newLimiter(patternFixedWindow, algFixedWindow, name, l, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +243,9 @@ func (s *Store) FixedWindow(name string, l bulwark.Limit) (*FixedWindow, error) 
 // Allow takes n tokens for key if the bucket holds them now, else takes
 // none. 1 ≤ n ≤ Limit.Capacity(); other n return an error wrapping
 // bulwark.ErrInvalidArgument. When Redis fails or runs out of the store's
-// time budget, the decision is made locally and flagged Degraded.
+// time budget, or the store is degraded, the decision follows the
+// limiter's [FailurePolicy] and is flagged Degraded. A done ctx returns its
+// error, healthy or degraded.
 func (b *TokenBucket) Allow(ctx context.Context, key string, n int) (bulwark.Decision, error) {
 	return b.l.allow(ctx, key, n)
 }

@@ -5,7 +5,6 @@ import (
 	"strconv"
 
 	"github.com/bulwark-go/bulwark"
-	"github.com/bulwark-go/bulwark/local"
 	"github.com/bulwark-go/bulwark/lua"
 )
 
@@ -54,7 +53,7 @@ type Multi struct {
 	head   string   // "<prefix>:tb:{"
 	tails  []string // "}<name>:<limit name>:" per limit
 	largs  []any    // E, P, C per limit
-	twins  []bulwark.Limiter
+	twins  []*twin  // FailLocal: one per limit, with this replica's share
 }
 
 var _ bulwark.Limiter = (*Multi)(nil)
@@ -92,11 +91,7 @@ func (s *Store) Multi(name string, limits ...NamedLimit) (*Multi, error) {
 		tail = append(tail, ':')
 		m.tails = append(m.tails, string(tail))
 		m.largs = append(m.largs, strconv.Itoa(nl.Limit.Events), strconv.FormatInt(nl.Limit.PeriodMicros(), 10), strconv.Itoa(c))
-		twin, err := local.NewTokenBucket(nl.Limit)
-		if err != nil {
-			return nil, err
-		}
-		m.twins = append(m.twins, twin)
+		m.twins = append(m.twins, newTwin(algTokenBucket, nl.Limit, s.clock))
 	}
 	return m, nil
 }
@@ -158,10 +153,17 @@ func (m *Multi) allow(ctx context.Context, tag string, keys []string, key string
 		if cerr := ctx.Err(); cerr != nil {
 			return bulwark.Decision{}, cerr
 		}
-		// Degraded: the local twins one after the other (not atomic: an
-		// earlier limit keeps its tokens when a later one denies).
+		// Degraded: by the store's failure policy; for FailLocal the local
+		// twins one after the other (not atomic: an earlier limit keeps its
+		// tokens when a later one denies).
+		if s.policy != FailLocal {
+			d = s.degradedDecision(s.policy, m.max, n)
+		}
 		for i, twin := range m.twins {
-			td, err := twin.Allow(ctx, tag+"\x00"+userKey(i), n)
+			if s.policy != FailLocal {
+				break
+			}
+			td, err := twin.allow(ctx, s, tag+"\x00"+userKey(i), n)
 			if err != nil {
 				return bulwark.Decision{}, err
 			}

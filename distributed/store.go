@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,16 @@ type config struct {
 	timeout  time.Duration
 	minTTL   time.Duration
 	observer bulwark.Observer
+
+	policy            FailurePolicy
+	replicas          int
+	counter           ReplicaCounter
+	failureThreshold  int
+	recoveryThreshold int
+	probeInterval     time.Duration
+	minDegraded       time.Duration
+	maxDegraded       time.Duration
+	maxInFlight       int
 }
 
 // WithPrefix sets the prefix of every key the store writes (default
@@ -73,11 +84,13 @@ func WithClock(c bulwark.Clock) Option { return func(cfg *config) { cfg.clock = 
 
 // WithTimeout sets the time budget of one Redis round trip (default
 // [DefaultTimeout]); 0 leaves only the caller's context. A call that runs
-// out of budget is decided without Redis (Decision.Degraded).
+// out of budget is decided without Redis (Decision.Degraded) and counts as
+// a failure towards turning the store degraded.
 //
 // go-redis applies a context deadline to socket reads and writes only when
-// the client was built with ContextTimeoutEnabled: true; otherwise the
-// client's ReadTimeout and WriteTimeout bound a stuck call instead.
+// the client was built with ContextTimeoutEnabled: true ([ClientOptions]
+// sets it). For a client without it, the store runs each call on a
+// goroutine of its own and stops waiting at the deadline (see [Store]).
 func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
 // WithMinTTL sets a lower bound on every TTL the store's scripts set
@@ -89,24 +102,73 @@ func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = 
 func WithMinTTL(d time.Duration) Option { return func(c *config) { c.minTTL = d } }
 
 // WithObserver sets the observer that hears the store's events: one
-// EventStoreCall per Redis round trip (Duration, Err) and one EventDecision
-// per decision of its limiters.
+// EventStoreCall per Redis round trip (Duration, Err: a [*CallError]), one
+// EventStoreHealth per switch between healthy and degraded (Degraded, Err:
+// the cause of a degradation) and one EventDecision per decision of its
+// limiters (Degraded when decided without Redis).
 func WithObserver(o bulwark.Observer) Option { return func(c *config) { c.observer = o } }
 
 // Store holds what every Redis-backed primitive of one service shares: the
-// client, the key prefix, the time budget of a call and the store's health.
-// Build limiters from it with [Store.TokenBucket], [Store.SlidingWindow],
-// [Store.SlidingLog], [Store.FixedWindow] and [Store.Multi].
+// client, the key prefix, the time budget of a call, the store's health and
+// its failure policy. Build limiters from it with [Store.TokenBucket],
+// [Store.SlidingWindow], [Store.SlidingLog], [Store.FixedWindow] and
+// [Store.Multi].
+//
+// # One call path
 //
 // Every Redis round trip of a store and of its limiters goes through one
 // method, where health is tracked and events are emitted. Each round trip
 // runs one script (EVALSHA, then EVAL after NOSCRIPT) as a command marked
 // not retryable: go-redis retries commands after a network error or a read
 // timeout (MaxRetries, and once more per node on a cluster), which could
-// apply a token-taking script twice. The store makes no such retry; a call
-// that fails is decided locally and flagged Degraded instead. Redirections
-// in a cluster (MOVED, ASK) are still followed, since Redis did not run the
-// script then.
+// apply a token-taking script twice when the script ran but its reply was
+// lost. The store makes no such retry; a call that fails is decided locally
+// and flagged Degraded instead, so a request is charged in Redis at most
+// once. Redirections in a cluster (MOVED, ASK) and READONLY replies are
+// still followed, since Redis did not run the script then.
+//
+// # Health and failing open
+//
+// The store counts failed calls (timeouts, refused or broken connections,
+// pool timeouts, BUSY, OOM, LOADING, cluster failover states: see
+// [Reason]). After [WithFailureThreshold] of them in a row it turns
+// degraded: its limiters stop sending calls to Redis and decide at once,
+// without I/O, by their [FailurePolicy] (by default a local twin enforcing
+// this replica's fair share of the limit). A background prober then sends
+// one probe every [WithProbeInterval]; after [WithRecoveryThreshold]
+// successful probes in a row, and no sooner than [WithMinDegraded] after
+// the store degraded, it is healthy again. The minimum degraded time
+// doubles (up to [WithMaxDegraded]) each time the store degrades again
+// within two such times of recovering, so a flapping link makes the store
+// switch at most twice per minimum degraded time, and ever more rarely.
+// [Store.Healthy] tells the state and every switch emits EventStoreHealth.
+//
+// What to expect around an outage: the calls in flight when Redis fails
+// each wait at most the store's timeout; once the store is degraded no
+// call waits at all. What Redis counted before the outage stays there
+// (keys keep their TTLs, unless Redis itself lost them); what the local
+// twins admitted during the outage is not written back. After recovery,
+// keys are therefore judged by what Redis remembers, and the fleet may
+// admit up to one more full limit (a bucket's capacity or a window's
+// Events) per key than the limit allows, in the first period after
+// recovery: the local admissions of the outage's last period are
+// forgotten. After one period the global limit holds exactly again.
+// Twins start empty at each outage: a replica that degrades starts with a
+// full local bucket of its share.
+//
+// # Slow Redis
+//
+// A hung Redis (SIGSTOP, a blackholed link, a long script) is worse than a
+// dead one: calls wait instead of failing. Each call waits at most the
+// store's timeout (or the caller's deadline), and after the failure
+// threshold no call waits at all. Build the client with [ClientOptions]:
+// it turns on ContextTimeoutEnabled, so go-redis stops reading a socket at
+// the call's deadline, and bounds the wait for a pooled connection
+// (PoolTimeout) by the store's timeout. With a client that ignores context
+// deadlines (go-redis's default), the store runs each call on a goroutine
+// of its own and returns at the deadline while the goroutine waits for the
+// client's ReadTimeout; at most [WithMaxInFlight] such calls run at once
+// (more are decided locally at once), and [Store.Close] waits for them.
 //
 // A Store is safe for concurrent use. Its zero value is not usable; call
 // [New].
@@ -117,33 +179,52 @@ type Store struct {
 	timeout  time.Duration
 	minTTLms any // boxed once: ARGV[2] of every script
 	observer bulwark.Observer
+	probeKey string
 
-	healthy atomic.Bool
-	closed  atomic.Bool
+	policy   FailurePolicy
+	replicas int
+	counter  ReplicaCounter
+
+	// detached is set when the client ignores context deadlines on its
+	// sockets: calls then run on a goroutine of their own, at most
+	// cap(inflight) at once.
+	detached bool
+	inflight chan struct{}
+	closeMu  sync.RWMutex // orders calls.Add before Close's calls.Wait
+	calls    sync.WaitGroup
+
+	health health
+	closed atomic.Bool
 }
 
 // New returns a store using client, which stays the caller's to close. It
 // returns an error wrapping bulwark.ErrInvalidConfig for a nil client or a
-// bad option value. New does no I/O: scripts are loaded by the first call
-// that needs them.
+// bad option value. New does no I/O and starts no goroutine: scripts are
+// loaded by the first call that needs them, and the prober starts when the
+// store degrades.
 func New(client Client, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, bulwark.ConfigError("distributed store needs a redis client, got nil")
 	}
-	cfg := config{prefix: DefaultPrefix, timeout: DefaultTimeout}
+	cfg := config{
+		prefix:            DefaultPrefix,
+		timeout:           DefaultTimeout,
+		policy:            FailLocal,
+		replicas:          1,
+		failureThreshold:  DefaultFailureThreshold,
+		recoveryThreshold: DefaultRecoveryThreshold,
+		probeInterval:     DefaultProbeInterval,
+		minDegraded:       DefaultMinDegraded,
+		maxDegraded:       DefaultMaxDegraded,
+		maxInFlight:       DefaultMaxInFlight,
+	}
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
 		}
 	}
-	if err := validPrefix(cfg.prefix); err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
-	}
-	if cfg.timeout < 0 {
-		return nil, bulwark.ConfigError("store timeout must not be negative, got %v", cfg.timeout)
-	}
-	if cfg.minTTL < 0 {
-		return nil, bulwark.ConfigError("store min TTL must not be negative, got %v", cfg.minTTL)
 	}
 	s := &Store{
 		client:   client,
@@ -152,9 +233,60 @@ func New(client Client, opts ...Option) (*Store, error) {
 		timeout:  cfg.timeout,
 		minTTLms: strconv.FormatInt(int64((cfg.minTTL+time.Millisecond-1)/time.Millisecond), 10),
 		observer: cfg.observer,
+		probeKey: cfg.prefix + ":health:{probe}",
+		policy:   cfg.policy,
+		replicas: cfg.replicas,
+		counter:  cfg.counter,
+		detached: !honoursContext(client),
 	}
-	s.healthy.Store(true)
+	if s.detached {
+		s.inflight = make(chan struct{}, cfg.maxInFlight)
+	}
+	s.health.init(&cfg)
 	return s, nil
+}
+
+func (c *config) validate() error {
+	if err := validPrefix(c.prefix); err != nil {
+		return err
+	}
+	switch {
+	case c.timeout < 0:
+		return bulwark.ConfigError("store timeout must not be negative, got %v", c.timeout)
+	case c.minTTL < 0:
+		return bulwark.ConfigError("store min TTL must not be negative, got %v", c.minTTL)
+	case !c.policy.valid():
+		return bulwark.ConfigError("unknown failure policy %d", c.policy)
+	case c.replicas < 1:
+		return bulwark.ConfigError("replica count must be at least 1, got %d", c.replicas)
+	case c.failureThreshold < 1 || c.failureThreshold > 1<<20:
+		return bulwark.ConfigError("failure threshold must be between 1 and 2^20, got %d", c.failureThreshold)
+	case c.recoveryThreshold < 1:
+		return bulwark.ConfigError("recovery threshold must be at least 1, got %d", c.recoveryThreshold)
+	case c.probeInterval < time.Millisecond:
+		return bulwark.ConfigError("probe interval must be at least 1ms, got %v", c.probeInterval)
+	case c.minDegraded < 0:
+		return bulwark.ConfigError("min degraded time must not be negative, got %v", c.minDegraded)
+	case c.maxDegraded < c.minDegraded:
+		return bulwark.ConfigError("max degraded time %v must not be below the min %v", c.maxDegraded, c.minDegraded)
+	case c.maxInFlight < 1:
+		return bulwark.ConfigError("max in-flight calls must be at least 1, got %d", c.maxInFlight)
+	}
+	return nil
+}
+
+// honoursContext reports whether go-redis applies context deadlines to the
+// sockets of client. Clients of unknown types are assumed not to.
+func honoursContext(client Client) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
 }
 
 func validPrefix(p string) error {
@@ -170,14 +302,17 @@ func validPrefix(p string) error {
 	return nil
 }
 
-// Healthy reports whether the store's last Redis round trip succeeded. It
-// is true before the first call.
-func (s *Store) Healthy() bool { return s.healthy.Load() }
-
-// Close stops the store: its limiters then return [ErrClosed]. It closes
-// nothing the caller owns (the client stays open) and is idempotent.
+// Close stops the store: its limiters then return [ErrClosed]. It stops the
+// prober and waits for the store's own goroutines, including detached calls
+// still waiting on a client that ignores context deadlines (those end within
+// the client's read timeout). It closes nothing the caller owns (the client
+// stays open) and is idempotent.
 func (s *Store) Close() error {
+	s.closeMu.Lock()
 	s.closed.Store(true)
+	s.closeMu.Unlock()
+	s.health.close()
+	s.calls.Wait()
 	return nil
 }
 
@@ -203,19 +338,26 @@ func (s *Store) eventTime() time.Time {
 
 // noRetryCmd is a script command that go-redis must not send twice: its
 // first attempt may have run the script even when no reply came back.
+// go-redis (v9) checks Cmder.NoRetry before every retry of a command, on
+// standalone, failover, ring and cluster clients alike.
 type noRetryCmd struct{ *redis.Cmd }
 
 func (noRetryCmd) NoRetry() bool { return true }
 
-// run is the single path of every Redis round trip the store makes: it runs
-// script over keys with args (EVALSHA, then EVAL when the server has not
-// cached the script), bounded by the store's timeout, and records the result
-// in the store's health and events. Health tracking, metrics and batching of
-// concurrent calls belong here, not in the primitives.
+// run is the single path of every Redis round trip of the store's
+// primitives: it runs script over keys with args (EVALSHA, then EVAL when
+// the server has not cached the script), bounded by the store's timeout,
+// and records the result in the store's health and events. A degraded
+// store returns its ReasonDegraded *CallError at once, without I/O.
 //
-// The reply is returned raw; each primitive decodes it with its script's
-// decoder.
+// It returns the caller's context error when the caller's context ended
+// first, a *CallError for any other failure, and the raw reply otherwise;
+// each primitive decodes the reply with its script's decoder.
 func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	if s.health.down.Load() {
+		return nil, s.health.degraded.Load()
+	}
+	caller := ctx
 	if s.timeout > 0 {
 		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.timeout {
 			var cancel context.CancelFunc
@@ -223,24 +365,88 @@ func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, ar
 			defer cancel()
 		}
 	}
-	var start time.Time
-	if s.observer != nil {
-		start = time.Now()
+	start := time.Now()
+	v, err := s.call(ctx, script, keys, args)
+	if err != nil {
+		if cerr := caller.Err(); cerr != nil && !s.callerTimeoutCounts(cerr, start) {
+			// The caller gave up: that says nothing about Redis.
+			s.emitCall(start, cerr)
+			return nil, cerr
+		}
+		err = s.record(err)
+	} else {
+		s.health.success()
 	}
+	s.emitCall(start, err)
+	return v, err
+}
+
+// callerTimeoutCounts reports whether a call ended by the caller's own
+// deadline counts as a Redis timeout: when the call had waited at least a
+// quarter of the store's budget (shorter deadlines say more about the
+// caller than about Redis). Cancellation never counts.
+func (s *Store) callerTimeoutCounts(cerr error, start time.Time) bool {
+	return errors.Is(cerr, context.DeadlineExceeded) && s.timeout > 0 && time.Since(start) >= s.timeout/4
+}
+
+func (s *Store) emitCall(start time.Time, err error) {
+	if s.observer == nil {
+		return
+	}
+	bulwark.Emit(s.observer, bulwark.Event{
+		Kind:     bulwark.EventStoreCall,
+		Pattern:  "store",
+		Time:     s.eventTime(),
+		Duration: time.Since(start),
+		Err:      err,
+	})
+}
+
+// call runs script once: on the caller's goroutine when the client honours
+// context deadlines, else on a detached goroutine that the caller stops
+// waiting for at ctx's end.
+func (s *Store) call(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
+	if !s.detached {
+		return s.evalScript(ctx, script, keys, args)
+	}
+	select {
+	case s.inflight <- struct{}{}:
+	default:
+		return nil, &CallError{Reason: ReasonOverload, Err: errors.New("too many detached redis calls in flight")}
+	}
+	type result struct {
+		v   any
+		err error
+	}
+	s.closeMu.RLock()
+	if s.closed.Load() {
+		s.closeMu.RUnlock()
+		<-s.inflight
+		return nil, ErrClosed
+	}
+	s.calls.Add(1)
+	s.closeMu.RUnlock()
+	done := make(chan result, 1)
+	go func() {
+		defer s.calls.Done()
+		v, err := s.evalScript(ctx, script, keys, args)
+		<-s.inflight
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// evalScript sends EVALSHA, then EVAL with the source after NOSCRIPT.
+func (s *Store) evalScript(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
 	v, err := s.eval(ctx, "evalsha", script.Hash(), keys, args)
 	if err != nil && isNoScript(err) {
 		// EVALSHA did not run: send the source, which also caches it.
 		v, err = s.eval(ctx, "eval", lua.Source(script), keys, args)
-	}
-	s.healthy.Store(err == nil)
-	if s.observer != nil {
-		bulwark.Emit(s.observer, bulwark.Event{
-			Kind:     bulwark.EventStoreCall,
-			Pattern:  "store",
-			Time:     s.eventTime(),
-			Duration: time.Since(start),
-			Err:      err,
-		})
 	}
 	return v, err
 }

@@ -264,7 +264,7 @@ func TestNoDoubleApply(t *testing.T) {
 		MaxRetryBackoff: time.Millisecond,
 	})
 	t.Cleanup(func() { _ = retrying.Close() })
-	s, _, prefix := testStore(t, retrying, distributed.WithTimeout(0))
+	s, _, prefix := testStore(t, retrying, distributed.WithTimeout(0), distributed.WithFailureThreshold(1))
 	direct, err := distributed.New(srv.Client(t), distributed.WithPrefix(prefix))
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +338,8 @@ func TestDegradedWhenDown(t *testing.T) {
 		o.DialTimeout = 200 * time.Millisecond
 		o.ContextTimeoutEnabled = true
 	})
-	s, _, _ := testStore(t, client, distributed.WithTimeout(200*time.Millisecond))
+	s, _, _ := testStore(t, client, distributed.WithTimeout(200*time.Millisecond),
+		distributed.WithProbeInterval(20*time.Millisecond), distributed.WithMinDegraded(0))
 	l := bulwark.Limit{Events: 3, Period: time.Hour}
 	ctx := context.Background()
 	for _, a := range algorithms {
@@ -368,15 +369,10 @@ func TestDegradedWhenDown(t *testing.T) {
 	}
 	srv.Restart()
 	tb, _ := s.TokenBucket("down", l)
-	var d bulwark.Decision
-	for range 50 { // reconnecting takes a few attempts
-		var err error
-		if d, err = tb.Allow(ctx, "fresh", 1); err != nil {
-			t.Fatal(err)
-		}
-		if !d.Degraded {
-			break
-		}
+	waitHealthy(t, s, 10*time.Second) // the prober finds Redis back
+	d, err := tb.Allow(ctx, "fresh", 1)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if d.Degraded || !s.Healthy() {
 		t.Errorf("after restart: %+v, healthy %v; want Redis decisions again", d, s.Healthy())
@@ -454,4 +450,18 @@ func TestAllowAllocations(t *testing.T) {
 	if allocs > 24 {
 		t.Errorf("%.0f allocations per Allow, want at most 24", allocs)
 	}
+}
+
+// waitHealthy waits up to timeout for the store's prober to bring it back:
+// the store recovers in the background, from a real server coming back.
+func waitHealthy(t *testing.T, s *distributed.Store, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !s.Healthy() {
+		if time.Since(start) > timeout {
+			t.Fatalf("store still degraded %v after the server came back: %v", timeout, s.HealthError())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
 }
