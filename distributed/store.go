@@ -193,8 +193,9 @@ type Store struct {
 	closeMu  sync.RWMutex // orders calls.Add before Close's calls.Wait
 	calls    sync.WaitGroup
 
-	health health
-	closed atomic.Bool
+	health    health
+	closed    atomic.Bool
+	bulkheads bulkheadSet // bulkheads built from this store, closed by Close
 }
 
 // New returns a store using client, which stays the caller's to close. It
@@ -302,8 +303,8 @@ func validPrefix(p string) error {
 	return nil
 }
 
-// Close stops the store: its limiters then return [ErrClosed]. It stops the
-// prober and waits for the store's own goroutines, including detached calls
+// Close stops the store: its limiters then return [ErrClosed] and its
+// bulkheads are closed (see [Bulkhead.Close]). It stops the prober and waits for the store's own goroutines, including detached calls
 // still waiting on a client that ignores context deadlines (those end within
 // the client's read timeout). It closes nothing the caller owns (the client
 // stays open) and is idempotent.
@@ -311,6 +312,7 @@ func (s *Store) Close() error {
 	s.closeMu.Lock()
 	s.closed.Store(true)
 	s.closeMu.Unlock()
+	s.bulkheads.close()
 	s.health.close()
 	s.calls.Wait()
 	return nil
