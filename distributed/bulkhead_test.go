@@ -782,4 +782,3 @@ func BenchmarkRedisBulkheadAcquireRelease(b *testing.B) {
 		r()
 	}
 }
-
