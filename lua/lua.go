@@ -74,5 +74,5 @@ func Source(s *redis.Script) string {
 	case SlidingLog:
 		return slidingLogSrc
 	}
-	return ""
+	return semaphoreSource(s)
 }

@@ -53,3 +53,19 @@ var SemaphoreRenew = redis.NewScript(semaphoreRenewSrc)
 // KEYS: leases, holders, waitexp. ARGV: most leases to list.
 // Reply: {now µs, waiting, then id, weight, token, expiry µs per lease}.
 var SemaphoreInspect = redis.NewScript(semaphoreInspectSrc)
+
+// semaphoreSource is Source for the semaphore's scripts, and "" for any
+// other script.
+func semaphoreSource(s *redis.Script) string {
+	switch s {
+	case SemaphoreAcquire:
+		return semaphoreAcquireSrc
+	case SemaphoreRelease:
+		return semaphoreReleaseSrc
+	case SemaphoreRenew:
+		return semaphoreRenewSrc
+	case SemaphoreInspect:
+		return semaphoreInspectSrc
+	}
+	return ""
+}
