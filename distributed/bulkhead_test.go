@@ -744,7 +744,7 @@ func wakeUps(tb testing.TB, n int) []time.Duration {
 	return out
 }
 
-func percentile(sorted []time.Duration, p float64) time.Duration {
+func bhPercentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
 }
 
@@ -752,7 +752,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // round trip or two, far below the one-second poll interval.
 func TestBulkheadWakeUpLatency(t *testing.T) {
 	lat := wakeUps(t, 100)
-	p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99)
+	p50, p99 := bhPercentile(lat, 0.5), bhPercentile(lat, 0.99)
 	t.Logf("hand-over after release: p50 %v, p99 %v, max %v (poll interval %v)", p50, p99, lat[len(lat)-1], semaphore.DefaultPollInterval)
 	if p50 >= semaphore.DefaultPollInterval/2 {
 		t.Errorf("median hand-over %v: waiters are not woken by releases", p50)
@@ -763,8 +763,8 @@ func TestBulkheadWakeUpLatency(t *testing.T) {
 // (p50-ms, p99-ms): waiter woken through pub/sub, then one acquire round trip.
 func BenchmarkBulkheadWakeUp(b *testing.B) {
 	lat := wakeUps(b, max(b.N, 20))
-	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(bhPercentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(bhPercentile(lat, 0.99).Microseconds())/1000, "p99-ms")
 }
 
 // BenchmarkRedisBulkheadAcquireRelease is one uncontended Acquire and its

@@ -39,5 +39,13 @@
 // decided locally and flagged Decision.Degraded; an error from Allow means
 // the call itself was wrong (bad n, done context, closed store). Script
 // commands are never retried by the client (a retried script could take
-// tokens twice).
+// tokens twice). After a run of failed calls the store turns degraded: it
+// stops calling Redis, its limiters decide by their [FailurePolicy]
+// (FailLocal: a local twin with this replica's fair share of the limit,
+// the limit divided by the replica count of [WithReplicas] or a
+// cluster.Membership given to [WithReplicaCounter]; FailOpen; FailClosed),
+// and a background prober brings it back once Redis answers, with
+// hysteresis. [Store] describes the state machine and what to expect in
+// the seconds after recovery; [ClientOptions] the client settings that keep
+// a hung Redis from holding callers.
 package distributed

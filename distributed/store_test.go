@@ -33,6 +33,14 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"long prefix":      distributed.WithPrefix(strings.Repeat("p", 129)),
 		"negative timeout": distributed.WithTimeout(-time.Second),
 		"negative min TTL": distributed.WithMinTTL(-time.Second),
+		"unknown policy":   distributed.WithFailurePolicy(distributed.FailurePolicy(7)),
+		"zero replicas":    distributed.WithReplicas(0),
+		"zero threshold":   distributed.WithFailureThreshold(0),
+		"zero recovery":    distributed.WithRecoveryThreshold(0),
+		"tiny probe":       distributed.WithProbeInterval(time.Microsecond),
+		"negative dwell":   distributed.WithMinDegraded(-time.Second),
+		"max below min":    distributed.WithMaxDegraded(time.Millisecond),
+		"zero in flight":   distributed.WithMaxInFlight(0),
 	}
 	for name, opt := range bad {
 		if _, err := distributed.New(c, opt); !errors.Is(err, bulwark.ErrInvalidConfig) {
@@ -434,6 +442,51 @@ func TestObserver(t *testing.T) {
 	}
 }
 
+// waitHealthy waits up to timeout for the store's prober to bring it back:
+// the store recovers in the background, from a real server coming back.
+func waitHealthy(t *testing.T, s *distributed.Store, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !s.Healthy() {
+		if time.Since(start) > timeout {
+			t.Fatalf("store still degraded %v after the server came back: %v", timeout, s.HealthError())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestClientOptions: the recommended client settings, keeping what the
+// caller set.
+func TestClientOptions(t *testing.T) {
+	o := distributed.ClientOptions(&redis.Options{Addr: "x:1", PoolSize: 7, ReadTimeout: time.Second}, 40*time.Millisecond)
+	if !o.ContextTimeoutEnabled || o.PoolTimeout != 40*time.Millisecond || o.MaxRetries != -1 || o.DialerRetries != 1 ||
+		o.ReadTimeout != time.Second || o.WriteTimeout != time.Second || o.DialTimeout != 500*time.Millisecond || o.PoolSize != 7 || o.Addr != "x:1" {
+		t.Errorf("ClientOptions = %+v", o)
+	}
+	if o := distributed.ClientOptions(nil, 0); o.PoolTimeout != distributed.DefaultTimeout || !o.ContextTimeoutEnabled {
+		t.Errorf("ClientOptions(nil, 0) = %+v", o)
+	}
+	in := &redis.ClusterOptions{Addrs: []string{"a:1"}}
+	co := distributed.ClusterClientOptions(in, 0)
+	if !co.ContextTimeoutEnabled || co.ClusterStateReloadInterval != 5*time.Second || co.MaxRetries != -1 || co.PoolTimeout != distributed.DefaultTimeout {
+		t.Errorf("ClusterClientOptions = %+v", co)
+	}
+	if in.ContextTimeoutEnabled || in.MaxRetries != 0 {
+		t.Error("ClusterClientOptions changed its argument")
+	}
+	c := distributed.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	if !c.Options().ContextTimeoutEnabled {
+		t.Error("NewClient: ContextTimeoutEnabled off")
+	}
+	cc := distributed.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	defer cc.Close()
+	if !cc.Options().ContextTimeoutEnabled {
+		t.Error("NewClusterClient: ContextTimeoutEnabled off")
+	}
+}
+
 // TestAllowAllocations guards the allocations of one Redis-backed decision.
 // Most belong to go-redis (the command, its arguments, the parsed reply);
 // ours are the key, the argument slice and the per-call deadline.
@@ -450,18 +503,4 @@ func TestAllowAllocations(t *testing.T) {
 	if allocs > 24 {
 		t.Errorf("%.0f allocations per Allow, want at most 24", allocs)
 	}
-}
-
-// waitHealthy waits up to timeout for the store's prober to bring it back:
-// the store recovers in the background, from a real server coming back.
-func waitHealthy(t *testing.T, s *distributed.Store, timeout time.Duration) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !s.Healthy() {
-		if time.Since(start) > timeout {
-			t.Fatalf("store still degraded %v after the server came back: %v", timeout, s.HealthError())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
 }
