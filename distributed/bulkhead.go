@@ -133,6 +133,14 @@ func WithOnLeaseLost(f func(err error)) BulkheadOption {
 // calls admitted by a twin are not known to Redis after recovery: for as
 // long as those calls run, the fleet may run more calls than MaxConcurrent.
 //
+// A caller that gives up (ctx done, MaxWait passed) withdraws its queue
+// entry, and frees a lease granted as it gave up, in the background. Build
+// the client with [ClientOptions]: with a client that ignores context
+// deadlines the store stops waiting for a call without stopping the call,
+// so the withdrawal can reach Redis before the acquire it withdraws; the
+// slot that acquire may grant then stays taken until its lease expires
+// (within LeaseTTL, since nobody renews it).
+//
 // # Events
 //
 // With the store's observer: EventBulkheadAcquired (Duration: time
