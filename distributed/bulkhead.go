@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/local"
 	"github.com/bulwark-go/bulwark/sync/semaphore"
@@ -134,12 +136,14 @@ func WithOnLeaseLost(f func(err error)) BulkheadOption {
 // long as those calls run, the fleet may run more calls than MaxConcurrent.
 //
 // A caller that gives up (ctx done, MaxWait passed) withdraws its queue
-// entry, and frees a lease granted as it gave up, in the background. Build
-// the client with [ClientOptions]: with a client that ignores context
-// deadlines the store stops waiting for a call without stopping the call,
-// so the withdrawal can reach Redis before the acquire it withdraws; the
-// slot that acquire may grant then stays taken until its lease expires
-// (within LeaseTTL, since nobody renews it).
+// entry in the background. A round trip in flight when it gives up is
+// finished first (within the store's timeout), so a slot granted at that
+// moment is given back, not left behind. Only a call cut short by the
+// store's timeout (Redis too slow) can still be granted after its caller
+// gave up; that slot stays taken until its lease expires, within LeaseTTL,
+// since nobody renews it. With a client that ignores context deadlines the
+// store stops waiting at its timeout without stopping the call (see
+// [Store]); build the client with [ClientOptions].
 //
 // # Events
 //
@@ -228,7 +232,7 @@ func (s *Store) Bulkhead(name string, c bulwark.BulkheadConfig, opts ...Bulkhead
 	sem, err := semaphore.New(sc, name, int64(c.MaxConcurrent),
 		semaphore.WithPrefix(s.prefix+":"),
 		semaphore.WithLeaseTTL(c.LeaseTTL),
-		semaphore.WithRunner(s.run),
+		semaphore.WithRunner(b.runScript),
 		semaphore.WithOnLeaseLost(b.leaseLost),
 	)
 	if err != nil {
@@ -240,6 +244,24 @@ func (s *Store) Bulkhead(name string, c bulwark.BulkheadConfig, opts ...Bulkhead
 		return nil, err
 	}
 	return b, nil
+}
+
+// runScript is the semaphore's runner: the store's call path, with the
+// caller's cancellation and deadline removed and the store's timeout (or
+// bulkheadReleaseTimeout) bounding the call instead. A script that was sent
+// is thus always waited for, so its outcome is known: a lease granted as the
+// caller gave up is given back by Acquire, and an abandoned wait is
+// withdrawn only after its last acquire ran. Cutting a call short would let
+// the withdrawal overtake it in Redis and the late grant hold a slot until
+// its lease expired.
+func (b *Bulkhead) runScript(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	ctx = context.WithoutCancel(ctx)
+	if b.s.timeout <= 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, bulkheadReleaseTimeout)
+		defer cancel()
+	}
+	return b.s.run(ctx, script, keys, args...)
 }
 
 // semaphoreClient returns the store's client as a semaphore client.
@@ -283,6 +305,14 @@ func (b *Bulkhead) Acquire(ctx context.Context) (release func(), err error) {
 	if b.s.Healthy() {
 		lease, err := b.acquireRedis(ctx)
 		switch {
+		case err == nil && ctx.Err() != nil:
+			// Granted as the caller gave up: give it back.
+			rctx, cancel := context.WithTimeout(context.Background(), bulkheadReleaseTimeout)
+			_ = lease.Release(rctx)
+			cancel()
+			err = ctx.Err()
+			b.emitSince(bulwark.EventBulkheadRejected, false, b.cfg.MaxConcurrent, start, err)
+			return nil, err
 		case err == nil:
 			return b.grantRedis(lease, start), nil
 		case errors.Is(err, bulwark.ErrBulkheadFull):

@@ -297,50 +297,64 @@ func TestBulkheadMaxWaiting(t *testing.T) {
 }
 
 // Cancelled and timed-out waiters leak no slot and no queue entry, even
-// when they race with releases.
+// when they race with releases and grants, with a client honouring context
+// deadlines (ClientOptions) or not (the store then detaches its calls).
 func TestBulkheadCancellationLeaksNoSlot(t *testing.T) {
-	s, _, _ := testStore(t, nil)
-	b := newBulkhead(t, s, "cancel", bulwark.BulkheadConfig{MaxConcurrent: 3, MaxWait: time.Minute})
+	addr := redistest.Default(t).(*redis.Client).Options().Addr
+	for _, tc := range []struct {
+		name string
+		opts *redis.Options
+	}{
+		{"deadlines", distributed.ClientOptions(&redis.Options{Addr: addr}, 2*time.Second)},
+		{"detached", &redis.Options{Addr: addr}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := redis.NewClient(tc.opts)
+			t.Cleanup(func() { _ = c.Close() })
+			s, _, _ := testStore(t, c)
+			b := newBulkhead(t, s, "cancel", bulwark.BulkheadConfig{MaxConcurrent: 3, MaxWait: time.Minute})
 
-	done, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := b.Acquire(done); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Acquire with a done ctx: got %v, want context.Canceled", err)
-	}
-
-	var wg sync.WaitGroup
-	var admitted, cancelled atomic.Int64
-	for i := range 48 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%8)*time.Millisecond)
-			defer cancel()
-			r, err := b.Acquire(ctx)
-			switch {
-			case err == nil:
-				admitted.Add(1)
-				time.Sleep(time.Millisecond) // work
-				r()
-			case errors.Is(err, context.DeadlineExceeded):
-				cancelled.Add(1)
-			default:
-				t.Errorf("Acquire: %v", err)
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
+			if _, err := b.Acquire(done); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Acquire with a done ctx: got %v, want context.Canceled", err)
 			}
-		}()
-	}
-	wg.Wait()
-	t.Logf("%d admitted, %d gave up", admitted.Load(), cancelled.Load())
-	bhEventually(t, 10*time.Second, "abandoned queue entries to go", func() bool {
-		n, err := b.Waiting(context.Background())
-		return err == nil && n == 0
-	})
-	if got := bhHolders(t, s, "cancel"); got != 0 {
-		t.Fatalf("%d holders after every caller ended, want 0", got)
-	}
-	nowait := newBulkhead(t, s, "cancel", bulwark.BulkheadConfig{MaxConcurrent: 3})
-	for range 3 {
-		defer bhAcquire(t, nowait)()
+
+			var wg sync.WaitGroup
+			var admitted, cancelled atomic.Int64
+			for i := range 48 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%8)*time.Millisecond)
+					defer cancel()
+					r, err := b.Acquire(ctx)
+					switch {
+					case err == nil:
+						admitted.Add(1)
+						time.Sleep(time.Millisecond) // work
+						r()
+					case errors.Is(err, context.DeadlineExceeded):
+						cancelled.Add(1)
+					default:
+						t.Errorf("Acquire: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			t.Logf("%d admitted, %d gave up", admitted.Load(), cancelled.Load())
+			bhEventually(t, 10*time.Second, "abandoned queue entries to go", func() bool {
+				n, err := b.Waiting(context.Background())
+				return err == nil && n == 0
+			})
+			if got := bhHolders(t, s, "cancel"); got != 0 {
+				t.Fatalf("%d holders after every caller ended, want 0", got)
+			}
+			nowait := newBulkhead(t, s, "cancel", bulwark.BulkheadConfig{MaxConcurrent: 3})
+			for range 3 {
+				defer bhAcquire(t, nowait)()
+			}
+		})
 	}
 }
 
