@@ -196,7 +196,8 @@ type Store struct {
 	health health
 	closed atomic.Bool
 
-	breakers breakerSet // breakers built from this store, closed by Close
+	breakers  breakerSet  // breakers built from this store, closed by Close
+	bulkheads bulkheadSet // bulkheads built from this store, closed by Close
 }
 
 // New returns a store using client, which stays the caller's to close. It
@@ -304,8 +305,8 @@ func validPrefix(p string) error {
 	return nil
 }
 
-// Close stops the store: its limiters then return [ErrClosed]. It stops the
-// prober and waits for the store's own goroutines, including detached calls
+// Close stops the store: its limiters then return [ErrClosed] and its
+// bulkheads are closed (see [Bulkhead.Close]). It stops the prober and waits for the store's own goroutines, including detached calls
 // still waiting on a client that ignores context deadlines (those end within
 // the client's read timeout). It closes nothing the caller owns (the client
 // stays open) and is idempotent.
@@ -314,6 +315,7 @@ func (s *Store) Close() error {
 	s.closed.Store(true)
 	s.closeMu.Unlock()
 	s.breakers.close()
+	s.bulkheads.close()
 	s.health.close()
 	s.calls.Wait()
 	return nil

@@ -2,8 +2,6 @@ package lua
 
 import (
 	_ "embed"
-
-	"github.com/redis/go-redis/v9"
 )
 
 //go:embed breaker_state.lua
@@ -25,12 +23,4 @@ var breakerStateSrc string
 //
 // Reply: {state, gen, opened, until, now, calls, failures, slow, consec,
 // granted, ok, result}; see breaker_state.lua for every detail.
-var BreakerState = redis.NewScript(breakerStateSrc)
-
-// breakerSource is Source for the breaker's script.
-func breakerSource(s *redis.Script) string {
-	if s == BreakerState {
-		return breakerStateSrc
-	}
-	return ""
-}
+var BreakerState = newScript(breakerStateSrc)

@@ -27,7 +27,7 @@ var (
 //
 // Reply: {allowed, remaining_1, retry_after_1, reset_after_1, …} with one
 // triple per key, durations in µs.
-var TokenBucket = redis.NewScript(tokenBucketSrc)
+var TokenBucket = newScript(tokenBucketSrc)
 
 // FixedWindow is the fixed-window counter over one key.
 //
@@ -36,7 +36,7 @@ var TokenBucket = redis.NewScript(tokenBucketSrc)
 //	ARGV[4..5]  E (events per window), P (window µs)
 //
 // Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
-var FixedWindow = redis.NewScript(fixedWindowSrc)
+var FixedWindow = newScript(fixedWindowSrc)
 
 // SlidingWindow is the sliding-window counter (the previous window's count,
 // weighted by its overlap with the sliding window) over one key.
@@ -46,7 +46,7 @@ var FixedWindow = redis.NewScript(fixedWindowSrc)
 //	ARGV[4..5]  E (events per window), P (window µs)
 //
 // Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
-var SlidingWindow = redis.NewScript(slidingWindowSrc)
+var SlidingWindow = newScript(slidingWindowSrc)
 
 // SlidingLog is the exact sliding-window log over one key: a sorted set of
 // one member per admitted token, scored by its time in µs, holding at most
@@ -57,22 +57,21 @@ var SlidingWindow = redis.NewScript(slidingWindowSrc)
 //	ARGV[4..5]  E (events per window), P (window µs)
 //
 // Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
-var SlidingLog = redis.NewScript(slidingLogSrc)
+var SlidingLog = newScript(slidingLogSrc)
+
+// sources maps every script of this package to its Lua source. It is
+// filled while the package initialises and only read afterwards.
+var sources = map[*redis.Script]string{}
+
+// newScript declares one of this package's scripts.
+func newScript(src string) *redis.Script {
+	s := redis.NewScript(src)
+	sources[s] = src
+	return s
+}
 
 // Source returns the Lua source of one of this package's scripts, and ""
 // for any other script. Callers that build their own EVAL commands (to send
 // them without client-side retries, for instance) need it after a NOSCRIPT
 // reply; tools use it to show what runs on the server.
-func Source(s *redis.Script) string {
-	switch s {
-	case TokenBucket:
-		return tokenBucketSrc
-	case FixedWindow:
-		return fixedWindowSrc
-	case SlidingWindow:
-		return slidingWindowSrc
-	case SlidingLog:
-		return slidingLogSrc
-	}
-	return breakerSource(s)
-}
+func Source(s *redis.Script) string { return sources[s] }

@@ -2,8 +2,6 @@ package lua
 
 import (
 	_ "embed"
-
-	"github.com/redis/go-redis/v9"
 )
 
 //go:embed membership.lua
@@ -21,4 +19,4 @@ var membershipSrc string
 //	ARGV[4]  "1" join or renew, "0" leave
 //
 // Reply: the live member count.
-var Membership = redis.NewScript(membershipSrc)
+var Membership = newScript(membershipSrc)

@@ -2,8 +2,6 @@ package lua
 
 import (
 	_ "embed"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Scripts of the cluster-wide weighted semaphore (package sync/semaphore).
@@ -34,22 +32,22 @@ var semaphoreInspectSrc string
 // KEYS: leases, holders, waiters, waitexp, fence.
 // ARGV: id, n, capacity, lease TTL µs, waiter TTL µs, channel, fence TTL ms.
 // Reply: {1, token, expiry µs, free} or {0, wait µs, free}.
-var SemaphoreAcquire = redis.NewScript(semaphoreAcquireSrc)
+var SemaphoreAcquire = newScript(semaphoreAcquireSrc)
 
 // SemaphoreRelease frees a live lease's slots and withdraws a queued waiter
 // entry, then publishes a wake-up when anyone is still queued.
 // KEYS: leases, holders, waiters, waitexp. ARGV: id, "<id>:<n>", channel.
 // Reply: {released 0|1, withdrawn 0|1}.
-var SemaphoreRelease = redis.NewScript(semaphoreReleaseSrc)
+var SemaphoreRelease = newScript(semaphoreReleaseSrc)
 
 // SemaphoreRenew pushes a live lease's expiry to now + TTL; a lease that is
 // gone or already past its expiry is reported lost and not revived.
 // KEYS: leases, holders, waiters. ARGV: id, lease TTL µs, channel.
 // Reply: {1, expiry µs} or {0}.
-var SemaphoreRenew = redis.NewScript(semaphoreRenewSrc)
+var SemaphoreRenew = newScript(semaphoreRenewSrc)
 
 // SemaphoreInspect lists the live leases and counts the live waiters
 // without writing anything.
 // KEYS: leases, holders, waitexp. ARGV: most leases to list.
 // Reply: {now µs, waiting, then id, weight, token, expiry µs per lease}.
-var SemaphoreInspect = redis.NewScript(semaphoreInspectSrc)
+var SemaphoreInspect = newScript(semaphoreInspectSrc)
