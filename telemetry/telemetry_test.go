@@ -8,12 +8,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/goleak"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/redistest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks for leaked goroutines, allowing go-redis the moment it
+// takes to stop after Close (the end-to-end tests use Redis).
+func TestMain(m *testing.M) { redistest.Main(m) }
 
 // script is a sequence of events covering every kind.
 func script() []bulwark.Event {
