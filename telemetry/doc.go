@@ -81,8 +81,8 @@
 //     observes the wait of each acquire and rejection;
 //     bulkhead_rejected_total counts rejections.
 //   - bulwark.EventStoreCall: store_call_duration_seconds by result (every
-//     Redis round trip of a store: decisions, batched decisions, breaker
-//     and bulkhead scripts, health probes); bulwark.EventStoreHealth:
+//     Redis round trip of a store: limiter decisions, multi-limit ones
+//     too, breaker and bulkhead scripts, health probes); bulwark.EventStoreHealth:
 //     store_healthy (1 healthy, 0 degraded). A store reports only changes
 //     of health, so store_healthy is 1 from the store's first event on until
 //     a switch to degraded.
