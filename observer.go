@@ -61,7 +61,8 @@ const (
 	// EventBreakerRejected: a breaker refused a call (To is its state).
 	EventBreakerRejected
 	// EventBreakerOutcome: a call's outcome was recorded (Allowed is success,
-	// Duration the call's duration).
+	// Duration the call's duration, To the breaker's state once the outcome
+	// was counted).
 	EventBreakerOutcome
 	// EventBulkheadAcquired: a slot was taken (Duration: time waited).
 	EventBulkheadAcquired
@@ -92,6 +93,15 @@ const (
 	EventStoreCall
 	// EventLeaseLost: a held distributed lease could not be renewed.
 	EventLeaseLost
+	// EventBulkheadQueued: a caller found no free slot and started waiting
+	// for one. Exactly one EventBulkheadDequeued follows, on the same
+	// goroutine, so the two keep a count of the callers waiting now.
+	EventBulkheadQueued
+	// EventBulkheadDequeued: a caller stopped waiting for a slot (Allowed:
+	// it got one; otherwise Err says why: max wait passed, ctx done,
+	// closed, store unreachable; Duration: time waited). The acquire's
+	// EventBulkheadAcquired or EventBulkheadRejected comes after it.
+	EventBulkheadDequeued
 )
 
 var eventKindNames = [...]string{
@@ -112,6 +122,8 @@ var eventKindNames = [...]string{
 	EventStoreHealth:       "store_health",
 	EventStoreCall:         "store_call",
 	EventLeaseLost:         "lease_lost",
+	EventBulkheadQueued:    "bulkhead_queued",
+	EventBulkheadDequeued:  "bulkhead_dequeued",
 }
 
 // String returns the kind's snake_case name, as used in metric labels.

@@ -130,8 +130,12 @@ func WithRefreshInterval(d time.Duration) BreakerOption {
 //
 // Events (to the store's observer): EventBreakerTransition when this
 // replica learns of a transition (on the goroutine that learned it, which
-// may be the store's subscription), EventBreakerRejected, and
-// EventBreakerOutcome for each done.
+// may be the store's subscription), EventBreakerRejected (To: the state that
+// rejected), and EventBreakerOutcome for each done (To: the fleet's state as
+// this replica knew it when the outcome was recorded). The state this
+// replica first learns from Redis is not a transition: an observer knows it
+// from the rejections and outcomes, which always carry it. While degraded
+// the twin's events, with its own state, come with Degraded set.
 //
 // Concurrency: safe for concurrent use. Close stops its goroutine; so does
 // the store's Close. Build one with [Store.Breaker].
@@ -471,6 +475,7 @@ func (b *Breaker) record(gen uint64, trial int64, start time.Time, success bool)
 	slow := b.cfg.SlowCall > 0 && d > b.cfg.SlowCall
 	urgent := false
 	b.mu.Lock()
+	state := b.state
 	if gen == b.gen {
 		switch {
 		case trial > 0:
@@ -504,7 +509,7 @@ func (b *Breaker) record(gen uint64, trial int64, start time.Time, success bool)
 		b.wake()
 	}
 	if b.obs != nil {
-		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: patternBreaker, Name: b.name, Time: now, Allowed: success, Duration: d})
+		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: patternBreaker, Name: b.name, Time: now, Allowed: success, Duration: d, To: state})
 	}
 }
 

@@ -155,6 +155,16 @@ func WithOnLeaseLost(f func(err error)) BulkheadOption {
 // MaxConcurrent (or the twin's share) and Degraded when answered without
 // Redis.
 //
+// A caller that finds no free slot and waits reports EventBulkheadQueued
+// when it starts waiting and exactly one EventBulkheadDequeued when it
+// stops (Allowed: it got a slot; else Err says why; Duration: time since
+// Acquire began), so an observer can count the callers waiting in this
+// replica; callers served or rejected at once report neither. A wait in
+// Redis and a wait in the twin (Degraded) each report their own pair. To
+// tell the two apart, an observed bulkhead first tries for a free slot
+// without queueing, which costs one more round trip when every slot is
+// taken; without an observer it queues at once.
+//
 // A Bulkhead is safe for concurrent use. It starts goroutines only when
 // used (keepalive while leases are held, the wake-up subscription once a
 // call waited); Close, or the store's Close, stops them. Build one with
@@ -303,7 +313,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) (release func(), err error) {
 	}
 	start := b.s.eventTime()
 	if b.s.Healthy() {
-		lease, err := b.acquireRedis(ctx)
+		lease, err := b.acquireRedis(ctx, start)
 		switch {
 		case err == nil && ctx.Err() != nil:
 			// Granted as the caller gave up: give it back.
@@ -331,7 +341,8 @@ func (b *Bulkhead) Acquire(ctx context.Context) (release func(), err error) {
 }
 
 // acquireRedis takes one slot of the semaphore as the configuration says.
-func (b *Bulkhead) acquireRedis(ctx context.Context) (*semaphore.Lease, error) {
+// start is when Acquire began.
+func (b *Bulkhead) acquireRedis(ctx context.Context, start time.Time) (*semaphore.Lease, error) {
 	if b.cfg.MaxWait <= 0 {
 		return b.tryRedis(ctx, errBulkheadNoWait)
 	}
@@ -344,11 +355,66 @@ func (b *Bulkhead) acquireRedis(ctx context.Context) (*semaphore.Lease, error) {
 	}
 	wctx, cancel := context.WithTimeoutCause(ctx, b.cfg.MaxWait, errMaxWait)
 	defer cancel()
-	lease, err := b.sem.Acquire(wctx, 1)
-	if err != nil && ctx.Err() == nil && context.Cause(wctx) == errMaxWait {
-		return nil, errBulkheadTimeout
+	if b.s.observer == nil {
+		return b.waitRedis(ctx, wctx)
 	}
+	// Observed: try without queueing first, so that only callers that find
+	// no free slot report a wait (one more round trip, on contention only).
+	lease, ok, err := b.sem.TryAcquire(wctx, 1)
+	switch {
+	case err != nil:
+		return nil, waitErr(ctx, wctx, err)
+	case ok:
+		return lease, nil
+	}
+	b.emit(bulwark.EventBulkheadQueued, false, b.cfg.MaxConcurrent, b.s.eventTime(), 0, nil)
+	lease, err = b.waitRedis(ctx, wctx)
+	b.emitDequeued(lease, start, err)
 	return lease, err
+}
+
+// waitRedis waits in the semaphore's queue for a slot, until wctx (ctx
+// bounded by MaxWait) is done.
+func (b *Bulkhead) waitRedis(ctx, wctx context.Context) (*semaphore.Lease, error) {
+	lease, err := b.sem.Acquire(wctx, 1)
+	if err != nil {
+		return nil, waitErr(ctx, wctx, err)
+	}
+	return lease, nil
+}
+
+// waitErr turns the end of wctx's MaxWait into errBulkheadTimeout.
+func waitErr(ctx, wctx context.Context, err error) error {
+	if ctx.Err() == nil && context.Cause(wctx) == errMaxWait {
+		return errBulkheadTimeout
+	}
+	return err
+}
+
+// emitDequeued reports the end of a Redis wait that began at start (lease
+// nil when it got no slot). Should the observer panic, the lease is given
+// back: the caller never sees it.
+func (b *Bulkhead) emitDequeued(lease *semaphore.Lease, start time.Time, err error) {
+	finished := false
+	defer func() {
+		if !finished && lease != nil {
+			rctx, cancel := context.WithTimeout(context.Background(), bulkheadReleaseTimeout)
+			_ = lease.Release(rctx)
+			cancel()
+		}
+	}()
+	now := b.s.eventTime()
+	bulwark.Emit(b.s.observer, bulwark.Event{
+		Kind:     bulwark.EventBulkheadDequeued,
+		Pattern:  patternBulkhead,
+		Name:     b.name,
+		Time:     now,
+		Allowed:  lease != nil,
+		Limit:    b.cfg.MaxConcurrent,
+		Duration: now.Sub(start),
+		Err:      err,
+	})
+	finished = true
 }
 
 // tryRedis takes a slot if one is free now, else returns full.
@@ -415,6 +481,9 @@ func (b *Bulkhead) twinState() (*bulkheadTwin, error) {
 	if b.s.clock != nil {
 		opts = append(opts, local.WithClock(b.s.clock))
 	}
+	if b.s.observer != nil {
+		opts = append(opts, local.WithObserver(twinWaitObserver{b}))
+	}
 	bh, err := local.NewBulkhead(bulwark.BulkheadConfig{
 		MaxConcurrent: share,
 		MaxWait:       b.cfg.MaxWait,
@@ -448,10 +517,24 @@ func (b *Bulkhead) settleCarried() {
 	defer b.twinMu.Unlock()
 	for held := b.held.Load(); int64(len(t.carried)) > max(held, 0); {
 		n := len(t.carried) - 1
-		t.carried[n].Release() // the twin has no observer: no user code runs here
+		t.carried[n].Release() // the twin's observer drops releases: no user code runs here
 		t.carried = t.carried[:n]
 	}
 	t.ncarried.Store(int64(len(t.carried)))
+}
+
+// twinWaitObserver passes a twin's wait events (EventBulkheadQueued,
+// EventBulkheadDequeued) on to the store's observer as the bulkhead's own,
+// flagged Degraded, and drops the rest: the bulkhead reports its twin's
+// grants, rejections and releases itself.
+type twinWaitObserver struct{ b *Bulkhead }
+
+func (o twinWaitObserver) Observe(e bulwark.Event) {
+	if e.Kind != bulwark.EventBulkheadQueued && e.Kind != bulwark.EventBulkheadDequeued {
+		return
+	}
+	e.Pattern, e.Name, e.Degraded = patternBulkhead, o.b.name, true
+	o.b.s.observer.Observe(e)
 }
 
 // grantRedis returns the release of a Redis lease, after reporting it.

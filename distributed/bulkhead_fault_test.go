@@ -179,6 +179,24 @@ func TestBulkheadDegradedWaitsOnStoreClock(t *testing.T) {
 	}
 	rel()
 	bhAcquire(t, b)() // the slot is free: neither waiter kept it
+
+	// Each twin wait reported its start and its end, as the bulkhead's own
+	// events, flagged Degraded.
+	queued, dequeued := f.log.of(bulwark.EventBulkheadQueued), f.log.of(bulwark.EventBulkheadDequeued)
+	if len(queued) != 2 || len(dequeued) != 2 {
+		t.Fatalf("%d queued and %d dequeued events, want 2 and 2", len(queued), len(dequeued))
+	}
+	for _, e := range append(queued, dequeued...) {
+		if e.Name != "clock" || !e.Degraded || e.Limit != 1 || e.Allowed {
+			t.Errorf("wait event %+v: want name clock, Degraded, Limit 1, no slot", e)
+		}
+	}
+	if !errors.Is(dequeued[0].Err, bulwark.ErrBulkheadFull) || dequeued[0].Duration != time.Second {
+		t.Errorf("first dequeued event %+v: want ErrBulkheadFull after 1s", dequeued[0])
+	}
+	if !errors.Is(dequeued[1].Err, context.Canceled) {
+		t.Errorf("second dequeued event %+v: want context.Canceled", dequeued[1])
+	}
 }
 
 // faultCallers runs goroutines × rounds calls against b while a fault is

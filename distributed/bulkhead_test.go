@@ -796,3 +796,59 @@ func BenchmarkRedisBulkheadAcquireRelease(b *testing.B) {
 		r()
 	}
 }
+
+// A caller that waits in Redis reports EventBulkheadQueued, then one
+// EventBulkheadDequeued saying how the wait ended; a caller served at once
+// reports neither.
+func TestBulkheadQueuedDequeuedEvents(t *testing.T) {
+	log := &bhEventLog{}
+	s, _, _ := testStore(t, nil, distributed.WithObserver(log))
+	b := newBulkhead(t, s, "wait", bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: 10 * time.Second})
+	hold := bhAcquire(t, b) // free: no wait
+	if n := len(log.of(bulwark.EventBulkheadQueued)); n != 0 {
+		t.Fatalf("%d queued events after an uncontended acquire, want 0", n)
+	}
+	got := make(chan error, 1)
+	var release func()
+	go func() {
+		var err error
+		release, err = b.Acquire(context.Background())
+		got <- err
+	}()
+	bhEventually(t, 5*time.Second, "a queued event", func() bool { return len(log.of(bulwark.EventBulkheadQueued)) == 1 })
+	hold()
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	release()
+
+	// A waiter whose ctx ends.
+	hold = bhAcquire(t, b)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, err := b.Acquire(ctx)
+		got <- err
+	}()
+	bhEventually(t, 5*time.Second, "a second queued event", func() bool { return len(log.of(bulwark.EventBulkheadQueued)) == 2 })
+	cancel()
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled waiter: %v", err)
+	}
+	hold()
+
+	queued, dequeued := log.of(bulwark.EventBulkheadQueued), log.of(bulwark.EventBulkheadDequeued)
+	if len(queued) != 2 || len(dequeued) != 2 {
+		t.Fatalf("%d queued and %d dequeued events, want 2 and 2", len(queued), len(dequeued))
+	}
+	for _, e := range append(queued, dequeued...) {
+		if e.Name != "wait" || e.Degraded || e.Limit != 1 {
+			t.Errorf("wait event %+v: want name wait, not degraded, Limit 1", e)
+		}
+	}
+	if d := dequeued[0]; !d.Allowed || d.Err != nil || d.Duration <= 0 {
+		t.Errorf("first dequeued event %+v: want a slot after a positive wait", d)
+	}
+	if d := dequeued[1]; d.Allowed || !errors.Is(d.Err, context.Canceled) {
+		t.Errorf("second dequeued event %+v: want no slot, context.Canceled", d)
+	}
+}

@@ -62,7 +62,10 @@ var (
 // Events (Pattern "breaker"): EventBreakerTransition (From, To),
 // EventBreakerRejected (To is the state that rejected) and
 // EventBreakerOutcome (Allowed is success, Duration the call's duration when
-// the call was timed) for each outcome counted; ignored reports emit nothing.
+// the call was timed, To the state once the outcome was counted) for each
+// outcome counted; ignored reports emit nothing. Rejections and outcomes thus
+// carry the current state too, so an observer knows it before the first
+// transition.
 //
 // Concurrency: a Breaker is safe for concurrent use. In the closed state
 // Allow takes no lock (one atomic load); done takes a mutex. Observers run on
@@ -280,9 +283,10 @@ func (b *Breaker) record(gen uint64, start time.Time, trial int, success bool) {
 			}
 		}
 	}
+	state := b.state
 	b.unlockAndFlush()
 	if b.obs != nil {
-		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: b.name, Time: now, Allowed: success, Duration: d})
+		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: b.name, Time: now, Allowed: success, Duration: d, To: state})
 	}
 }
 

@@ -51,7 +51,11 @@ var (
 //
 // Events (Pattern "bulkhead"): EventBulkheadAcquired with the time waited,
 // EventBulkheadRejected with the time waited and the reason in Err, and
-// EventBulkheadReleased with the time the slot was held. Limit is
+// EventBulkheadReleased with the time the slot was held. A caller that
+// joins the queue reports EventBulkheadQueued when it starts waiting and
+// exactly one EventBulkheadDequeued when it stops (Allowed when it got a
+// slot, else Err says why), before its acquired or rejected event; a
+// caller served or rejected at once reports neither. Limit is
 // MaxConcurrent.
 //
 // A Bulkhead is safe for concurrent use and starts no goroutine. One mutex
@@ -212,11 +216,12 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (BulkheadSlot, err
 	}
 	b.enqueueLocked(w)
 	b.mu.Unlock()
+	b.emitQueued(w, timer, start)
 
 	select {
 	case <-w.ready:
 		timer.Stop()
-		b.emitAcquiredAfter(w.slot, start)
+		b.emitGot(w.slot, start)
 		return w.slot, nil
 
 	case <-timer.C():
@@ -224,12 +229,12 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (BulkheadSlot, err
 		if w.granted {
 			// The slot arrived as the wait ran out: keep it.
 			b.mu.Unlock()
-			b.emitAcquiredAfter(w.slot, start)
+			b.emitGot(w.slot, start)
 			return w.slot, nil
 		}
 		b.removeLocked(w)
 		b.mu.Unlock()
-		b.emitWaited(bulwark.EventBulkheadRejected, start, errBulkheadTimeout)
+		b.emitGaveUp(start, errBulkheadTimeout)
 		return BulkheadSlot{}, errBulkheadTimeout
 
 	case <-ctx.Done():
@@ -244,9 +249,21 @@ func (b *Bulkhead) wait(ctx context.Context, start time.Time) (BulkheadSlot, err
 			b.removeLocked(w)
 			b.mu.Unlock()
 		}
-		b.emitWaited(bulwark.EventBulkheadRejected, start, err)
+		b.emitGaveUp(start, err)
 		return BulkheadSlot{}, err
 	}
+}
+
+// withdraw takes w out of the queue, passing on a slot handed to it.
+func (b *Bulkhead) withdraw(w *bulkheadWaiter) {
+	b.mu.Lock()
+	if w.granted {
+		b.mu.Unlock()
+		b.release(w.slot, false)
+		return
+	}
+	b.removeLocked(w)
+	b.mu.Unlock()
 }
 
 // grantLocked takes a free slot for a new holder. Requires b.mu held and
@@ -375,22 +392,62 @@ func (b *Bulkhead) emitAcquired(s BulkheadSlot, now time.Time, d time.Duration) 
 	finished = true
 }
 
-// emitAcquiredAfter is emitAcquired with the wait measured from start.
-func (b *Bulkhead) emitAcquiredAfter(s BulkheadSlot, start time.Time) {
+// emitQueued reports that the caller queued as w started waiting. Should
+// the observer panic, w leaves the queue (passing on a slot it was handed)
+// and its timer stops: the caller never waits.
+func (b *Bulkhead) emitQueued(w *bulkheadWaiter, timer bulwark.Timer, start time.Time) {
 	if b.obs == nil {
 		return
 	}
-	now := b.clock.Now()
-	b.emitAcquired(s, now, now.Sub(start))
+	finished := false
+	defer func() {
+		if !finished {
+			timer.Stop()
+			b.withdraw(w)
+		}
+	}()
+	b.emit(bulwark.EventBulkheadQueued, start, 0, nil)
+	finished = true
 }
 
-// emitWaited reports an event whose Duration is the time since start.
-func (b *Bulkhead) emitWaited(kind bulwark.EventKind, start time.Time, err error) {
+// emitGot reports the end of a wait that got s: EventBulkheadDequeued then
+// EventBulkheadAcquired, both with the time waited since start. Should the
+// observer panic, s is given back: the caller never sees it.
+func (b *Bulkhead) emitGot(s BulkheadSlot, start time.Time) {
 	if b.obs == nil {
 		return
 	}
 	now := b.clock.Now()
-	b.emit(kind, now, now.Sub(start), err)
+	finished := false
+	defer func() {
+		if !finished {
+			b.release(s, false)
+		}
+	}()
+	b.obs.Observe(bulwark.Event{
+		Kind:     bulwark.EventBulkheadDequeued,
+		Pattern:  "bulkhead",
+		Name:     b.name,
+		Time:     now,
+		Allowed:  true,
+		Limit:    b.max,
+		Duration: now.Sub(start),
+	})
+	b.emit(bulwark.EventBulkheadAcquired, now, now.Sub(start), nil)
+	finished = true
+}
+
+// emitGaveUp reports the end of a wait that got no slot:
+// EventBulkheadDequeued then EventBulkheadRejected, both with the time
+// waited since start and err.
+func (b *Bulkhead) emitGaveUp(start time.Time, err error) {
+	if b.obs == nil {
+		return
+	}
+	now := b.clock.Now()
+	d := now.Sub(start)
+	b.emit(bulwark.EventBulkheadDequeued, now, d, err)
+	b.emit(bulwark.EventBulkheadRejected, now, d, err)
 }
 
 func (b *Bulkhead) emitRejected(d time.Duration, err error) {

@@ -484,3 +484,107 @@ func ExampleBulkhead() {
 	// 2 true
 	// 1
 }
+
+// Every caller that waits reports one EventBulkheadQueued and then one
+// EventBulkheadDequeued, which says how the wait ended; callers served or
+// rejected at once report neither.
+func TestBulkheadQueuedDequeuedEvents(t *testing.T) {
+	b, clk, log := newTestBulkhead(t, bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: 5 * time.Second, MaxWaiting: 2})
+	hold := bhMustAcquire(t, b) // served at once
+
+	// Granted after 2s.
+	granted := bhAcquireAsync(t, context.Background(), b, 1)
+	// Cancelled while waiting.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled := bhAcquireAsync(t, ctx, b, 2)
+	// Rejected at once: the queue is full.
+	if _, err := b.Acquire(context.Background()); !errors.Is(err, bulwark.ErrBulkheadFull) {
+		t.Fatalf("third waiter: %v, want ErrBulkheadFull", err)
+	}
+	clk.Advance(2 * time.Second)
+	hold()
+	r := <-granted
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	cancel()
+	if rc := <-cancelled; !errors.Is(rc.err, context.Canceled) {
+		t.Fatalf("cancelled waiter: %v", rc.err)
+	}
+	// Times out after the full max wait.
+	timedOut := bhAcquireAsync(t, context.Background(), b, 1)
+	clk.Advance(5 * time.Second)
+	if rt := <-timedOut; !errors.Is(rt.err, bulwark.ErrBulkheadFull) {
+		t.Fatalf("timed-out waiter: %v", rt.err)
+	}
+	r.release()
+
+	queued, dequeued := log.of(bulwark.EventBulkheadQueued), log.of(bulwark.EventBulkheadDequeued)
+	if len(queued) != 3 || len(dequeued) != 3 {
+		t.Fatalf("queued %d, dequeued %d events, want 3 and 3", len(queued), len(dequeued))
+	}
+	// One per outcome, in any order (the cancelled waiter may report late).
+	var got, gaveUpCancel, gaveUpTimeout int
+	for _, e := range dequeued {
+		if e.Pattern != "bulkhead" || e.Name != "test" || e.Limit != 1 {
+			t.Errorf("dequeued event %+v: want pattern bulkhead, name test, limit 1", e)
+		}
+		switch {
+		case e.Allowed && e.Err == nil && e.Duration == 2*time.Second:
+			got++
+		case !e.Allowed && errors.Is(e.Err, context.Canceled):
+			gaveUpCancel++
+		case !e.Allowed && errors.Is(e.Err, bulwark.ErrBulkheadFull) && e.Duration == 5*time.Second:
+			gaveUpTimeout++
+		default:
+			t.Errorf("unexpected dequeued event %+v", e)
+		}
+	}
+	if got != 1 || gaveUpCancel != 1 || gaveUpTimeout != 1 {
+		t.Errorf("dequeued: %d got a slot, %d cancelled, %d timed out; want 1 each", got, gaveUpCancel, gaveUpTimeout)
+	}
+	// Each waiter's queued event comes before its dequeued one, so the
+	// running count of waiters never goes below zero.
+	waiting := 0
+	log.mu.Lock()
+	for _, e := range log.events {
+		switch e.Kind {
+		case bulwark.EventBulkheadQueued:
+			waiting++
+		case bulwark.EventBulkheadDequeued:
+			waiting--
+		}
+		if waiting < 0 {
+			t.Errorf("more dequeued than queued events at %+v", e)
+		}
+	}
+	log.mu.Unlock()
+	if waiting != 0 {
+		t.Errorf("waiting count ends at %d, want 0", waiting)
+	}
+}
+
+// A waiter whose Queued event panics in the observer leaves the queue.
+func TestBulkheadObserverPanicOnQueuedLeavesQueue(t *testing.T) {
+	obs := bulwark.ObserverFunc(func(e bulwark.Event) {
+		if e.Kind == bulwark.EventBulkheadQueued {
+			panic("observer bug")
+		}
+	})
+	b, err := NewBulkhead(bulwark.BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Hour}, WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := bhMustAcquire(t, b)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the observer's panic did not reach the caller")
+			}
+		}()
+		_, _ = b.Acquire(context.Background())
+	}()
+	bhWantCounts(t, b, 1, 0)
+	hold()
+	bhWantCounts(t, b, 0, 0)
+}

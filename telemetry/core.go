@@ -33,6 +33,7 @@ const (
 	mBulkheadInUse
 	mBulkheadWait
 	mBulkheadRejected
+	mBulkheadWaiting
 	mStoreCall
 	mStoreHealthy
 	mRetries
@@ -88,10 +89,33 @@ type breakerSeries struct {
 	transitions [3][3]counter // [from][to]; nil on the diagonal
 	rejected    counter
 	calls       [2]counter // [success]
+
+	// shown is 1 + the index of the state the gauges show (0: none yet);
+	// mu serialises changing them, so the three gauges always agree.
+	mu    sync.Mutex
+	shown atomic.Int32
+}
+
+// show sets the state gauges to state index i (1 for it, 0 for the others)
+// unless they show it already; the common case is one atomic load.
+func (s *breakerSeries) show(i int) {
+	if i < 0 || s.shown.Load() == int32(i+1) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shown.Load() == int32(i+1) {
+		return
+	}
+	for j := range s.state {
+		s.state[j].Set(float64(b2i(j == i)))
+	}
+	s.shown.Store(int32(i + 1))
 }
 
 type bulkheadSeries struct {
 	inUse    upDown
+	waiting  upDown
 	wait     [2]histogram // [acquired]
 	rejected counter
 }
@@ -208,15 +232,15 @@ func (c *core) observe(e bulwark.Event) {
 		if from >= 0 && to >= 0 && from != to {
 			s.transitions[from][to].Inc()
 		}
-		if to >= 0 {
-			for i := range s.state {
-				s.state[i].Set(float64(b2i(i == to)))
-			}
-		}
+		s.show(to)
 	case bulwark.EventBreakerRejected:
-		c.breaker(e.Pattern, e.Name).rejected.Inc()
+		s := c.breaker(e.Pattern, e.Name)
+		s.rejected.Inc()
+		s.show(stateIndex(e.To))
 	case bulwark.EventBreakerOutcome:
-		c.breaker(e.Pattern, e.Name).calls[b2i(e.Allowed)].Inc()
+		s := c.breaker(e.Pattern, e.Name)
+		s.calls[b2i(e.Allowed)].Inc()
+		s.show(stateIndex(e.To))
 	case bulwark.EventBulkheadAcquired:
 		s := c.bulkhead(e.Pattern, e.Name)
 		s.inUse.Inc()
@@ -227,6 +251,10 @@ func (c *core) observe(e bulwark.Event) {
 		s.wait[0].Observe(e.Duration.Seconds())
 	case bulwark.EventBulkheadReleased:
 		c.bulkhead(e.Pattern, e.Name).inUse.Dec()
+	case bulwark.EventBulkheadQueued:
+		c.bulkhead(e.Pattern, e.Name).waiting.Inc()
+	case bulwark.EventBulkheadDequeued:
+		c.bulkhead(e.Pattern, e.Name).waiting.Dec()
 	case bulwark.EventStoreCall:
 		c.store(e.Pattern, e.Name).calls[b2i(e.Err == nil)].Observe(e.Duration.Seconds())
 	case bulwark.EventStoreHealth:
@@ -325,7 +353,8 @@ func (c *core) bulkhead(pattern, name string) *bulkheadSeries {
 		return c.bulkhead(pattern, n)
 	}
 	return c.bulkheads.store(k, &bulkheadSeries{
-		inUse: c.b.upDown(mBulkheadInUse, pattern, n),
+		inUse:   c.b.upDown(mBulkheadInUse, pattern, n),
+		waiting: c.b.upDown(mBulkheadWaiting, pattern, n),
 		wait: [2]histogram{
 			c.b.histogram(mBulkheadWait, pattern, n, rejected),
 			c.b.histogram(mBulkheadWait, pattern, n, acquired),
@@ -343,13 +372,17 @@ func (c *core) store(pattern, name string) *storeSeries {
 	if n != name {
 		return c.store(pattern, n)
 	}
-	return c.stores.store(k, &storeSeries{
+	s := &storeSeries{
 		calls: [2]histogram{
 			c.b.histogram(mStoreCall, pattern, n, errLabel),
 			c.b.histogram(mStoreCall, pattern, n, ok),
 		},
 		healthy: c.b.setter(mStoreHealthy, pattern, n),
-	})
+	}
+	// A store starts healthy and reports only changes: the gauge shows 1
+	// from its first event until an EventStoreHealth says otherwise.
+	s.healthy.Set(1)
+	return c.stores.store(k, s)
 }
 
 var otherMetric = map[bulwark.EventKind]metricID{

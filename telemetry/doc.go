@@ -44,6 +44,7 @@
 //	bulwark_breaker_calls_total           bulwark.breaker.calls          counter    outcome (success, failure)
 //	bulwark_bulkhead_in_use               bulwark.bulkhead.in_use        gauge      -  (OTel: up-down counter)
 //	bulwark_bulkhead_wait_seconds         bulwark.bulkhead.wait.duration histogram  result (acquired, rejected); seconds
+//	bulwark_bulkhead_waiting              bulwark.bulkhead.waiting       gauge      -  (OTel: up-down counter)
 //	bulwark_bulkhead_rejected_total       bulwark.bulkhead.rejected      counter    -
 //	bulwark_store_call_duration_seconds   bulwark.store.call.duration    histogram  result (ok, error); seconds
 //	bulwark_store_healthy                 bulwark.store.healthy          gauge      -
@@ -64,14 +65,27 @@
 //     decision with Shadow set (made in shadow mode and not enforced, as
 //     bulwarkhttp's shadow middleware reports them) counts only in
 //     shadow_decisions_total.
-//   - Breaker events: breaker_transitions_total and breaker_state on a
-//     transition (the state gauge is known from the first transition on),
-//     breaker_rejected_total, breaker_calls_total by outcome.
+//   - Breaker events: breaker_transitions_total on a transition,
+//     breaker_rejected_total, breaker_calls_total by outcome. Every breaker
+//     event carries the breaker's state (a transition its new state, a
+//     rejection the state that rejected, an outcome the state once it was
+//     counted), and breaker_state follows it, so the gauge is right from a
+//     breaker's first event, not only after its first transition; a
+//     breaker that has reported nothing has no series yet. The state of a
+//     Redis-backed breaker is the one its replica acts on: the fleet's, or
+//     its local twin's while the store is degraded.
 //   - Bulkhead events: bulkhead_in_use goes up on acquire and down on
-//     release; bulkhead_wait_seconds observes the wait of each acquire and
-//     rejection; bulkhead_rejected_total counts rejections.
-//   - bulwark.EventStoreCall: store_call_duration_seconds by result;
-//     bulwark.EventStoreHealth: store_healthy (1 healthy, 0 degraded).
+//     release; bulkhead_waiting goes up when a caller starts waiting for a
+//     slot (bulwark.EventBulkheadQueued) and down when it stops, whatever
+//     the end (bulwark.EventBulkheadDequeued); bulkhead_wait_seconds
+//     observes the wait of each acquire and rejection;
+//     bulkhead_rejected_total counts rejections.
+//   - bulwark.EventStoreCall: store_call_duration_seconds by result (every
+//     Redis round trip of a store: limiter decisions, multi-limit ones
+//     too, breaker and bulkhead scripts, health probes); bulwark.EventStoreHealth:
+//     store_healthy (1 healthy, 0 degraded). A store reports only changes
+//     of health, so store_healthy is 1 from the store's first event on until
+//     a switch to degraded.
 //   - Retry, timeout, fallback, hedge, rejected, lease-lost events: one
 //     counter each; limit changes set the limit gauge; cache lookups count
 //     by hit or miss.

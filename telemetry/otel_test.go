@@ -123,6 +123,7 @@ func TestOTelExportsEveryKind(t *testing.T) {
 		{"bulwark.breaker.calls", []string{"pattern", "breaker", "name", "payments", "outcome", "failure"}, 1},
 		{"bulwark.bulkhead.in_use", []string{"pattern", "bulkhead", "name", "db"}, 1},
 		{"bulwark.bulkhead.rejected", []string{"pattern", "bulkhead", "name", "db"}, 1},
+		{"bulwark.bulkhead.waiting", []string{"pattern", "bulkhead", "name", "db"}, 1},
 		{"bulwark.store.healthy", []string{"pattern", "store", "name", "redis"}, 0},
 		{"bulwark.retries", []string{"pattern", "http_client", "name", "upstream"}, 2},
 		{"bulwark.hedges", []string{"pattern", "http_client", "name", "upstream"}, 1},

@@ -8,12 +8,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/goleak"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/redistest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks for leaked goroutines, allowing go-redis the moment it
+// takes to stop after Close (the end-to-end tests use Redis).
+func TestMain(m *testing.M) { redistest.Main(m) }
 
 // script is a sequence of events covering every kind.
 func script() []bulwark.Event {
@@ -33,6 +35,9 @@ func script() []bulwark.Event {
 		br(bulwark.Event{Kind: bulwark.EventBreakerTransition, From: bulwark.Closed, To: bulwark.Open}),
 		br(bulwark.Event{Kind: bulwark.EventBreakerRejected, To: bulwark.Open}),
 		br(bulwark.Event{Kind: bulwark.EventBreakerTransition, From: bulwark.Open, To: bulwark.HalfOpen}),
+		bh(bulwark.Event{Kind: bulwark.EventBulkheadQueued}),
+		bh(bulwark.Event{Kind: bulwark.EventBulkheadQueued}),
+		bh(bulwark.Event{Kind: bulwark.EventBulkheadDequeued, Allowed: true, Duration: 2 * time.Millisecond}),
 		bh(bulwark.Event{Kind: bulwark.EventBulkheadAcquired, Duration: 2 * time.Millisecond}),
 		bh(bulwark.Event{Kind: bulwark.EventBulkheadAcquired}),
 		bh(bulwark.Event{Kind: bulwark.EventBulkheadReleased, Duration: time.Second}),
@@ -85,7 +90,7 @@ bulwark_decisions_near_limit_total{name="api",pattern="token_bucket"} 2
 # TYPE bulwark_shadow_decisions_total counter
 bulwark_shadow_decisions_total{name="api",pattern="token_bucket",result="allowed"} 0
 bulwark_shadow_decisions_total{name="api",pattern="token_bucket",result="denied"} 1
-# HELP bulwark_breaker_state 1 for the circuit breaker's current state (closed, open, half-open), 0 for the others; set on each transition.
+# HELP bulwark_breaker_state 1 for the circuit breaker's current state (closed, open, half-open), 0 for the others; follows the state each transition, rejection and outcome reports.
 # TYPE bulwark_breaker_state gauge
 bulwark_breaker_state{name="payments",pattern="breaker",state="closed"} 0
 bulwark_breaker_state{name="payments",pattern="breaker",state="half-open"} 1
@@ -108,10 +113,13 @@ bulwark_breaker_calls_total{name="payments",outcome="success",pattern="breaker"}
 # HELP bulwark_bulkhead_in_use Bulkhead slots held now.
 # TYPE bulwark_bulkhead_in_use gauge
 bulwark_bulkhead_in_use{name="db",pattern="bulkhead"} 1
+# HELP bulwark_bulkhead_waiting Callers waiting for a bulkhead slot now.
+# TYPE bulwark_bulkhead_waiting gauge
+bulwark_bulkhead_waiting{name="db",pattern="bulkhead"} 1
 # HELP bulwark_bulkhead_rejected_total Calls a bulkhead turned away.
 # TYPE bulwark_bulkhead_rejected_total counter
 bulwark_bulkhead_rejected_total{name="db",pattern="bulkhead"} 1
-# HELP bulwark_store_healthy 1 while the shared store answers, 0 while it is degraded and patterns decide locally.
+# HELP bulwark_store_healthy 1 while the shared store answers (from its first event on), 0 while it is degraded and patterns decide locally.
 # TYPE bulwark_store_healthy gauge
 bulwark_store_healthy{name="redis",pattern="store"} 0
 # HELP bulwark_retries_total Retries started by a retry policy or the HTTP client transport.
@@ -143,7 +151,7 @@ bulwark_leases_lost_total{name="jobs",pattern="semaphore"} 1
 	names := []string{
 		"bulwark_decisions_total", "bulwark_decisions_near_limit_total", "bulwark_shadow_decisions_total",
 		"bulwark_breaker_state", "bulwark_breaker_transitions_total", "bulwark_breaker_rejected_total",
-		"bulwark_breaker_calls_total", "bulwark_bulkhead_in_use", "bulwark_bulkhead_rejected_total",
+		"bulwark_breaker_calls_total", "bulwark_bulkhead_in_use", "bulwark_bulkhead_waiting", "bulwark_bulkhead_rejected_total",
 		"bulwark_store_healthy", "bulwark_retries_total", "bulwark_hedges_total", "bulwark_timeouts_total",
 		"bulwark_fallbacks_total", "bulwark_rejections_total", "bulwark_limit", "bulwark_cache_requests_total",
 		"bulwark_leases_lost_total",
@@ -297,4 +305,68 @@ func BenchmarkPrometheusObserve(b *testing.B) {
 			p.Observe(e)
 		}
 	})
+}
+
+// The breaker state gauge is right from a breaker's first event, whatever
+// its kind, and follows the state later events carry.
+func TestPrometheusBreakerStateFromFirstEvent(t *testing.T) {
+	_, p := newProm(t)
+	state := func(name string) string {
+		t.Helper()
+		var out []string
+		for _, s := range []string{"closed", "open", "half-open"} {
+			v := testutil.ToFloat64(p.collectors[mBreakerState].(*prometheus.GaugeVec).WithLabelValues("breaker", name, s))
+			if v == 1 {
+				out = append(out, s)
+			}
+		}
+		return strings.Join(out, ",")
+	}
+	// A replica that starts while the fleet's breaker is open hears of it
+	// first through a rejection.
+	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: "a", To: bulwark.Open})
+	// A closed breaker first reports an outcome.
+	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: "b", Allowed: true, To: bulwark.Closed})
+	if got := state("a"); got != "open" {
+		t.Errorf("a: state %q, want open", got)
+	}
+	if got := state("b"); got != "closed" {
+		t.Errorf("b: state %q, want closed", got)
+	}
+	// The outcome that trips b carries the new state, as its transition does.
+	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerTransition, Pattern: "breaker", Name: "b", From: bulwark.Closed, To: bulwark.Open})
+	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: "b", To: bulwark.Open})
+	if got := state("b"); got != "open" {
+		t.Errorf("b after trip: state %q, want open", got)
+	}
+	// A half-open rejection moves the gauge even without a transition event
+	// (a Redis-backed breaker learning the fleet's state from a reply).
+	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: "b", To: bulwark.HalfOpen})
+	if got := state("b"); got != "half-open" {
+		t.Errorf("b: state %q, want half-open", got)
+	}
+	if n := testutil.CollectAndCount(p.collectors[mBreakerState]); n != 6 {
+		t.Errorf("breaker_state series = %d, want 6", n)
+	}
+}
+
+// The store's health gauge is 1 from its first call until a switch.
+func TestPrometheusStoreHealthyFromFirstCall(t *testing.T) {
+	_, p := newProm(t)
+	healthy := func() float64 {
+		return testutil.ToFloat64(p.collectors[mStoreHealthy].(*prometheus.GaugeVec).WithLabelValues("store", ""))
+	}
+	p.Observe(bulwark.Event{Kind: bulwark.EventStoreCall, Pattern: "store", Duration: time.Millisecond})
+	if got := healthy(); got != 1 {
+		t.Errorf("after a call: healthy = %v, want 1", got)
+	}
+	p.Observe(bulwark.Event{Kind: bulwark.EventStoreHealth, Pattern: "store", Degraded: true})
+	p.Observe(bulwark.Event{Kind: bulwark.EventStoreCall, Pattern: "store", Err: errors.New("down")})
+	if got := healthy(); got != 0 {
+		t.Errorf("degraded: healthy = %v, want 0", got)
+	}
+	p.Observe(bulwark.Event{Kind: bulwark.EventStoreHealth, Pattern: "store"})
+	if got := healthy(); got != 1 {
+		t.Errorf("recovered: healthy = %v, want 1", got)
+	}
 }
