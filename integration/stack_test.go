@@ -113,6 +113,9 @@ func isDependencyFailure(err error) bool {
 // outcomes tallies what callers got back.
 type outcomes struct {
 	fresh, fallback, rateLimited, open, bulkheadFull, unexpected atomic.Int64
+	// degradedDenials are rate-limit rejections whose decision says it was
+	// made without Redis (RateLimitedError.Decision.Degraded).
+	degradedDenials atomic.Int64
 
 	mu      sync.Mutex
 	samples []string
@@ -126,6 +129,10 @@ func (o *outcomes) record(v string, err error) {
 		o.fallback.Add(1)
 	case errors.Is(err, bulwark.ErrRateLimited):
 		o.rateLimited.Add(1)
+		var rl *bulwark.RateLimitedError
+		if errors.As(err, &rl) && rl.Decision.Degraded {
+			o.degradedDenials.Add(1)
+		}
 	case errors.Is(err, bulwark.ErrOpen):
 		o.open.Add(1)
 	case errors.Is(err, bulwark.ErrBulkheadFull):
@@ -141,8 +148,8 @@ func (o *outcomes) record(v string, err error) {
 }
 
 func (o *outcomes) String() string {
-	return fmt.Sprintf("fresh %d, fallback %d, rate-limited %d, open %d, bulkhead-full %d, unexpected %d",
-		o.fresh.Load(), o.fallback.Load(), o.rateLimited.Load(), o.open.Load(), o.bulkheadFull.Load(), o.unexpected.Load())
+	return fmt.Sprintf("fresh %d, fallback %d, rate-limited %d (%d decided without Redis), open %d, bulkhead-full %d, unexpected %d",
+		o.fresh.Load(), o.fallback.Load(), o.rateLimited.Load(), o.degradedDenials.Load(), o.open.Load(), o.bulkheadFull.Load(), o.unexpected.Load())
 }
 
 // check fails the test when a caller got anything but a value or a typed
@@ -394,6 +401,9 @@ func TestStackAcrossRedisOutage(t *testing.T) {
 			if d.allowedDegraded+d.deniedDegraded == 0 {
 				t.Errorf("replica %d made no degraded decision while Redis was down", i)
 			}
+			if d.breakerDegraded == 0 {
+				t.Errorf("replica %d: no breaker event flagged Degraded while Redis was down", i)
+			}
 			if d.allowedDegraded > bound {
 				t.Errorf("replica %d admitted %d calls locally in %v, above its fair share's bound %d", i, d.allowedDegraded, outage, bound)
 			}
@@ -454,6 +464,9 @@ func TestStackAcrossRedisOutage(t *testing.T) {
 			t.Errorf("after recovery %d calls ran at once across the fleet, above the bulkhead's cap %d", peak, stackBulkhead.MaxConcurrent)
 		}
 		got.check(t, "outage")
+		if got.degradedDenials.Load() == 0 {
+			t.Errorf("no caller saw a rate-limit rejection flagged Degraded while Redis was down")
+		}
 		redistest.CheckTTLs(t, admin, prefix, maxTTL)
 	}()
 }
