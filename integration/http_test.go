@@ -171,7 +171,9 @@ func TestHTTPAcrossRedisFreeze(t *testing.T) {
 		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[r]+"/work", nil)
 		if err != nil {
-			panic(err)
+			clientErrs.Add(1)
+			firstErr.CompareAndSwap(nil, err.Error())
+			return
 		}
 		req.Header.Set("X-Client", "tenant-1")
 		req.Header.Set("X-Replica", strconv.Itoa(r))

@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -193,7 +194,7 @@ func TestLimitsAcrossReplicas(t *testing.T) {
 				return
 			}
 			got.add("fleet", d)
-			got.add(string(rune('0'+r)), d)
+			got.add(strconv.Itoa(r), d)
 		})
 		t.Logf("admitted: %v; decided without Redis: %d", got.admitted, got.degraded)
 		if n := errs.Load(); n > 0 {
@@ -206,7 +207,7 @@ func TestLimitsAcrossReplicas(t *testing.T) {
 			t.Errorf("%d admitted across the fleet, want exactly the fleet limit %d", n, perFleet.Events)
 		}
 		for r := range limitsReplicas {
-			if n := got.admitted[string(rune('0'+r))]; n > perReplica.Events {
+			if n := got.admitted[strconv.Itoa(r)]; n > perReplica.Events {
 				t.Errorf("replica %d admitted %d, above its own limit %d", r, n, perReplica.Events)
 			}
 		}
