@@ -183,6 +183,9 @@ type Bulkhead struct {
 
 	twinMu sync.Mutex // serialises building twins and their carried slots
 	twin   atomic.Pointer[bulkheadTwin]
+	// retired are earlier twins whose slots are still held by running
+	// calls; guarded by twinMu.
+	retired []*bulkheadTwin
 }
 
 // bulkheadTwin is the local bulkhead that answers while Redis cannot, for
@@ -196,6 +199,8 @@ type bulkheadTwin struct {
 	// mirrors len(carried) for a lock-free check.
 	carried  []local.BulkheadSlot
 	ncarried atomic.Int64
+	// out counts the slots of this twin held by calls now.
+	out atomic.Int64
 }
 
 // Bulkhead returns the fleet-wide bulkhead called name, shaped by c (see
@@ -435,7 +440,7 @@ func (b *Bulkhead) tryRedis(ctx context.Context, full error) (*semaphore.Lease, 
 func (b *Bulkhead) acquireDegraded(ctx context.Context, start time.Time) (func(), error) {
 	switch b.policy {
 	case FailOpen:
-		return b.grantLocal(local.BulkheadSlot{}, b.cfg.MaxConcurrent, start), nil
+		return b.grantLocal(nil, local.BulkheadSlot{}, b.cfg.MaxConcurrent, start), nil
 	case FailClosed:
 		b.emitSince(bulwark.EventBulkheadRejected, true, b.cfg.MaxConcurrent, start, errBulkheadDegraded)
 		return nil, errBulkheadDegraded
@@ -460,7 +465,7 @@ func (b *Bulkhead) acquireDegraded(ctx context.Context, start time.Time) (func()
 		b.emitSince(bulwark.EventBulkheadRejected, true, t.share, start, err)
 		return nil, err
 	}
-	return b.grantLocal(slot, t.share, start), nil
+	return b.grantLocal(t, slot, t.share, start), nil
 }
 
 // twinState returns the twin for the store's current state, building it
@@ -493,8 +498,13 @@ func (b *Bulkhead) twinState() (*bulkheadTwin, error) {
 		return nil, err
 	}
 	t := &bulkheadTwin{switches: sw, share: share, bh: bh}
-	// Calls holding Redis leases run on: count them against the share.
-	for n := min(b.held.Load(), int64(share)); n > 0; n-- {
+	if old := b.twin.Load(); old != nil {
+		b.retired = append(b.retired, old)
+	}
+	// Calls holding Redis leases, or slots of earlier twins, run on: count
+	// them against the share, so that a replica never runs more than its
+	// share on a fresh twin.
+	for n := min(b.externalHeld(), int64(share)); n > 0; n-- {
 		slot, err := bh.AcquireSlot(context.Background()) // free: nobody else has seen bh
 		if err != nil {
 			break
@@ -506,8 +516,25 @@ func (b *Bulkhead) twinState() (*bulkheadTwin, error) {
 	return t, nil
 }
 
-// settleCarried frees carried twin slots beyond the Redis leases still
-// held by this replica's calls.
+// externalHeld counts the slots this replica's calls hold outside the
+// current twin: Redis leases and slots of retired twins. It drops retired
+// twins none of whose slots is held any more. Requires b.twinMu held.
+func (b *Bulkhead) externalHeld() int64 {
+	n := max(b.held.Load(), 0)
+	kept := b.retired[:0]
+	for _, t := range b.retired {
+		if o := t.out.Load(); o > 0 {
+			n += o
+			kept = append(kept, t)
+		}
+	}
+	clear(b.retired[len(kept):])
+	b.retired = kept
+	return n
+}
+
+// settleCarried frees carried twin slots beyond the slots still held by
+// this replica's calls outside the current twin (see externalHeld).
 func (b *Bulkhead) settleCarried() {
 	t := b.twin.Load()
 	if t == nil || t.ncarried.Load() == 0 {
@@ -515,7 +542,7 @@ func (b *Bulkhead) settleCarried() {
 	}
 	b.twinMu.Lock()
 	defer b.twinMu.Unlock()
-	for held := b.held.Load(); int64(len(t.carried)) > max(held, 0); {
+	for held := b.externalHeld(); int64(len(t.carried)) > held; {
 		n := len(t.carried) - 1
 		t.carried[n].Release() // the twin's observer drops releases: no user code runs here
 		t.carried = t.carried[:n]
@@ -546,11 +573,14 @@ func (b *Bulkhead) grantRedis(lease *semaphore.Lease, start time.Time) func() {
 	return g.release
 }
 
-// grantLocal returns the release of a twin's slot (or of nothing, for
-// FailOpen), after reporting it.
-func (b *Bulkhead) grantLocal(slot local.BulkheadSlot, limit int, start time.Time) func() {
+// grantLocal returns the release of twin t's slot (or of nothing, for
+// FailOpen, when t is nil), after reporting it.
+func (b *Bulkhead) grantLocal(t *bulkheadTwin, slot local.BulkheadSlot, limit int, start time.Time) func() {
 	now := b.s.eventTime()
-	g := &localGrant{b: b, slot: slot, limit: limit, at: now}
+	g := &localGrant{b: b, twin: t, slot: slot, limit: limit, at: now}
+	if t != nil {
+		t.out.Add(1)
+	}
 	b.emitGranted(g.release, true, limit, now, now.Sub(start))
 	return g.release
 }
@@ -600,6 +630,7 @@ func (g *redisGrant) release() {
 // localGrant is one slot of a twin, or none (FailOpen).
 type localGrant struct {
 	b     *Bulkhead
+	twin  *bulkheadTwin // nil for FailOpen
 	slot  local.BulkheadSlot
 	limit int
 	at    time.Time
@@ -611,6 +642,12 @@ func (g *localGrant) release() {
 		return
 	}
 	g.slot.Release()
+	if t := g.twin; t != nil {
+		t.out.Add(-1)
+		if t != g.b.twin.Load() {
+			g.b.settleCarried() // a retired twin's slot counted against the current one
+		}
+	}
 	if b := g.b; b.s.observer != nil {
 		now := b.s.eventTime()
 		b.emit(bulwark.EventBulkheadReleased, true, g.limit, now, now.Sub(g.at), nil)

@@ -413,3 +413,42 @@ func TestBulkheadScriptFlush(t *testing.T) {
 		}
 	}
 }
+
+// Slots a twin handed out stay counted when the store switches again and a
+// new twin is built: a replica whose calls still hold an earlier outage's
+// slots never runs more than its share.
+func TestBulkheadTwinCarriesEarlierTwinSlots(t *testing.T) {
+	f := newBHFault(t, nil, distributed.WithFailureThreshold(1), distributed.WithReplicas(2))
+	b := newBulkhead(t, f.store, "carry", bulwark.BulkheadConfig{MaxConcurrent: 4}) // share: 2
+	first := degradedNow(t, f, b)                                                   // outage 1: twin 1
+	second := bhAcquire(t, b)
+	if _, err := b.Acquire(context.Background()); !errors.Is(err, bulwark.ErrBulkheadFull) {
+		t.Fatalf("third call on a share of 2: got %v, want ErrBulkheadFull", err)
+	}
+
+	f.srv.Restart() // Redis back: the store recovers while both calls run on
+	deadline := time.Now().Add(5 * time.Second)
+	for !f.store.Healthy() {
+		if time.Now().After(deadline) {
+			t.Fatalf("store did not recover: %v", f.store.HealthError())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	f.srv.Kill() // outage 2: the next call degrades the store and builds twin 2
+	if _, err := b.Acquire(context.Background()); !errors.Is(err, bulwark.ErrBulkheadFull) {
+		t.Fatalf("call in a second outage while twin 1's two slots are held: got %v, want ErrBulkheadFull", err)
+	}
+	if f.store.Healthy() {
+		t.Fatal("store healthy with Redis killed")
+	}
+	first() // one of twin 1's slots comes back: twin 2 has room for one call
+	third := bhAcquire(t, b)
+	if _, err := b.Acquire(context.Background()); !errors.Is(err, bulwark.ErrBulkheadFull) {
+		t.Fatalf("call beyond the share: got %v, want ErrBulkheadFull", err)
+	}
+	second()
+	fourth := bhAcquire(t, b)
+	third()
+	fourth()
+}
