@@ -41,7 +41,7 @@ func ExampleJoin() {
 			panic(err)
 		}
 	}
-	fmt.Println("live replicas:", n) // Replicas() reports it from now on, without I/O
+	fmt.Println("live replicas:", n) // Replicas() returns the latest count without I/O
 
 	store, err := distributed.New(rdb, distributed.WithPrefix("checkout"),
 		distributed.WithReplicaCounter(members[0]))
