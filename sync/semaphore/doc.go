@@ -55,12 +55,11 @@
 // is down: calls return the Redis error (or ctx's), and a lease whose
 // renewals fail is reported lost once its expiry has passed.
 //
-// After a restart that lost the data, holders see Lost at their next
-// renewal and no slot stays taken; fencing tokens keep growing (they are at
-// least the Redis time in microseconds, as long as the Redis clock does not
-// step back). Replication is asynchronous: after
-// a failover, recent leases may be forgotten (their holders see Lost at the
-// next renewal, and their slots may be granted twice meanwhile) and fencing
-// tokens may repeat. Where that matters, have the protected resource check
-// the tokens.
+// After a restart that lost the data, holders see Lost at their next renewal
+// and no slot stays taken; fencing tokens keep growing (they are at least
+// the Redis time in microseconds, as long as the Redis clock does not step
+// back). Replication is asynchronous: after a failover, recent leases may be
+// forgotten (their holders see Lost at the next renewal, and their slots may
+// be granted twice meanwhile) and fencing tokens may repeat. Where that
+// matters, have the protected resource check the tokens.
 package semaphore
