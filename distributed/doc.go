@@ -1,12 +1,19 @@
 // Package distributed holds Redis-backed implementations of bulwark's
-// interfaces, whose state every replica of a service shares.
+// interfaces, whose state every replica of a service shares: rate limiters,
+// a circuit breaker and a bulkhead.
 //
 // Everything starts from a [Store], built with [New] on any go-redis v9
-// client: standalone, Sentinel (failover) or Cluster.
+// client: standalone, Sentinel (a failover client) or Cluster. Build the
+// client with [ClientOptions] or [ClusterClientOptions] (see "Failures"
+// below for why).
 //
+//	rdb := redis.NewClient(distributed.ClientOptions(&redis.Options{Addr: addr}, 0))
 //	store, err := distributed.New(rdb, distributed.WithPrefix("checkout"))
+//	defer store.Close()
 //	perUser, err := store.TokenBucket("per-user", bulwark.PerSecond(10))
 //	d, err := perUser.Allow(ctx, userID, 1)
+//
+// # Limiters
 //
 // The limiters ([TokenBucket], [SlidingWindow], [SlidingLog],
 // [FixedWindow]) take the same bulwark.Limit as their twins in package local
@@ -20,32 +27,68 @@
 // state but each decides with its own parameters (a rolling change of a
 // limit takes effect replica by replica).
 //
-// Time. By default the scripts read Redis TIME, so replicas whose clocks
-// disagree still share one timeline. [WithClock] passes the caller's time
-// instead (tests on a fake clock).
-//
-// Keys. Every key is "<prefix>:<algorithm>:{<name>:<key>}" with the name and
-// the user's key encoded so that braces, colons, newlines, binary bytes or
-// kilobytes of text can neither move a key to another Redis Cluster slot nor
-// collide with another tenant's key; all keys of one logical limiter share
-// one hash slot. Every key has a TTL no longer than its state matters.
-//
 // Several limits per request. [Store.Multi] checks several token buckets in
 // one script and deducts only when all admit; their keys share a hash tag
 // that the caller names. [NewTiered] puts a per-replica local limiter in
 // front of a global one.
 //
-// Failures. A call that Redis does not answer within the store's budget is
-// decided locally and flagged Decision.Degraded; an error from Allow means
-// the call itself was wrong (bad n, done context, closed store). Script
+// # Breakers and bulkheads
+//
+// [Store.Breaker] returns a circuit breaker shared by the fleet: outcomes
+// from every replica add up in Redis, the state and its generation change
+// only inside one script, half-open trial calls are limited fleet-wide, and
+// transitions are published so replicas answer from a cached state (a call
+// on a closed breaker does no I/O). [Store.BreakerState] and
+// [Store.Breakers] read the shared state without changing it; [Breaker.Reset]
+// and [Breaker.ForceOpen] act on it for every replica.
+//
+// [Store.Bulkhead] returns a bulkhead shared by the fleet, built on
+// sync/semaphore: one expiring, renewed lease per call, waiters woken by
+// releases over pub/sub and served in arrival order; a crashed replica's
+// slots come back within the lease TTL. [Store.BulkheadHolders] lists the
+// leases held.
+//
+// # Time and keys
+//
+// By default the scripts read Redis TIME, so replicas whose clocks disagree
+// still share one timeline. [WithClock] passes the caller's time instead
+// (tests on a fake clock).
+//
+// A limiter's key is "<prefix>:<algorithm>:{<name>:<key>}" with the name
+// and the user's key encoded so that braces, colons, newlines, binary bytes
+// or kilobytes of text can neither move a key to another Redis Cluster slot
+// nor collide with another tenant's key; all keys of one logical limiter
+// share one hash slot. A breaker's keys are "<prefix>:br:{<name>}:s" and
+// ":c"; a bulkhead's are those of the semaphore called name under the
+// prefix "<prefix>:". Every key has a TTL no longer than its state matters.
+//
+// # Failures
+//
+// A call that Redis does not answer within the store's budget
+// ([WithTimeout]) is decided locally and flagged Decision.Degraded; an
+// error from Allow means the call itself was wrong (bad n, done context,
+// closed store), and a bulkhead never returns a Redis error either. Script
 // commands are never retried by the client (a retried script could take
-// tokens twice). After a run of failed calls the store turns degraded: it
-// stops calling Redis, its limiters decide by their [FailurePolicy]
-// (FailLocal: a local twin with this replica's fair share of the limit,
-// the limit divided by the replica count of [WithReplicas] or a
-// cluster.Membership given to [WithReplicaCounter]; FailOpen; FailClosed),
-// and a background prober brings it back once Redis answers, with
-// hysteresis. [Store] describes the state machine and what to expect in
-// the seconds after recovery; [ClientOptions] the client settings that keep
-// a hung Redis from holding callers.
+// tokens twice), so each call is charged in Redis at most once.
+//
+// Health: after [WithFailureThreshold] failed calls in a row the store
+// turns degraded and stops calling Redis; a background prober sends a probe
+// every [WithProbeInterval] and, after [WithRecoveryThreshold] successes in
+// a row and no sooner than [WithMinDegraded] (doubling up to
+// [WithMaxDegraded] when the store flaps), the store is healthy again.
+// [Store.Healthy], [Store.HealthError] and EventStoreHealth tell the state.
+//
+// Policies: while degraded, limiters and bulkheads answer by their
+// [FailurePolicy]: FailLocal (default) gives each replica a local twin with
+// its fair share of the limit or of the slots (divided by the replica count
+// of [WithReplicas], or of a cluster.Membership given to
+// [WithReplicaCounter]); FailOpen admits everything; FailClosed rejects
+// everything. A breaker decides with a local twin seeded with the last
+// known state (open stays open).
+//
+// [Store] describes the state machine and what to expect in the seconds
+// after recovery, [Breaker] and [Bulkhead] what each does while degraded,
+// and [ClientOptions] the client settings that keep a hung Redis from
+// holding callers (ContextTimeoutEnabled, no retries, a short pool
+// timeout).
 package distributed

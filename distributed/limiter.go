@@ -155,8 +155,10 @@ func (s *Store) emitDecision(pattern, name string, d bulwark.Decision) {
 // local.NewTokenBucket (docs/algorithms.md), so both decide identically.
 //
 // One call is one round trip running one script, atomic in Redis. The state
-// of a key is one 16-byte string with a TTL equal to the time until its
-// bucket is full again; an absent key is a full bucket. The limit travels
+// of a key is one 16-byte string (two packed doubles; on a server whose Lua
+// lacks the struct library, such as an embedded test server, the same two
+// numbers as text) with a TTL equal to the time until its bucket is full
+// again; an absent key is a full bucket. The limit travels
 // with every call, so replicas configured differently for one name each
 // apply their own limit to the shared state.
 //

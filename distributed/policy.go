@@ -21,9 +21,11 @@ type FailurePolicy uint8
 const (
 	// FailLocal (the default) decides with a local twin: an in-memory
 	// limiter of the same algorithm enforcing this replica's fair share of
-	// the limit, the limit divided by the live replica count (see
-	// [WithReplicas] and [WithReplicaCounter]). Decision.Limit is then the
-	// share's capacity. Twins start empty at each outage.
+	// the limit: Events and Burst each divided by the live replica count,
+	// rounded up and at least 1 (see [WithReplicas] and
+	// [WithReplicaCounter]). Decision.Limit is then the share's capacity,
+	// and an n above it is denied with RetryAfter the probe interval.
+	// Twins start empty at each outage.
 	FailLocal FailurePolicy = iota
 	// FailOpen admits every request: Allowed, Limit the limit's capacity,
 	// Remaining capacity − n (nothing is counted).

@@ -112,7 +112,8 @@ func WithObserver(o bulwark.Observer) Option { return func(c *config) { c.observ
 // client, the key prefix, the time budget of a call, the store's health and
 // its failure policy. Build limiters from it with [Store.TokenBucket],
 // [Store.SlidingWindow], [Store.SlidingLog], [Store.FixedWindow] and
-// [Store.Multi].
+// [Store.Multi], a fleet-wide circuit breaker with [Store.Breaker] and a
+// fleet-wide bulkhead with [Store.Bulkhead].
 //
 // # One call path
 //

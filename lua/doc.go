@@ -1,5 +1,23 @@
 // Package lua holds every Redis script of bulwark, one commented .lua file
-// each, embedded into the binary and exposed as a *redis.Script.
+// each, embedded into the binary and exposed as a *redis.Script:
+//
+//	Script            File                    Run by
+//	TokenBucket       token_bucket.lua        distributed.TokenBucket, distributed.Multi (GCRA over one or more keys, all or nothing)
+//	FixedWindow       fixed_window.lua        distributed.FixedWindow
+//	SlidingWindow     sliding_window.lua      distributed.SlidingWindow (weighted previous window)
+//	SlidingLog        sliding_log.lua         distributed.SlidingLog (exact log, one member per token)
+//	BreakerState      breaker_state.lua       distributed.Breaker and Store.BreakerState (the whole state machine)
+//	SemaphoreAcquire  semaphore_acquire.lua   sync/semaphore and distributed.Bulkhead (grant or queue)
+//	SemaphoreRelease  semaphore_release.lua   sync/semaphore and distributed.Bulkhead (free, withdraw, wake)
+//	SemaphoreRenew    semaphore_renew.lua     sync/semaphore and distributed.Bulkhead (keepalive)
+//	SemaphoreInspect  semaphore_inspect.lua   Holders and Waiting of both, `bulwark inspect` (read only)
+//	Membership        membership.lua          cluster.Membership (heartbeat and live count)
+//
+// [Source] returns the Lua source of any of them: every script is recorded
+// in a registry when the package initialises, so callers that send EVAL
+// themselves (the distributed store sends its scripts without client-side
+// retries) can fall back from EVALSHA to EVAL after a NOSCRIPT reply, and
+// tools can show what runs on the server.
 //
 // A *redis.Script knows its SHA-1: Script.Run sends EVALSHA and, when the
 // server answers NOSCRIPT (after a restart, a failover, SCRIPT FLUSH or on a
@@ -13,7 +31,10 @@
 // quotient. The current time is read from Redis TIME, so replicas with
 // skewed clocks agree, unless the caller passes it as an argument (a store
 // with an injected clock). Unix time in nanoseconds would exceed 2^53, which
-// is why no script ever uses nanoseconds.
+// is why no script ever uses nanoseconds. The token bucket packs its state
+// with Lua's struct library, and writes it as text on servers without that
+// library (embedded test servers such as miniredis), with the same
+// decisions.
 //
 // Common argument layout of the limiter scripts:
 //
@@ -23,8 +44,8 @@
 //	ARGV[3]  n, the tokens asked for (1 ≤ n ≤ capacity, checked by the caller)
 //	ARGV[4…] the limit, as each script says
 //
-// Every script reads and writes only keys passed in KEYS, sets a TTL on every
-// key it writes, writes nothing when it denies, and returns an array of
-// integers. The packages using the scripts decode the reply with one decoder
-// per script and treat any other shape as an error.
+// Every script reads and writes only keys passed in KEYS and sets a TTL on
+// every key it writes; the limiter scripts return an array of integers and
+// write nothing when they deny. The packages using the scripts decode each
+// reply with one decoder per script and treat any other shape as an error.
 package lua

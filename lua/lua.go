@@ -21,7 +21,8 @@ var (
 // from all of them only when every one admits (several limits on one
 // request).
 //
-//	KEYS[i]          state of limit i: 16 bytes, struct.pack("dd", at, ahead)
+//	KEYS[i]          state of limit i: 16 bytes, struct.pack("dd", at, ahead),
+//	                 or the text "at ahead" where Lua has no struct library
 //	ARGV[1..3]       now, min TTL, n (see the package doc)
 //	ARGV[3i+1..3i+3] limit i: E (events), P (period µs), C (capacity)
 //

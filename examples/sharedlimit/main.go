@@ -2,8 +2,8 @@
 // service through Redis: three stores (one per replica, each with its own
 // client, as three processes would have) build the same sliding-window
 // limiter, and together they admit what the limit allows, not three times
-// as much. (Token buckets work the same way on a real Redis; the embedded
-// one lacks the Lua struct library their script uses.)
+// as much. Every other algorithm (token bucket, sliding log, fixed window)
+// is shared the same way, on a real Redis and on the embedded one.
 //
 // It uses an embedded Redis unless REDIS_URL names one:
 //

@@ -1,6 +1,8 @@
 // Package semaphore is a weighted semaphore shared by every replica of a
 // service through Redis: the cluster-wide counterpart of
-// golang.org/x/sync/semaphore and the foundation of the fleet-wide bulkhead.
+// golang.org/x/sync/semaphore and the foundation of the fleet-wide bulkhead
+// (distributed.Store.Bulkhead, which adds a bulwark.Bulkhead interface, the
+// store's health and a local fallback while Redis is away).
 //
 //	sem, err := semaphore.New(client, "payments-api", 10)
 //	if err != nil { ... }
@@ -53,7 +55,10 @@
 // is down: calls return the Redis error (or ctx's), and a lease whose
 // renewals fail is reported lost once its expiry has passed.
 //
-// Replication is asynchronous: after a failover, recent leases may be
+// After a restart that lost the data, holders see Lost at their next renewal
+// and no slot stays taken; fencing tokens keep growing (they are at least
+// the Redis time in microseconds, as long as the Redis clock does not step
+// back). Replication is asynchronous: after a failover, recent leases may be
 // forgotten (their holders see Lost at the next renewal, and their slots may
 // be granted twice meanwhile) and fencing tokens may repeat. Where that
 // matters, have the protected resource check the tokens.
