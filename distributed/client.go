@@ -77,6 +77,34 @@ func ClusterClientOptions(opts *redis.ClusterOptions, timeout time.Duration) *re
 	return o
 }
 
+// FailoverClientOptions is [ClientOptions] for a Sentinel-managed client
+// (redis.NewFailoverClient). It also turns ReplicaOnly and RouteByLatency
+// off: scripts write, so they must reach the master.
+func FailoverClientOptions(opts *redis.FailoverOptions, timeout time.Duration) *redis.FailoverOptions {
+	o := &redis.FailoverOptions{}
+	if opts != nil {
+		c := *opts
+		c.SentinelAddrs = append([]string(nil), opts.SentinelAddrs...)
+		o = &c
+	}
+	timeout = orDefault(timeout)
+	o.ContextTimeoutEnabled = true
+	o.ReplicaOnly = false
+	o.RouteByLatency = false
+	o.RouteRandomly = false
+	setDuration(&o.PoolTimeout, timeout)
+	setDuration(&o.ReadTimeout, max(4*timeout, time.Second))
+	setDuration(&o.WriteTimeout, max(4*timeout, time.Second))
+	setDuration(&o.DialTimeout, max(timeout, 500*time.Millisecond))
+	if o.DialerRetries == 0 {
+		o.DialerRetries = 1
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = -1
+	}
+	return o
+}
+
 // NewClient returns redis.NewClient(ClientOptions(opts, DefaultTimeout)):
 // a client suited to a store with the default timeout.
 func NewClient(opts *redis.Options) *redis.Client {

@@ -306,16 +306,11 @@ func ExampleClientOptions() {
 		Addrs: []string{"10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"},
 	}, 0))
 
-	// Sentinel: a failover client is a *redis.Client; set the same fields
-	// by hand.
-	rfc := redis.NewFailoverClient(&redis.FailoverOptions{
-		MasterName:            "mymaster",
-		SentinelAddrs:         []string{"10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"},
-		ContextTimeoutEnabled: true,                       // a hung Redis costs a caller the store's timeout
-		MaxRetries:            -1,                         // no client-side retries
-		PoolTimeout:           distributed.DefaultTimeout, // no longer wait for a connection than for Redis
-		DialerRetries:         1,
-	})
+	// Sentinel: a failover client is a *redis.Client.
+	rfc := redis.NewFailoverClient(distributed.FailoverClientOptions(&redis.FailoverOptions{
+		MasterName:    "mymaster",
+		SentinelAddrs: []string{"10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"},
+	}, 0))
 
 	for _, c := range []distributed.Client{rdb, rcc, rfc} {
 		store, err := distributed.New(c, distributed.WithPrefix("checkout"))

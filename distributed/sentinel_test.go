@@ -27,7 +27,7 @@ import (
 // new master within a few seconds of the switch.
 func TestSentinel(t *testing.T) {
 	dep := redistest.StartSentinel(t, 2)
-	fc := dep.Client(t, func(o *redis.FailoverOptions) { o.ContextTimeoutEnabled = true })
+	fc := dep.Client(t, func(o *redis.FailoverOptions) { *o = *distributed.FailoverClientOptions(o, 2*time.Second) })
 
 	differential := func(t *testing.T, salt uint64) {
 		clk := fakeclock.New(fakeclock.Epoch)

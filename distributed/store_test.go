@@ -475,6 +475,15 @@ func TestClientOptions(t *testing.T) {
 	if in.ContextTimeoutEnabled || in.MaxRetries != 0 {
 		t.Error("ClusterClientOptions changed its argument")
 	}
+	fin := &redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"s:1"}, ReplicaOnly: true, RouteByLatency: true}
+	fo := distributed.FailoverClientOptions(fin, 30*time.Millisecond)
+	if !fo.ContextTimeoutEnabled || fo.ReplicaOnly || fo.RouteByLatency || fo.MaxRetries != -1 || fo.DialerRetries != 1 ||
+		fo.PoolTimeout != 30*time.Millisecond || fo.MasterName != "m" || len(fo.SentinelAddrs) != 1 {
+		t.Errorf("FailoverClientOptions = %+v", fo)
+	}
+	if fo.SentinelAddrs[0] = "changed"; fin.SentinelAddrs[0] != "s:1" || !fin.ReplicaOnly || fin.ContextTimeoutEnabled {
+		t.Error("FailoverClientOptions changed its argument")
+	}
 	c := distributed.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
 	if !c.Options().ContextTimeoutEnabled {
