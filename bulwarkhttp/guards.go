@@ -31,32 +31,22 @@ func Breaker(b bulwark.Breaker, opts ...Option) (func(http.Handler) http.Handler
 	if b == nil {
 		return nil, bulwark.ConfigError("bulwarkhttp: breaker must not be nil")
 	}
-	o, err := buildOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if o.excluded(r.URL.Path) {
-				next.ServeHTTP(w, r)
-				return
-			}
-			done, err := b.Allow(r.Context())
-			if err != nil {
-				rejectUnavailable(o, w, r, err)
-				return
-			}
-			sw := &statusWriter{ResponseWriter: w}
-			success := false
-			defer func() { done(success) }()
-			next.ServeHTTP(sw, r)
-			status := sw.status
-			if status == 0 {
-				status = http.StatusOK
-			}
-			success = !o.isFailure(status)
-		})
-	}, nil
+	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
+		done, err := b.Allow(r.Context())
+		if err != nil {
+			rejectUnavailable(o, w, r, err)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		success := false
+		defer func() { done(success) }()
+		next.ServeHTTP(sw, r)
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		success = !o.isFailure(status)
+	})
 }
 
 // Bulkhead returns middleware that runs the next handler only while holding
@@ -69,25 +59,15 @@ func Bulkhead(b bulwark.Bulkhead, opts ...Option) (func(http.Handler) http.Handl
 	if b == nil {
 		return nil, bulwark.ConfigError("bulwarkhttp: bulkhead must not be nil")
 	}
-	o, err := buildOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if o.excluded(r.URL.Path) {
-				next.ServeHTTP(w, r)
-				return
-			}
-			release, err := b.Acquire(r.Context())
-			if err != nil {
-				rejectUnavailable(o, w, r, err)
-				return
-			}
-			defer release()
-			next.ServeHTTP(w, r)
-		})
-	}, nil
+	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
+		release, err := b.Acquire(r.Context())
+		if err != nil {
+			rejectUnavailable(o, w, r, err)
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Shedder admits or sheds work by priority: a load shedder. Acquire either
@@ -121,6 +101,26 @@ func Shed(s Shedder, opts ...Option) (func(http.Handler) http.Handler, error) {
 	if s == nil {
 		return nil, bulwark.ConfigError("bulwarkhttp: shedder must not be nil")
 	}
+	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
+		p := 0
+		if o.priority != nil {
+			p = o.priority(r)
+		}
+		release, err := s.Acquire(r.Context(), p)
+		if err != nil {
+			o.emit(bulwark.Event{Kind: bulwark.EventRejected, Pattern: PatternShed, Err: err})
+			rejectUnavailable(o, w, r, err)
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// guard builds the options of a guarding middleware and returns it: a
+// request to an excluded path ([WithExcludedPaths]) goes straight to the
+// next handler, every other one to serve.
+func guard(opts []Option, serve func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request)) (func(http.Handler) http.Handler, error) {
 	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, err
@@ -131,18 +131,7 @@ func Shed(s Shedder, opts ...Option) (func(http.Handler) http.Handler, error) {
 				next.ServeHTTP(w, r)
 				return
 			}
-			p := 0
-			if o.priority != nil {
-				p = o.priority(r)
-			}
-			release, err := s.Acquire(r.Context(), p)
-			if err != nil {
-				o.emit(bulwark.Event{Kind: bulwark.EventRejected, Pattern: PatternShed, Err: err})
-				rejectUnavailable(o, w, r, err)
-				return
-			}
-			defer release()
-			next.ServeHTTP(w, r)
+			serve(o, next, w, r)
 		})
 	}, nil
 }
@@ -151,9 +140,15 @@ func Shed(s Shedder, opts ...Option) (func(http.Handler) http.Handler, error) {
 // (504 if the request's deadline passed), with Retry-After when the
 // options give advice.
 func rejectUnavailable(o *options, w http.ResponseWriter, r *http.Request, err error) {
+	rejectAdvised(o, w, r, errorStatus(err, http.StatusServiceUnavailable), err)
+}
+
+// rejectAdvised answers a refusal with status through the reject handler,
+// with Retry-After when the options give advice.
+func rejectAdvised(o *options, w http.ResponseWriter, r *http.Request, status int, err error) {
 	ra := o.retryAfter(bulwark.Decision{})
 	setRetryAfter(w.Header(), ra)
-	o.reject(w, r, Rejection{Status: errorStatus(err, http.StatusServiceUnavailable), Err: err, RetryAfter: ra})
+	o.reject(w, r, Rejection{Status: status, Err: err, RetryAfter: ra})
 }
 
 // Timeout returns middleware that gives the next handler a time budget of
@@ -176,33 +171,21 @@ func Timeout(d time.Duration, opts ...Option) (func(http.Handler) http.Handler, 
 	if d <= 0 {
 		return nil, bulwark.ConfigError("bulwarkhttp: timeout must be positive, got %v", d)
 	}
-	o, err := buildOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if o.excluded(r.URL.Path) {
-				next.ServeHTTP(w, r)
-				return
-			}
-			ctx, cancel := context.WithTimeout(r.Context(), d)
-			defer cancel()
-			tw := &timeoutWriter{ResponseWriter: w, ctx: ctx, h: w.Header().Clone()}
-			next.ServeHTTP(tw, r.WithContext(ctx))
-			if tw.status != 0 || ctx.Err() != context.DeadlineExceeded {
-				return
-			}
-			if r.Context().Err() != nil {
-				// The client or the server ended the request, not us.
-				return
-			}
-			o.emit(bulwark.Event{Kind: bulwark.EventTimeout, Pattern: PatternTimeout, Duration: d})
-			ra := o.retryAfter(bulwark.Decision{})
-			setRetryAfter(w.Header(), ra)
-			o.reject(w, r, Rejection{Status: http.StatusGatewayTimeout, Err: bulwark.ErrTimeout, RetryAfter: ra})
-		})
-	}, nil
+	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		tw := &timeoutWriter{ResponseWriter: w, ctx: ctx, h: w.Header().Clone()}
+		next.ServeHTTP(tw, r.WithContext(ctx))
+		if tw.status != 0 || ctx.Err() != context.DeadlineExceeded {
+			return
+		}
+		if r.Context().Err() != nil {
+			// The client or the server ended the request, not us.
+			return
+		}
+		o.emit(bulwark.Event{Kind: bulwark.EventTimeout, Pattern: PatternTimeout, Duration: d})
+		rejectAdvised(o, w, r, http.StatusGatewayTimeout, bulwark.ErrTimeout)
+	})
 }
 
 // statusWriter records the status the handler wrote.

@@ -42,11 +42,7 @@ import (
 // A SlidingLog is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewSlidingLog.
 type SlidingLog struct {
-	keyedCore
-	limit bulwark.Limit
-	e     int64 // Events
-	p     int64 // Period in µs
-	store keyStore[logState]
+	keyedBase[logState]
 }
 
 var _ bulwark.Limiter = (*SlidingLog)(nil)
@@ -121,20 +117,11 @@ func (st *logState) push(t, n int64, most int64) {
 //
 // Options: WithClock, WithMaxKeys, WithObserver, WithName.
 func NewSlidingLog(l bulwark.Limit, opts ...Option) (*SlidingLog, error) {
-	if err := l.Validate(); err != nil {
-		return nil, err
-	}
-	o, err := buildOptions(opts)
+	k, err := newKeyedBase[logState](l, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &SlidingLog{
-		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
-		limit:     l,
-		e:         int64(l.Events),
-		p:         l.PeriodMicros(),
-		store:     newKeyStore[logState](o.maxKeys, l.PeriodMicros()),
-	}, nil
+	return &SlidingLog{k}, nil
 }
 
 // Limit returns the limit the log enforces.
@@ -149,22 +136,7 @@ func (s *SlidingLog) Limit() bulwark.Limit { return s.limit }
 // the key's log must grow to hold more distinct admission times than ever
 // before.
 func (s *SlidingLog) Allow(ctx context.Context, key string, n int) (bulwark.Decision, error) {
-	if err := ctx.Err(); err != nil {
-		return bulwark.Decision{}, err
-	}
-	if n < 1 || int64(n) > s.e {
-		return bulwark.Decision{}, badTokens(n, int(s.e))
-	}
-	wall := s.clock.Now()
-	now := bulwark.Micros(wall)
-	sh := s.store.shard(key)
-	sh.mu.Lock()
-	d := s.decide(sh, key, now, int64(n))
-	sh.mu.Unlock()
-	if s.observer != nil {
-		s.observe("sliding_log", wall, d)
-	}
-	return d, nil
+	return s.allow(ctx, key, n, int(s.e), "sliding_log", s.decide)
 }
 
 // decide logs n tokens for key at now (µs) if they fit. Requires sh.mu held.
@@ -229,6 +201,3 @@ func (s *SlidingLog) decide(sh *keyShard[logState], key string, now, n int64) bu
 	}
 	return d
 }
-
-// keys returns how many keys hold state.
-func (s *SlidingLog) keys() int { return s.store.len() }

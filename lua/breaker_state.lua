@@ -47,26 +47,7 @@
 
 redis.replicate_commands()
 
-local function floordiv(a, b)
-  local q = math.floor(a / b)
-  local r = a - q * b
-  if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
-  return q
-end
-local function ceildiv(a, b)
-  local q = floordiv(a, b)
-  if q * b < a then q = q + 1 end
-  return q
-end
--- integers are formatted by hand: Lua's default number format would print
--- large values in exponent notation
-local function int(x) return string.format('%d', x) end
-
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local now = now_us(ARGV[1])
 local minttl = tonumber(ARGV[2])
 local op = ARGV[3]
 local channel, topic = ARGV[4], ARGV[5]
@@ -95,10 +76,6 @@ local result = 0
 if raw[2] == false and not ro then
   st.gen = now
   dirty, moved = true, true
-end
-
-local function ttl_ms()
-  return math.max(ceildiv(3 * math.max(W, OF), 1000), 1, minttl)
 end
 
 local function transition(to)
@@ -164,7 +141,7 @@ if op == 'report' then
     if n > 0 then redis.call('HINCRBY', C, 'c' .. int(cur), n) end
     if nf > 0 then redis.call('HINCRBY', C, 'f' .. int(cur), nf) end
     if ns > 0 then redis.call('HINCRBY', C, 's' .. int(cur), ns) end
-    redis.call('PEXPIRE', C, math.max(ceildiv(W + B, 1000), 1, minttl))
+    redis.call('PEXPIRE', C, ttl_ms(W + B, minttl))
     calls, fails, slow = calls + n, fails + nf, slow + ns
     local trip = false
     if CF > 0 and (st.consec + lead >= CF or maxrun >= CF) then trip = true end
@@ -178,7 +155,7 @@ elseif op == 'acquire' then
   if st.state == 2 and st.granted < H then
     st.granted = st.granted + 1
     redis.call('HSET', C, 't' .. int(st.granted), int(now))
-    redis.call('PEXPIRE', C, ttl_ms())
+    redis.call('PEXPIRE', C, ttl_ms(3 * math.max(W, OF), minttl))
     dirty = true
     result = st.granted
   end
@@ -211,7 +188,7 @@ end
 if dirty and not ro then
   redis.call('HSET', S, 'state', st.state, 'gen', int(st.gen), 'opened', int(st.opened), 'until', int(st.untl),
     'consec', st.consec, 'granted', st.granted, 'ok', st.ok, 'w', int(W), 'of', int(OF))
-  redis.call('PEXPIRE', S, ttl_ms())
+  redis.call('PEXPIRE', S, ttl_ms(3 * math.max(W, OF), minttl))
 end
 if moved and not ro and channel ~= '' then
   redis.call('PUBLISH', channel, topic .. ' ' .. st.state .. ' ' .. int(st.gen) .. ' ' .. int(st.opened) .. ' ' ..

@@ -12,18 +12,7 @@
 
 redis.replicate_commands()
 
-local function floordiv(a, b) -- exact floor(a/b), 0 <= a < 2^53, b >= 1
-  local q = math.floor(a / b)
-  local r = a - q * b
-  if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
-  return q
-end
-
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local now = now_us(ARGV[1])
 local minttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local E = tonumber(ARGV[4])
@@ -44,8 +33,7 @@ end
 local left = P - e
 if cur + n <= E then
   cur = cur + n
-  local ms = math.max(floordiv(left + 999, 1000), 1, minttl)
-  redis.call('SET', KEYS[1], string.format('%d:%d', wn, cur), 'PX', ms)
+  redis.call('SET', KEYS[1], string.format('%d:%d', wn, cur), 'PX', ttl_ms(left, minttl))
   return {1, E - cur, 0, left}
 end
 return {0, E - cur, left, cur > 0 and left or 0}

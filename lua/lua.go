@@ -7,6 +7,8 @@ import (
 )
 
 var (
+	//go:embed prelude.lua
+	prelude string
 	//go:embed token_bucket.lua
 	tokenBucketSrc string
 	//go:embed fixed_window.lua
@@ -60,19 +62,22 @@ var SlidingWindow = newScript(slidingWindowSrc)
 // Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
 var SlidingLog = newScript(slidingLogSrc)
 
-// sources maps every script of this package to its Lua source. It is
+// sources maps every script of this package to its full Lua source. It is
 // filled while the package initialises and only read afterwards.
 var sources = map[*redis.Script]string{}
 
-// newScript declares one of this package's scripts.
+// newScript declares one of this package's scripts from the text of its
+// .lua file. The script is prelude.lua (helpers every script shares), a
+// blank line, then that text; its SHA-1 and Source are of the whole.
 func newScript(src string) *redis.Script {
-	s := redis.NewScript(src)
-	sources[s] = src
+	full := prelude + "\n" + src
+	s := redis.NewScript(full)
+	sources[s] = full
 	return s
 }
 
-// Source returns the Lua source of one of this package's scripts, and ""
-// for any other script. Callers that build their own EVAL commands (to send
+// Source returns the full Lua source of one of this package's scripts (the
+// shared prelude, then the script's own file), and "" for any other script. Callers that build their own EVAL commands (to send
 // them without client-side retries, for instance) need it after a NOSCRIPT
 // reply; tools use it to show what runs on the server.
 func Source(s *redis.Script) string { return sources[s] }

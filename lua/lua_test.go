@@ -2,6 +2,8 @@ package lua_test
 
 import (
 	"context"
+	"embed"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -20,27 +22,89 @@ var scripts = map[string]*redis.Script{
 	"sliding_log":    lua.SlidingLog,
 }
 
-// TestScriptConventions: each script opens with a comment naming its KEYS,
-// ARGV and reply, calls redis.replicate_commands() before any command and
-// never swallows errors with pcall. (Globals are refused by Redis itself,
-// so TestScriptsRun covers them.)
+// allScripts is every script of the package, by the name of its file.
+var allScripts = map[string]*redis.Script{
+	"token_bucket":      lua.TokenBucket,
+	"fixed_window":      lua.FixedWindow,
+	"sliding_window":    lua.SlidingWindow,
+	"sliding_log":       lua.SlidingLog,
+	"breaker_state":     lua.BreakerState,
+	"membership":        lua.Membership,
+	"semaphore_acquire": lua.SemaphoreAcquire,
+	"semaphore_release": lua.SemaphoreRelease,
+	"semaphore_renew":   lua.SemaphoreRenew,
+	"semaphore_inspect": lua.SemaphoreInspect,
+}
+
+// readOnly names the scripts that write nothing, so need no
+// redis.replicate_commands().
+var readOnly = map[string]bool{"semaphore_inspect": true}
+
+//go:embed *.lua
+var files embed.FS
+
+// TestScriptConventions: each script is the shared prelude followed by its
+// own file; the file opens with a comment naming its KEYS, ARGV and reply
+// and, when the script writes, calls redis.replicate_commands() before
+// anything else; the prelude only defines local functions, so it runs no
+// command and touches no global; nothing swallows errors with pcall.
+// (Globals are refused by Redis itself, so TestScriptsRun covers them.)
 func TestScriptConventions(t *testing.T) {
-	for name, s := range scripts {
-		src := lua.Source(s)
-		if src == "" {
-			t.Fatalf("%s: no source", name)
+	prelude, err := files.ReadFile("prelude.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(prelude), "\n") {
+		if line == "" || strings.HasPrefix(line, "--") || strings.HasPrefix(line, " ") ||
+			strings.HasPrefix(line, "local function ") || line == "end" {
+			continue
 		}
-		if !strings.HasPrefix(src, "-- ") {
+		t.Errorf("prelude: top-level line %q is not a local function definition", line)
+	}
+	reply := regexp.MustCompile(`Reply[^:\n]*:`)
+	entries, err := files.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		name := strings.TrimSuffix(e.Name(), ".lua")
+		if _, ok := allScripts[name]; !ok && name != "prelude" {
+			t.Errorf("%s: not a script of the package", e.Name())
+		}
+	}
+	for name, s := range allScripts {
+		body, err := files.ReadFile(name + ".lua")
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := lua.Source(s)
+		if src != string(prelude)+"\n"+string(body) {
+			t.Errorf("%s: source is not the prelude followed by %s.lua", name, name)
+		}
+		if !strings.HasPrefix(string(body), "-- ") {
 			t.Errorf("%s: does not start with a comment", name)
 		}
-		header := src[:strings.Index(src, "redis.replicate_commands()")]
-		for _, want := range []string{"KEYS[", "ARGV[1]", "Reply:"} {
-			if !strings.Contains(header, want) {
+		var header []string
+		var code []string
+		for _, line := range strings.Split(string(body), "\n") {
+			switch {
+			case len(code) == 0 && strings.HasPrefix(line, "--"):
+				header = append(header, line)
+			case strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "--"):
+				code = append(code, line)
+			}
+		}
+		h := strings.Join(header, "\n")
+		for _, want := range []string{"KEYS[", "ARGV[1]"} {
+			if !strings.Contains(h, want) {
 				t.Errorf("%s: header comment does not mention %s", name, want)
 			}
 		}
-		if strings.Contains(header, "redis.call") {
-			t.Errorf("%s: a command runs before redis.replicate_commands()", name)
+		if !reply.MatchString(h) {
+			t.Errorf("%s: header comment does not describe the reply", name)
+		}
+		if !readOnly[name] && (len(code) == 0 || code[0] != "redis.replicate_commands()") {
+			t.Errorf("%s: the first statement is not redis.replicate_commands()", name)
 		}
 		if strings.Contains(src, "pcall") {
 			t.Errorf("%s: uses pcall", name)

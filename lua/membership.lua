@@ -15,11 +15,7 @@
 
 redis.replicate_commands()
 
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = tonumber(ARGV[1]) or floordiv(time_us(), 1000) -- ms
 local ttl = tonumber(ARGV[2])
 
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)

@@ -40,10 +40,7 @@ local fencettl = ARGV[7]
 local SLACK_MS = 1000 -- keys outlive the last expiry they hold by this much
 local BATCH = 64      -- at most this many expired entries are reclaimed per call
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-
-local function int(x) return string.format('%d', x) end
+local now = time_us()
 
 -- Give keys the TTL of the latest expiry in zset, or delete them when zset is empty.
 local function expire_after(zset, keys)

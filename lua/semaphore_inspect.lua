@@ -15,9 +15,8 @@
 local leases, holders, waitexp = KEYS[1], KEYS[2], KEYS[3]
 local max = tonumber(ARGV[1])
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local nows = string.format('%d', now)
+local now = time_us()
+local nows = int(now)
 
 local out = {now, redis.call('ZCOUNT', waitexp, '(' .. nows, '+inf')}
 local live = redis.call('ZRANGEBYSCORE', leases, '(' .. nows, '+inf', 'WITHSCORES', 'LIMIT', 0, max)

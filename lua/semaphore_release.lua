@@ -22,15 +22,14 @@ local id, member, channel = ARGV[1], ARGV[2], ARGV[3]
 
 local BATCH = 64
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = time_us()
 
 if redis.call('EXISTS', leases) ~= redis.call('EXISTS', holders) then
   redis.call('DEL', leases, holders)
 end
 
 local changed = false
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', string.format('%d', now), 'LIMIT', 0, BATCH)
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', int(now), 'LIMIT', 0, BATCH)
 local freed = 0
 for _, lid in ipairs(expired) do
   local h = redis.call('HGET', holders, lid)

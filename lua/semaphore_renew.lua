@@ -23,14 +23,13 @@ local channel = ARGV[3]
 local SLACK_MS = 1000
 local BATCH = 64
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = time_us()
 
 if redis.call('EXISTS', leases) ~= redis.call('EXISTS', holders) then
   redis.call('DEL', leases, holders)
 end
 
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', string.format('%d', now), 'LIMIT', 0, BATCH)
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', int(now), 'LIMIT', 0, BATCH)
 if #expired > 0 then
   local freed = 0
   for _, lid in ipairs(expired) do
@@ -56,7 +55,7 @@ if not redis.call('ZSCORE', leases, id) or redis.call('HEXISTS', holders, id) ==
 end
 
 local exp = now + ttl
-redis.call('ZADD', leases, 'XX', string.format('%d', exp), id)
+redis.call('ZADD', leases, 'XX', int(exp), id)
 local top = redis.call('ZRANGE', leases, -1, -1, 'WITHSCORES')
 local ms = math.ceil((tonumber(top[2]) - now) / 1000) + SLACK_MS
 redis.call('PEXPIRE', leases, ms)

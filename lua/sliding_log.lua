@@ -16,19 +16,7 @@
 
 redis.replicate_commands()
 
-local function ceildiv(a, b) -- exact ceil(a/b), 0 <= a < 2^53, b >= 1
-  local q = math.floor(a / b)
-  local r = a - q * b
-  if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
-  if q * b < a then q = q + 1 end
-  return q
-end
-
-local now = tonumber(ARGV[1])
-if not now then
-  local tm = redis.call('TIME')
-  now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
-end
+local now = now_us(ARGV[1])
 local minttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local E = tonumber(ARGV[4])
@@ -38,12 +26,12 @@ local key = KEYS[1]
 local t = now
 local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
 if newest[2] then t = math.max(now, tonumber(newest[2])) end
-local lo = string.format('%d', t - P) -- tokens logged at or before lo are out
+local lo = int(t - P) -- tokens logged at or before lo are out
 local sum = redis.call('ZCOUNT', key, '(' .. lo, '+inf')
 
 if sum + n <= E then
   redis.call('ZREMRANGEBYSCORE', key, '-inf', lo)
-  local ts = string.format('%d', t)
+  local ts = int(t)
   local c = redis.call('ZCOUNT', key, ts, ts) -- tokens already logged at t
   local args = {}
   for i = 1, n do
@@ -54,8 +42,7 @@ if sum + n <= E then
       args = {}
     end
   end
-  local ms = math.max(ceildiv(P, 1000), 1, minttl)
-  redis.call('PEXPIRE', key, ms)
+  redis.call('PEXPIRE', key, ttl_ms(P, minttl))
   return {1, E - sum - n, 0, P}
 end
 

@@ -13,23 +13,7 @@
 
 redis.replicate_commands()
 
-local function floordiv(a, b) -- exact floor(a/b), 0 <= a < 2^53, b >= 1
-  local q = math.floor(a / b)
-  local r = a - q * b
-  if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
-  return q
-end
-local function ceildiv(a, b)
-  local q = floordiv(a, b)
-  if q * b < a then q = q + 1 end
-  return q
-end
-
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local now = now_us(ARGV[1])
 local minttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local E = tonumber(ARGV[4])
@@ -52,8 +36,7 @@ local weighted = prev * (P - e) -- previous window's count, scaled by P
 local allowed = weighted + (cur + n) * P <= E * P
 if allowed then
   cur = cur + n
-  local ms = math.max(ceildiv(2 * P - e, 1000), 1, minttl)
-  redis.call('SET', KEYS[1], string.format('%d:%d:%d', wn, cur, prev), 'PX', ms)
+  redis.call('SET', KEYS[1], string.format('%d:%d:%d', wn, cur, prev), 'PX', ttl_ms(2 * P - e, minttl))
 end
 
 local remaining = math.max(0, E - ceildiv(weighted, P) - cur)

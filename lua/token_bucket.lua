@@ -16,20 +16,6 @@
 
 redis.replicate_commands()
 
--- floor(a/b) and ceil(a/b) for integers 0 <= a < 2^53, b >= 1: the double
--- quotient may be off by one ulp, so correct it with the exact remainder.
-local function floordiv(a, b)
-  local q = math.floor(a / b)
-  local r = a - q * b
-  if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
-  return q
-end
-local function ceildiv(a, b)
-  local q = floordiv(a, b)
-  if q * b < a then q = q + 1 end
-  return q
-end
-
 -- The state is two doubles packed in 16 bytes where the struct library exists
 -- (Redis, Valkey); elsewhere it is written as text. rawget: reading a missing
 -- global is an error in script sandboxes.
@@ -47,11 +33,7 @@ local function decode(raw)
   return tonumber(at), tonumber(ahead)
 end
 
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local now = now_us(ARGV[1])
 local minttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 
@@ -81,8 +63,7 @@ for i = 1, #KEYS do
   local t, d, need, E, P, tau = unpack(st[i])
   if ok then
     local reset = ceildiv(need, E)
-    local ms = math.max(ceildiv(reset, 1000), 1, minttl)
-    redis.call('SET', KEYS[i], encode(t, need), 'PX', ms)
+    redis.call('SET', KEYS[i], encode(t, need), 'PX', ttl_ms(reset, minttl))
     reply[#reply + 1] = floordiv(tau - need, P)
     reply[#reply + 1] = 0
     reply[#reply + 1] = reset

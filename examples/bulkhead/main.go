@@ -44,14 +44,12 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer rdb.Close()
-	prefix := fmt.Sprintf("example-bulkhead-%d:", time.Now().UnixNano())
+	prefix := exredis.Prefix("bulkhead") + ":"
 	fmt.Fprintf(out, "%d replicas share %d slots for the inventory service in %s\n", replicas, slots, rdb.Where)
 
 	sems := make([]*semaphore.Weighted, replicas)
 	for i := range sems {
-		client := rdb.NewClient()
-		defer client.Close()
-		sem, err := semaphore.New(client, "inventory", slots,
+		sem, err := semaphore.New(rdb.NewClient(), "inventory", slots,
 			semaphore.WithPrefix(prefix),
 			semaphore.WithLeaseTTL(5*time.Second)) // a crashed holder's slot frees itself after this
 		if err != nil {

@@ -50,19 +50,15 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	prefix := fmt.Sprintf("example-sharedbreaker-%d", time.Now().UnixNano())
+	defer rdb.Close() // also closes the stores, and so their breakers
 	fmt.Fprintf(out, "%d replicas share the breaker %q in %s\n", replicas, "payments", rdb.Where)
 
+	stores, err := rdb.Stores(replicas, distributed.WithPrefix(exredis.Prefix("sharedbreaker")))
+	if err != nil {
+		return err
+	}
 	breakers := make([]*distributed.Breaker, replicas)
-	for i := range breakers {
-		client := rdb.NewClient()
-		defer client.Close()
-		store, err := distributed.New(client, distributed.WithPrefix(prefix))
-		if err != nil {
-			return err
-		}
-		defer store.Close() // also closes the store's breakers
+	for i, store := range stores {
 		if breakers[i], err = store.Breaker("payments", config); err != nil {
 			return err
 		}

@@ -18,7 +18,6 @@ import (
 	"log"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/distributed"
@@ -47,18 +46,15 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer rdb.Close()
-	prefix := fmt.Sprintf("example-sharedlimit-%d", time.Now().UnixNano())
 	fmt.Fprintf(out, "%d replicas share one sliding-window limit of %v in %s\n", replicas, limit, rdb.Where)
 
+	// one client and one store per replica
+	stores, err := rdb.Stores(replicas, distributed.WithPrefix(exredis.Prefix("sharedlimit")))
+	if err != nil {
+		return err
+	}
 	limiters := make([]bulwark.Limiter, replicas)
-	for i := range limiters {
-		client := rdb.NewClient() // one client and one store per replica
-		defer client.Close()
-		store, err := distributed.New(client, distributed.WithPrefix(prefix))
-		if err != nil {
-			return err
-		}
-		defer store.Close()
+	for i, store := range stores {
 		if limiters[i], err = store.SlidingWindow("api", limit); err != nil {
 			return err
 		}

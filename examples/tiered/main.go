@@ -19,7 +19,6 @@ import (
 	"io"
 	"log"
 	"os"
-	"time"
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/distributed"
@@ -49,17 +48,13 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer rdb.Close()
-	prefix := fmt.Sprintf("example-tiered-%d", time.Now().UnixNano())
 	fmt.Fprintf(out, "%d replicas, each limited to %v on its own and together to %v in %s\n", replicas, perReplica, fleet, rdb.Where)
+	stores, err := rdb.Stores(replicas, distributed.WithPrefix(exredis.Prefix("tiered")))
+	if err != nil {
+		return err
+	}
 	total := 0
-	for i := range replicas {
-		client := rdb.NewClient()
-		defer client.Close()
-		store, err := distributed.New(client, distributed.WithPrefix(prefix))
-		if err != nil {
-			return err
-		}
-		defer store.Close()
+	for i, store := range stores {
 		global, err := store.SlidingWindow("api", fleet)
 		if err != nil {
 			return err

@@ -85,19 +85,20 @@ func StartClusterConfig(tb testing.TB, cfg ClusterConfig) *Cluster {
 		dirs[i] = tb.TempDir()
 	}
 	c, err := buildCluster(bin, dirs, tb, cfg)
-	if err != nil {
+	logs := func() {
 		for _, s := range c.nodes {
 			if s != nil {
 				tb.Logf("redistest: log of cluster node %s:\n%s", s.Addr(), tail(s.Log(), 8<<10))
 			}
 		}
+	}
+	if err != nil {
+		logs()
 		tb.Fatalf("redistest: start cluster: %v", err)
 	}
 	tb.Cleanup(func() {
 		if tb.Failed() {
-			for _, s := range c.nodes {
-				tb.Logf("redistest: log of cluster node %s:\n%s", s.Addr(), tail(s.Log(), 8<<10))
-			}
+			logs()
 		}
 		c.stop()
 	})
@@ -230,15 +231,7 @@ func poll(ctx context.Context, check func() error) error {
 	}
 }
 
-func (c *Cluster) stop() {
-	var wg sync.WaitGroup
-	for _, s := range c.nodes {
-		if s != nil {
-			wg.Go(s.stop)
-		}
-	}
-	wg.Wait()
-}
+func (c *Cluster) stop() { stopAll(c.nodes) }
 
 // Config returns the configuration the cluster was started with, defaults
 // filled in.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -198,12 +197,10 @@ func startSentinels(bin string, dirs []string, owner testing.TB, masterPort int)
 			ids[i] = randomHex(20) // a sentinel ID is 40 hex digits
 		}
 		for i, srv := range servers {
-			if err := os.WriteFile(srv.conf, []byte(sentinelConfig(srv, i, servers, ids, masterPort)), 0o600); err != nil {
+			if err := srv.writeConfig(sentinelConfig(srv, i, servers, ids, masterPort)); err != nil {
 				stopAll(servers)
 				return nil, err
 			}
-			_ = os.Remove(srv.logPath())
-			_ = os.Remove(srv.stdoutPath())
 		}
 		errs := make([]error, len(servers))
 		var wg sync.WaitGroup
@@ -219,7 +216,7 @@ func startSentinels(bin string, dirs []string, owner testing.TB, masterPort int)
 		stopAll(servers)
 		clash := false
 		for i, srv := range servers {
-			if errs[i] != nil && strings.Contains(srv.Log(), "Address already in use") {
+			if errs[i] != nil && srv.portTaken() {
 				clash = true
 			}
 		}
@@ -252,16 +249,6 @@ func sentinelConfig(srv *Server, i int, servers []*Server, ids []string, masterP
 		}
 	}
 	return b.String()
-}
-
-func stopAll(servers []*Server) {
-	var wg sync.WaitGroup
-	for _, srv := range servers {
-		if srv != nil {
-			wg.Go(srv.stop)
-		}
-	}
-	wg.Wait()
 }
 
 func (s *Sentinel) stop() {

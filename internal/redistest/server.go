@@ -138,23 +138,38 @@ func newServer(bin, dir string, owner testing.TB, cluster bool, extra []string) 
 			port:  port,
 			owner: owner,
 		}
-		if err := os.WriteFile(s.conf, []byte(s.config()), 0o600); err != nil {
+		if err := s.writeConfig(s.config()); err != nil {
 			releasePort(port)
 			return nil, err
 		}
-		_ = os.Remove(s.logPath())
-		_ = os.Remove(s.stdoutPath())
 		err = s.launch()
 		if err == nil {
 			return s, nil
 		}
 		lastErr = err
 		s.stop()
-		if !strings.Contains(s.Log(), "Address already in use") {
+		if !s.portTaken() {
 			return nil, fmt.Errorf("%w\nredis-server log:\n%s", err, tail(s.Log(), 16<<10))
 		}
 	}
 	return nil, fmt.Errorf("no free port after %d attempts: %w", startAttempts, lastErr)
+}
+
+// writeConfig writes text as the configuration file of a server not yet
+// launched and removes the logs of an earlier attempt from its directory.
+func (s *Server) writeConfig(text string) error {
+	if err := os.WriteFile(s.conf, []byte(text), 0o600); err != nil {
+		return err
+	}
+	_ = os.Remove(s.logPath())
+	_ = os.Remove(s.stdoutPath())
+	return nil
+}
+
+// portTaken reports whether the server's log says its port was already in
+// use, so that starting again on another port may succeed.
+func (s *Server) portTaken() bool {
+	return strings.Contains(s.Log(), "Address already in use")
 }
 
 func (s *Server) config() string {
@@ -292,6 +307,17 @@ func (s *Server) stop() {
 	}
 }
 
+// stopAll stops the servers (nil ones skipped) in parallel.
+func stopAll(servers []*Server) {
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		if srv != nil {
+			wg.Go(srv.stop)
+		}
+	}
+	wg.Wait()
+}
+
 // kill sends SIGCONT and SIGKILL and waits for the process to exit. It
 // reports whether a process was running.
 func (s *Server) kill() bool {
@@ -395,7 +421,7 @@ func (s *Server) Restart() {
 			return
 		}
 		s.kill()
-		if !strings.Contains(s.Log(), "Address already in use") {
+		if !s.portTaken() {
 			break
 		}
 		time.Sleep(50 * time.Millisecond) // the port is still held by a closing socket

@@ -6,11 +6,14 @@ package exredis
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bulwark-go/bulwark/distributed"
 )
 
 // EnvURL names the environment variable holding a Redis URL
@@ -23,6 +26,14 @@ type Redis struct {
 	Where  string // "embedded Redis (miniredis)" or "Redis at host:port"
 	opt    func() *redis.Options
 	mr     *miniredis.Miniredis
+	opened []io.Closer // by NewClient and Stores, closed by Close
+}
+
+// Prefix returns a key prefix for one run of the example name
+// ("example-name-<nanoseconds>"), so runs sharing a Redis never see each
+// other's keys.
+func Prefix(name string) string {
+	return fmt.Sprintf("example-%s-%d", name, time.Now().UnixNano())
 }
 
 // Open connects to $REDIS_URL, checking it answers PING within two
@@ -52,13 +63,36 @@ func Open(ctx context.Context) (*Redis, error) {
 }
 
 // NewClient opens another client to the same server: one per simulated
-// replica, as separate processes would have.
+// replica, as separate processes would have. Close closes it.
 func (r *Redis) NewClient() *redis.Client {
-	return redis.NewClient(r.opt())
+	c := redis.NewClient(r.opt())
+	r.opened = append(r.opened, c)
+	return c
 }
 
-// Close closes the client and stops the embedded server, if any.
+// Stores builds n distributed stores with opts, each over a client of its
+// own (NewClient), as n replicas of a service would have. Close closes
+// them.
+func (r *Redis) Stores(n int, opts ...distributed.Option) ([]*distributed.Store, error) {
+	stores := make([]*distributed.Store, n)
+	for i := range stores {
+		st, err := distributed.New(r.NewClient(), opts...)
+		if err != nil {
+			return nil, err
+		}
+		r.opened = append(r.opened, st)
+		stores[i] = st
+	}
+	return stores, nil
+}
+
+// Close closes what NewClient and Stores opened, latest first (a store
+// before its client), then the client, and stops the embedded server, if
+// any.
 func (r *Redis) Close() {
+	for i := len(r.opened) - 1; i >= 0; i-- {
+		r.opened[i].Close()
+	}
 	r.Client.Close()
 	if r.mr != nil {
 		r.mr.Close()
