@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Benchmarks the Redis-backed token bucket against go-redis/redis_rate on
+# one Redis, in one run: Allow at 1, 16 and 64 goroutines, one hot key and
+# 10k keys. Each round runs our benchmark and then redis_rate's, COUNT
+# rounds in all, so both see the same machine conditions; benchstat then
+# puts them side by side. Finally it prints MEMORY USAGE per key.
+#
+# Usage (from the repository root):
+#   bench/redis.sh [out-dir]
+# Environment:
+#   COUNT=6          rounds
+#   BENCHTIME=1s     -benchtime of each benchmark
+#   BENCH_FILTER=.   sub-benchmark filter, e.g. 'keys=hot/goroutines=1$'
+#   BULWARK_REDIS_ADDR=host:port  use this Redis instead of starting a
+#                    private redis-server on a free port
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COUNT=${COUNT:-6}
+BENCHTIME=${BENCHTIME:-1s}
+FILTER=${BENCH_FILTER:-.}
+OUT=${1:-$(mktemp -d /tmp/bulwark-bench.XXXXXX)}
+mkdir -p "$OUT"
+
+go test -c -o "$OUT/distributed.test" ./distributed/
+
+if [ -z "${BULWARK_REDIS_ADDR:-}" ]; then
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$OUT" --daemonize yes --pidfile "$OUT/redis.pid" --logfile "$OUT/redis.log"
+	trap 'kill "$(cat "$OUT/redis.pid")" 2>/dev/null || true' EXIT
+	for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	export BULWARK_REDIS_ADDR=127.0.0.1:$port
+fi
+export BULWARK_REQUIRE_REDIS=1
+
+{
+	echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(redis-server --version)"
+	echo "# $(go version); $(nproc) CPUs; COUNT=$COUNT BENCHTIME=$BENCHTIME"
+} | tee "$OUT/bench.txt"
+: >"$OUT/raw.txt"
+for i in $(seq "$COUNT"); do
+	for b in TokenBucketRedis RedisRate; do
+		"$OUT/distributed.test" -test.run '^$' -test.bench "^Benchmark$b\$/$FILTER" \
+			-test.benchtime "$BENCHTIME" -test.count 1 | tee -a "$OUT/raw.txt"
+	done
+	echo "round $i of $COUNT done" >&2
+done
+grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$OUT/raw.txt" >>"$OUT/bench.txt"
+
+echo
+echo "== benchstat (columns: ours = TokenBucketRedis, theirs = RedisRate)"
+go tool benchstat -col .name "$OUT/bench.txt" | tee "$OUT/benchstat.txt"
+
+echo
+echo "== MEMORY USAGE per key"
+"$OUT/distributed.test" -test.run '^TestMemoryPerKey$' -test.v | grep -E 'bytes|ok|FAIL|PASS' | tee "$OUT/memory.txt"
+echo "results in $OUT"
