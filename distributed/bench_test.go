@@ -3,7 +3,9 @@ package distributed_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,9 +72,35 @@ func benchKeys() map[string][]string {
 // (a write per call).
 var benchLimit = bulwark.PerSecond(1_000_000)
 
+// benchClient returns the client both libraries use: one built with
+// distributed.ClientOptions (ContextTimeoutEnabled, no retries), as the
+// store's documentation recommends, on the Redis redistest.Default picks.
+// With BULWARK_BENCH_CLIENT=plain it is go-redis's default client instead
+// (context deadlines ignored: the store then runs each call on a goroutine
+// of its own, see distributed.Store).
+func benchClient(b *testing.B) *redis.Client {
+	addr := redistest.Default(b).(*redis.Client).Options().Addr
+	opts := &redis.Options{Addr: addr}
+	if os.Getenv("BULWARK_BENCH_CLIENT") != "plain" {
+		opts = distributed.ClientOptions(opts, time.Second)
+	}
+	c := redis.NewClient(opts)
+	b.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 func BenchmarkTokenBucketRedis(b *testing.B) {
-	c := redistest.Default(b)
-	st, _, _ := testStore(b, c, distributed.WithTimeout(time.Second))
+	c := benchClient(b)
+	opts := []distributed.Option{distributed.WithTimeout(time.Second)}
+	if v := os.Getenv("BULWARK_BENCH_LANES"); v != "" {
+		// Batching lanes (distributed.WithBatching); 0 turns batching off.
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatalf("BULWARK_BENCH_LANES=%q: %v", v, err)
+		}
+		opts = append(opts, distributed.WithBatching(n))
+	}
+	st, _, _ := testStore(b, c, opts...)
 	for _, ks := range []string{"hot", "10k"} {
 		keys := benchKeys()[ks]
 		for _, g := range benchConcurrency {
@@ -98,7 +126,7 @@ func BenchmarkTokenBucketRedis(b *testing.B) {
 }
 
 func BenchmarkRedisRate(b *testing.B) {
-	c := redistest.Default(b)
+	c := benchClient(b)
 	prefix := redistest.Prefix(b, c)
 	b.Cleanup(func() { deleteRedisRateKeys(b, c, prefix) })
 	lim := redis_rate.NewLimiter(c)
