@@ -115,6 +115,9 @@ func (l *limiter) allow(ctx context.Context, key string, n int) (bulwark.Decisio
 		if cerr := ctx.Err(); cerr != nil {
 			return bulwark.Decision{}, cerr
 		}
+		if err == ErrClosed { // queued when the store closed
+			return bulwark.Decision{}, ErrClosed
+		}
 		d, err = l.degrade(ctx, key, n)
 		if err != nil {
 			return bulwark.Decision{}, err
