@@ -214,20 +214,68 @@ func TestMemoryPerKey(t *testing.T) {
 		}
 		t.Logf("user %q, Redis keys of %d bytes: ours %d bytes, redis_rate %d bytes", user, len(ours), o, th)
 	}
-	// Default layouts with the default prefix, for information.
-	def, err := distributed.New(c, distributed.WithPrefix(distributed.DefaultPrefix))
-	if err != nil {
-		t.Fatal(err)
+	memoryDefaultLayouts(t, c, usage)
+}
+
+// memoryDefaultLayouts reports MEMORY USAGE for the same user keys under
+// each library's default layout ("bulwark:tb:{api:<key>}", 17 bytes more
+// than the user key, and "rate:<key>", 5 more), and under our layout with
+// a short user-chosen prefix ("b", 11 more), for user keys of 8 to 64
+// bytes. Redis allocates keys in jemalloc size classes, so a longer key
+// costs 0 or 16 more bytes depending on where the lengths fall.
+func memoryDefaultLayouts(t *testing.T, c redis.UniversalClient, usage func(string) int64) {
+	ctx := context.Background()
+	rl := redis_rate.NewLimiter(c)
+	run := redistest.Prefix(t, c)[len("bwtest:"):] // unique per run; no braces
+	run = strings.NewReplacer(":", "").Replace(run)
+	run = run[len(run)-8:]
+	type layout struct {
+		name                   string
+		prefix                 string
+		larger, equal, smaller int
+		maxDiff                int64
 	}
-	dtb, _ := def.TokenBucket("api", bulwark.PerSecond(100))
-	user := prefix + "u42" // unique per run
-	if _, err := dtb.Allow(ctx, user, 1); err != nil {
-		t.Fatal(err)
+	layouts := []*layout{{name: "default prefix", prefix: distributed.DefaultPrefix}, {name: `prefix "b"`, prefix: "b"}}
+	var cleanup []string
+	t.Cleanup(func() { c.Del(ctx, cleanup...) })
+	for _, lay := range layouts {
+		st, err := distributed.New(c, distributed.WithPrefix(lay.prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb, _ := st.TokenBucket("api", bulwark.PerSecond(100))
+		for n := 8; n <= 64; n++ {
+			user := run + strings.Repeat("u", n-len(run))
+			ours := lay.prefix + ":tb:{api:" + user + "}"
+			theirs := "rate:" + user
+			cleanup = append(cleanup, ours, theirs)
+			for range 3 {
+				if _, err := tb.Allow(ctx, user, 1); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := rl.Allow(ctx, user, redis_rate.PerSecond(100)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o, th := usage(ours), usage(theirs)
+			switch {
+			case o > th:
+				lay.larger++
+				lay.maxDiff = max(lay.maxDiff, o-th)
+			case o == th:
+				lay.equal++
+			default:
+				lay.smaller++
+			}
+			if n == 8 || n == 16 || n == 36 || n == 64 {
+				t.Logf("%s, user key of %d bytes: ours %d bytes (key %d bytes), redis_rate %d bytes (key %d bytes)",
+					lay.name, n, o, len(ours), th, len(theirs))
+			}
+		}
+		_ = st.Close()
 	}
-	if _, err := rl.Allow(ctx, user, redis_rate.PerSecond(100)); err != nil {
-		t.Fatal(err)
+	for _, lay := range layouts {
+		t.Logf("%s, user keys of 8..64 bytes: ours larger for %d lengths (by at most %d bytes), equal for %d, smaller for %d",
+			lay.name, lay.larger, lay.maxDiff, lay.equal, lay.smaller)
 	}
-	ourKey := distributed.DefaultPrefix + ":tb:{api:" + user + "}"
-	t.Cleanup(func() { c.Del(ctx, ourKey) })
-	t.Logf("default layouts: ours %q %d bytes, redis_rate %q %d bytes", ourKey, usage(ourKey), "rate:"+user, usage("rate:"+user))
 }
