@@ -11,6 +11,11 @@
 #   COUNT=6          rounds
 #   BENCHTIME=1s     -benchtime of each benchmark
 #   BENCH_FILTER=.   sub-benchmark filter, e.g. 'keys=hot/goroutines=1$'
+#   LANES="0 4"      also run our benchmark with these batching lanes
+#                    (distributed.WithBatching; 0: off); each appears as
+#                    column TokenBucketRedisLanesN. Unset: the default only.
+#   BULWARK_BENCH_CLIENT=plain  both libraries on go-redis's default client
+#                    instead of one built with distributed.ClientOptions
 #   BULWARK_REDIS_ADDR=host:port  use this Redis instead of starting a
 #                    private redis-server on a free port
 set -euo pipefail
@@ -39,16 +44,20 @@ export BULWARK_REQUIRE_REDIS=1
 } | tee "$OUT/bench.txt"
 : >"$OUT/raw.txt"
 for i in $(seq "$COUNT"); do
-	for b in TokenBucketRedis RedisRate; do
-		"$OUT/distributed.test" -test.run '^$' -test.bench "^Benchmark$b\$/$FILTER" \
-			-test.benchtime "$BENCHTIME" -test.count 1 | tee -a "$OUT/raw.txt"
+	for b in TokenBucketRedis ${LANES:+$(printf 'lanes=%s ' $LANES)} RedisRate; do
+		name=$b lanes=
+		case $b in lanes=*) name=TokenBucketRedis lanes=${b#lanes=} ;; esac
+		BULWARK_BENCH_LANES=$lanes "$OUT/distributed.test" -test.run '^$' \
+			-test.bench "^Benchmark$name\$/$FILTER" -test.benchtime "$BENCHTIME" -test.count 1 |
+			sed "s/^BenchmarkTokenBucketRedis\//BenchmarkTokenBucketRedis${lanes:+Lanes$lanes}\//" |
+			tee -a "$OUT/raw.txt"
 	done
 	echo "round $i of $COUNT done" >&2
 done
 grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$OUT/raw.txt" >>"$OUT/bench.txt"
 
 echo
-echo "== benchstat (columns: ours = TokenBucketRedis, theirs = RedisRate)"
+echo "== benchstat (columns: ours = TokenBucketRedis[LanesN], theirs = RedisRate; each compared with the first)"
 go tool benchstat -col .name "$OUT/bench.txt" | tee "$OUT/benchstat.txt"
 
 echo

@@ -102,7 +102,9 @@ func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = 
 func WithMinTTL(d time.Duration) Option { return func(c *config) { c.minTTL = d } }
 
 // WithObserver sets the observer that hears the store's events: one
-// EventStoreCall per Redis round trip (Duration, Err: a [*CallError]), one
+// EventStoreCall per script call (Duration: from the call to its reply,
+// including any wait for a batching lane, see [WithBatching]; Err: a
+// [*CallError]), one
 // EventStoreHealth per switch between healthy and degraded (Degraded, Err:
 // the cause of a degradation) and one EventDecision per decision of its
 // limiters (Degraded when decided without Redis).
@@ -126,6 +128,11 @@ func WithObserver(o bulwark.Observer) Option { return func(c *config) { c.observ
 // and flagged Degraded instead, so a request is charged in Redis at most
 // once. Redirections in a cluster (MOVED, ASK) and READONLY replies are
 // still followed, since Redis did not run the script then.
+//
+// Calls that arrive while the store already has its maximum of round trips
+// in flight are batched: they leave together, as one pipeline of the same
+// non-retryable commands, when a round trip ends ([WithBatching]). An
+// uncontended call always goes out at once on its caller's goroutine.
 //
 // # Health and failing open
 //
