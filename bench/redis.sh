@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks the Redis-backed token bucket against go-redis/redis_rate on
 # one Redis, in one run: Allow at 1, 16 and 64 goroutines, one hot key and
-# 10k keys. Each round runs our benchmark and then redis_rate's, COUNT
-# rounds in all, so both see the same machine conditions; benchstat then
-# puts them side by side. Finally it prints MEMORY USAGE per key.
+# 10k keys. Each round runs every sub-benchmark for our limiter and then
+# for redis_rate, back to back, COUNT rounds in all, so both see the same
+# machine conditions; benchstat then puts them side by side. Finally it
+# prints MEMORY USAGE per key.
 #
 # Usage (from the repository root):
 #   bench/redis.sh [out-dir]
@@ -43,14 +44,24 @@ export BULWARK_REQUIRE_REDIS=1
 	echo "# $(go version); $(nproc) CPUs; COUNT=$COUNT BENCHTIME=$BENCHTIME"
 } | tee "$OUT/bench.txt"
 : >"$OUT/raw.txt"
+# Interleaved finely: each sub-benchmark runs for every library (and lanes
+# variant) back to back, so that all of them see the same machine load.
 for i in $(seq "$COUNT"); do
-	for b in TokenBucketRedis ${LANES:+$(printf 'lanes=%s ' $LANES)} RedisRate; do
-		name=$b lanes=
-		case $b in lanes=*) name=TokenBucketRedis lanes=${b#lanes=} ;; esac
-		BULWARK_BENCH_LANES=$lanes "$OUT/distributed.test" -test.run '^$' \
-			-test.bench "^Benchmark$name\$/$FILTER" -test.benchtime "$BENCHTIME" -test.count 1 |
-			sed "s/^BenchmarkTokenBucketRedis\//BenchmarkTokenBucketRedis${lanes:+Lanes$lanes}\//" |
-			tee -a "$OUT/raw.txt"
+	for keys in hot 10k; do
+		for g in 1 16 64; do
+			sub="keys=$keys/goroutines=$g\$"
+			if [ "$FILTER" != . ] && ! echo "keys=$keys/goroutines=$g" | grep -Eq "$FILTER"; then
+				continue
+			fi
+			for b in TokenBucketRedis ${LANES:+$(printf 'lanes=%s ' $LANES)} RedisRate; do
+				name=$b lanes=
+				case $b in lanes=*) name=TokenBucketRedis lanes=${b#lanes=} ;; esac
+				BULWARK_BENCH_LANES=$lanes "$OUT/distributed.test" -test.run '^$' \
+					-test.bench "^Benchmark$name\$/$sub" -test.benchtime "$BENCHTIME" -test.count 1 |
+					sed "s/^BenchmarkTokenBucketRedis\//BenchmarkTokenBucketRedis${lanes:+Lanes$lanes}\//" |
+					tee -a "$OUT/raw.txt"
+			done
+		done
 	done
 	echo "round $i of $COUNT done" >&2
 done

@@ -84,7 +84,9 @@ var callPool = sync.Pool{New: func() any {
 	return &call{argv: make([]any, 0, 16), done: make(chan struct{}, 1)}
 }}
 
-// scriptArgs are a script's SHA-1 and source, boxed once.
+// scriptArgs are a script's SHA-1 and source, boxed once; src is nil when
+// the source is unknown (lua.Source has none for the script), and a
+// NOSCRIPT reply is then final.
 type scriptArgs struct {
 	sha, src any
 }
@@ -95,8 +97,12 @@ func argsOfScript(script *redis.Script) *scriptArgs {
 	if sa, ok := scriptArgsCache.Load(script); ok {
 		return sa.(*scriptArgs)
 	}
-	sa, _ := scriptArgsCache.LoadOrStore(script, &scriptArgs{sha: script.Hash(), src: lua.Source(script)})
-	return sa.(*scriptArgs)
+	sa := &scriptArgs{sha: script.Hash()}
+	if src := lua.Source(script); src != "" {
+		sa.src = src
+	}
+	v, _ := scriptArgsCache.LoadOrStore(script, sa)
+	return v.(*scriptArgs)
 }
 
 // newCall returns a pooled call of script with no key and no argument yet.
@@ -309,7 +315,7 @@ func (s *Store) sendBatch(pipe redis.Pipeliner, batch, sent []*call) []*call {
 	_, _ = pipe.Exec(ctx)
 	again := false
 	for _, c := range sent {
-		if err := c.cmd.Err(); err != nil && isNoScript(err) {
+		if err := c.cmd.Err(); err != nil && isNoScript(err) && c.sa.src != nil {
 			c.cmd = c.command(c.ctx, true)
 			_ = pipe.Process(ctx, c.cmd)
 			again = true

@@ -495,7 +495,7 @@ func (s *Store) call(ctx context.Context, c *call) (any, error) {
 func (s *Store) evalScript(ctx context.Context, c *call) (any, error) {
 	cmd := c.command(ctx, false)
 	_ = s.client.Process(ctx, cmd)
-	if err := cmd.Err(); err != nil && isNoScript(err) {
+	if err := cmd.Err(); err != nil && isNoScript(err) && c.sa.src != nil {
 		// EVALSHA did not run: send the source, which also caches it.
 		cmd = c.command(ctx, true)
 		_ = s.client.Process(ctx, cmd)
