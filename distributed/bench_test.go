@@ -3,7 +3,9 @@ package distributed_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,9 +72,35 @@ func benchKeys() map[string][]string {
 // (a write per call).
 var benchLimit = bulwark.PerSecond(1_000_000)
 
+// benchClient returns the client both libraries use: one built with
+// distributed.ClientOptions (ContextTimeoutEnabled, no retries), as the
+// store's documentation recommends, on the Redis redistest.Default picks.
+// With BULWARK_BENCH_CLIENT=plain it is go-redis's default client instead
+// (context deadlines ignored: the store then runs each call on a goroutine
+// of its own, see distributed.Store).
+func benchClient(b *testing.B) *redis.Client {
+	addr := redistest.Default(b).(*redis.Client).Options().Addr
+	opts := &redis.Options{Addr: addr}
+	if os.Getenv("BULWARK_BENCH_CLIENT") != "plain" {
+		opts = distributed.ClientOptions(opts, time.Second)
+	}
+	c := redis.NewClient(opts)
+	b.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 func BenchmarkTokenBucketRedis(b *testing.B) {
-	c := redistest.Default(b)
-	st, _, _ := testStore(b, c, distributed.WithTimeout(time.Second))
+	c := benchClient(b)
+	opts := []distributed.Option{distributed.WithTimeout(time.Second)}
+	if v := os.Getenv("BULWARK_BENCH_LANES"); v != "" {
+		// Batching lanes (distributed.WithBatching); 0 turns batching off.
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatalf("BULWARK_BENCH_LANES=%q: %v", v, err)
+		}
+		opts = append(opts, distributed.WithBatching(n))
+	}
+	st, _, _ := testStore(b, c, opts...)
 	for _, ks := range []string{"hot", "10k"} {
 		keys := benchKeys()[ks]
 		for _, g := range benchConcurrency {
@@ -98,7 +126,7 @@ func BenchmarkTokenBucketRedis(b *testing.B) {
 }
 
 func BenchmarkRedisRate(b *testing.B) {
-	c := redistest.Default(b)
+	c := benchClient(b)
 	prefix := redistest.Prefix(b, c)
 	b.Cleanup(func() { deleteRedisRateKeys(b, c, prefix) })
 	lim := redis_rate.NewLimiter(c)
@@ -186,20 +214,68 @@ func TestMemoryPerKey(t *testing.T) {
 		}
 		t.Logf("user %q, Redis keys of %d bytes: ours %d bytes, redis_rate %d bytes", user, len(ours), o, th)
 	}
-	// Default layouts with the default prefix, for information.
-	def, err := distributed.New(c, distributed.WithPrefix(distributed.DefaultPrefix))
-	if err != nil {
-		t.Fatal(err)
+	memoryDefaultLayouts(t, c, usage)
+}
+
+// memoryDefaultLayouts reports MEMORY USAGE for the same user keys under
+// each library's default layout ("bulwark:tb:{api:<key>}", 17 bytes more
+// than the user key, and "rate:<key>", 5 more), and under our layout with
+// a short user-chosen prefix ("b", 11 more), for user keys of 8 to 64
+// bytes. Redis allocates keys in jemalloc size classes, so a longer key
+// costs 0 or 16 more bytes depending on where the lengths fall.
+func memoryDefaultLayouts(t *testing.T, c redis.UniversalClient, usage func(string) int64) {
+	ctx := context.Background()
+	rl := redis_rate.NewLimiter(c)
+	run := redistest.Prefix(t, c)[len("bwtest:"):] // unique per run; no braces
+	run = strings.NewReplacer(":", "").Replace(run)
+	run = run[len(run)-8:]
+	type layout struct {
+		name                   string
+		prefix                 string
+		larger, equal, smaller int
+		maxDiff                int64
 	}
-	dtb, _ := def.TokenBucket("api", bulwark.PerSecond(100))
-	user := prefix + "u42" // unique per run
-	if _, err := dtb.Allow(ctx, user, 1); err != nil {
-		t.Fatal(err)
+	layouts := []*layout{{name: "default prefix", prefix: distributed.DefaultPrefix}, {name: `prefix "b"`, prefix: "b"}}
+	var cleanup []string
+	t.Cleanup(func() { c.Del(ctx, cleanup...) })
+	for _, lay := range layouts {
+		st, err := distributed.New(c, distributed.WithPrefix(lay.prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb, _ := st.TokenBucket("api", bulwark.PerSecond(100))
+		for n := 8; n <= 64; n++ {
+			user := run + strings.Repeat("u", n-len(run))
+			ours := lay.prefix + ":tb:{api:" + user + "}"
+			theirs := "rate:" + user
+			cleanup = append(cleanup, ours, theirs)
+			for range 3 {
+				if _, err := tb.Allow(ctx, user, 1); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := rl.Allow(ctx, user, redis_rate.PerSecond(100)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o, th := usage(ours), usage(theirs)
+			switch {
+			case o > th:
+				lay.larger++
+				lay.maxDiff = max(lay.maxDiff, o-th)
+			case o == th:
+				lay.equal++
+			default:
+				lay.smaller++
+			}
+			if n == 8 || n == 16 || n == 36 || n == 64 {
+				t.Logf("%s, user key of %d bytes: ours %d bytes (key %d bytes), redis_rate %d bytes (key %d bytes)",
+					lay.name, n, o, len(ours), th, len(theirs))
+			}
+		}
+		_ = st.Close()
 	}
-	if _, err := rl.Allow(ctx, user, redis_rate.PerSecond(100)); err != nil {
-		t.Fatal(err)
+	for _, lay := range layouts {
+		t.Logf("%s, user keys of 8..64 bytes: ours larger for %d lengths (by at most %d bytes), equal for %d, smaller for %d",
+			lay.name, lay.larger, lay.maxDiff, lay.equal, lay.smaller)
 	}
-	ourKey := distributed.DefaultPrefix + ":tb:{api:" + user + "}"
-	t.Cleanup(func() { c.Del(ctx, ourKey) })
-	t.Logf("default layouts: ours %q %d bytes, redis_rate %q %d bytes", ourKey, usage(ourKey), "rate:"+user, usage("rate:"+user))
 }

@@ -18,9 +18,10 @@
 // The limiters ([TokenBucket], [SlidingWindow], [SlidingLog],
 // [FixedWindow]) take the same bulwark.Limit as their twins in package local
 // and, for the same sequence of (time, key, n), return the same Decisions:
-// both implement docs/algorithms.md in whole microseconds. Each decision is
-// one round trip running one Lua script (package lua), atomic in Redis; a
-// denied request writes nothing.
+// both implement docs/algorithms.md in whole microseconds. Each decision
+// runs one Lua script (package lua), atomic in Redis, in one round trip;
+// concurrent decisions may share a pipeline ([WithBatching]). A denied
+// request writes nothing.
 //
 // Configuration travels with every call: the script receives the caller's
 // limit, so replicas configured differently for one limiter name share the

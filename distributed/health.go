@@ -438,8 +438,11 @@ func (s *Store) probe() error {
 	if s.observer != nil {
 		start = time.Now()
 	}
-	args := append([]any{s.nowArg(), s.minTTLms}, probeLimitArgs...)
-	_, err := s.call(ctx, lua.FixedWindow, []string{s.probeKey}, args)
+	c := newCall(lua.FixedWindow)
+	c.singleKey(s.probeKey)
+	c.argv = append(c.argv, s.nowArg(), s.minTTLms)
+	c.argv = append(c.argv, probeLimitArgs...)
+	_, err := s.call(ctx, c)
 	if err != nil {
 		err = classify(err)
 	}

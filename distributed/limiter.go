@@ -98,10 +98,11 @@ func (l *limiter) allow(ctx context.Context, key string, n int) (bulwark.Decisio
 		s.emitDecision(l.pattern, l.name, d)
 		return d, nil
 	}
-	args := make([]any, 0, 3+len(l.largs))
-	args = append(args, s.nowArg(), s.minTTLms, n)
-	args = append(args, l.largs...)
-	reply, err := s.run(ctx, l.script, []string{limiterKey(l.head, key)}, args...)
+	c := newCall(l.script)
+	c.singleKey(limiterKey(l.head, key))
+	c.argv = append(c.argv, s.nowArg(), s.minTTLms, n)
+	c.argv = append(c.argv, l.largs...)
+	reply, err := s.runCall(ctx, c)
 	var d bulwark.Decision
 	if err == nil {
 		if l.tb {
@@ -113,6 +114,9 @@ func (l *limiter) allow(ctx context.Context, key string, n int) (bulwark.Decisio
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return bulwark.Decision{}, cerr
+		}
+		if err == ErrClosed { // queued when the store closed
+			return bulwark.Decision{}, ErrClosed
 		}
 		d, err = l.degrade(ctx, key, n)
 		if err != nil {

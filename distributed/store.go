@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
-	"github.com/bulwark-go/bulwark/lua"
 )
 
 // Client is the part of a go-redis v9 client a [Store] uses. *redis.Client
@@ -62,6 +61,7 @@ type config struct {
 	minDegraded       time.Duration
 	maxDegraded       time.Duration
 	maxInFlight       int
+	lanes             int
 }
 
 // WithPrefix sets the prefix of every key the store writes (default
@@ -102,7 +102,9 @@ func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = 
 func WithMinTTL(d time.Duration) Option { return func(c *config) { c.minTTL = d } }
 
 // WithObserver sets the observer that hears the store's events: one
-// EventStoreCall per Redis round trip (Duration, Err: a [*CallError]), one
+// EventStoreCall per script call (Duration: from the call to its reply,
+// including any wait for a batching lane, see [WithBatching]; Err: a
+// [*CallError]), one
 // EventStoreHealth per switch between healthy and degraded (Degraded, Err:
 // the cause of a degradation) and one EventDecision per decision of its
 // limiters (Degraded when decided without Redis).
@@ -127,6 +129,11 @@ func WithObserver(o bulwark.Observer) Option { return func(c *config) { c.observ
 // and flagged Degraded instead, so a request is charged in Redis at most
 // once. Redirections in a cluster (MOVED, ASK) and READONLY replies are
 // still followed, since Redis did not run the script then.
+//
+// Calls that arrive while the store already has its maximum of round trips
+// in flight are batched: they leave together, as one pipeline of the same
+// non-retryable commands, when a round trip ends ([WithBatching]). An
+// uncontended call always goes out at once on its caller's goroutine.
 //
 // # Health and failing open
 //
@@ -191,8 +198,11 @@ type Store struct {
 	// cap(inflight) at once.
 	detached bool
 	inflight chan struct{}
-	closeMu  sync.RWMutex // orders calls.Add before Close's calls.Wait
-	calls    sync.WaitGroup
+	// lanes batches calls when the client allows it (see WithBatching);
+	// nil: every call is its own round trip.
+	lanes   *lanes
+	closeMu sync.RWMutex // orders calls.Add before Close's calls.Wait
+	calls   sync.WaitGroup
 
 	health health
 	closed atomic.Bool
@@ -221,6 +231,7 @@ func New(client Client, opts ...Option) (*Store, error) {
 		minDegraded:       DefaultMinDegraded,
 		maxDegraded:       DefaultMaxDegraded,
 		maxInFlight:       DefaultMaxInFlight,
+		lanes:             DefaultBatchLanes,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -245,6 +256,8 @@ func New(client Client, opts ...Option) (*Store, error) {
 	}
 	if s.detached {
 		s.inflight = make(chan struct{}, cfg.maxInFlight)
+	} else if p, ok := client.(pipeliner); ok && cfg.lanes > 0 {
+		s.lanes = &lanes{client: p, max: cfg.lanes}
 	}
 	s.health.init(&cfg)
 	return s, nil
@@ -275,6 +288,8 @@ func (c *config) validate() error {
 		return bulwark.ConfigError("max degraded time %v must not be below the min %v", c.maxDegraded, c.minDegraded)
 	case c.maxInFlight < 1:
 		return bulwark.ConfigError("max in-flight calls must be at least 1, got %d", c.maxInFlight)
+	case c.lanes < 0 || c.lanes > 1<<10:
+		return bulwark.ConfigError("batching lanes must be between 0 and 1024, got %d", c.lanes)
 	}
 	return nil
 }
@@ -360,19 +375,46 @@ func (noRetryCmd) NoRetry() bool { return true }
 // first, a *CallError for any other failure, and the raw reply otherwise;
 // each primitive decodes the reply with its script's decoder.
 func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	c := newCall(script)
+	c.keys(keys)
+	c.argv = append(c.argv, args...)
+	return s.runCall(ctx, c)
+}
+
+// runCall is run for a call built by the caller, which hands c over: the
+// store releases it once nothing refers to it any more.
+func (s *Store) runCall(ctx context.Context, c *call) (any, error) {
 	if s.health.down.Load() {
+		c.release()
 		return nil, s.health.degraded.Load()
+	}
+	start := time.Now()
+	if s.lanes != nil {
+		if s.timeout > 0 {
+			c.deadline = start.Add(s.timeout)
+		}
+		c.ctx = ctx
+		if !s.lanes.enter(c) {
+			// Queued: a drainer sends it with the calls queued alongside
+			// and books the health of that round trip.
+			v, err := s.queued(ctx, c)
+			if err != nil && ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			s.emitCall(start, err)
+			return v, err
+		}
+		defer s.leaveLane()
 	}
 	caller := ctx
 	if s.timeout > 0 {
-		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.timeout {
+		if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > s.timeout {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.timeout)
+			ctx, cancel = context.WithDeadline(ctx, start.Add(s.timeout))
 			defer cancel()
 		}
 	}
-	start := time.Now()
-	v, err := s.call(ctx, script, keys, args)
+	v, err := s.call(ctx, c)
 	if err != nil {
 		if cerr := caller.Err(); cerr != nil && !s.callerTimeoutCounts(cerr, start) {
 			// The caller gave up: that says nothing about Redis.
@@ -408,16 +450,19 @@ func (s *Store) emitCall(start time.Time, err error) {
 	})
 }
 
-// call runs script once: on the caller's goroutine when the client honours
-// context deadlines, else on a detached goroutine that the caller stops
-// waiting for at ctx's end.
-func (s *Store) call(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
+// call runs c once as its own round trip: on the caller's goroutine when
+// the client honours context deadlines, else on a detached goroutine that
+// the caller stops waiting for at ctx's end. It releases c.
+func (s *Store) call(ctx context.Context, c *call) (any, error) {
 	if !s.detached {
-		return s.evalScript(ctx, script, keys, args)
+		v, err := s.evalScript(ctx, c)
+		c.release()
+		return v, err
 	}
 	select {
 	case s.inflight <- struct{}{}:
 	default:
+		c.release()
 		return nil, &CallError{Reason: ReasonOverload, Err: errors.New("too many detached redis calls in flight")}
 	}
 	type result struct {
@@ -428,6 +473,7 @@ func (s *Store) call(ctx context.Context, script *redis.Script, keys []string, a
 	if s.closed.Load() {
 		s.closeMu.RUnlock()
 		<-s.inflight
+		c.release()
 		return nil, ErrClosed
 	}
 	s.calls.Add(1)
@@ -435,8 +481,9 @@ func (s *Store) call(ctx context.Context, script *redis.Script, keys []string, a
 	done := make(chan result, 1)
 	go func() {
 		defer s.calls.Done()
-		v, err := s.evalScript(ctx, script, keys, args)
+		v, err := s.evalScript(ctx, c)
 		<-s.inflight
+		c.release() // the caller never touches c once it is sent
 		done <- result{v, err}
 	}()
 	select {
@@ -448,24 +495,14 @@ func (s *Store) call(ctx context.Context, script *redis.Script, keys []string, a
 }
 
 // evalScript sends EVALSHA, then EVAL with the source after NOSCRIPT.
-func (s *Store) evalScript(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
-	v, err := s.eval(ctx, "evalsha", script.Hash(), keys, args)
-	if err != nil && isNoScript(err) {
-		// EVALSHA did not run: send the source, which also caches it.
-		v, err = s.eval(ctx, "eval", lua.Source(script), keys, args)
-	}
-	return v, err
-}
-
-func (s *Store) eval(ctx context.Context, verb, body string, keys []string, args []any) (any, error) {
-	a := make([]any, 0, 3+len(keys)+len(args))
-	a = append(a, verb, body, len(keys))
-	for _, k := range keys {
-		a = append(a, k)
-	}
-	a = append(a, args...)
-	cmd := noRetryCmd{redis.NewCmd(ctx, a...)}
+func (s *Store) evalScript(ctx context.Context, c *call) (any, error) {
+	cmd := c.command(ctx, false)
 	_ = s.client.Process(ctx, cmd)
+	if err := cmd.Err(); err != nil && isNoScript(err) && c.sa.src != nil {
+		// EVALSHA did not run: send the source, which also caches it.
+		cmd = c.command(ctx, true)
+		_ = s.client.Process(ctx, cmd)
+	}
 	return cmd.Result()
 }
 
