@@ -13,6 +13,11 @@
 //	SemaphoreInspect  semaphore_inspect.lua   Holders and Waiting of both, `bulwark inspect` (read only)
 //	Membership        membership.lua          cluster.Membership (heartbeat and live count)
 //
+// Every script's text is prelude.lua followed by its own file: the prelude
+// holds the helpers they share (exact integer floor/ceil division, the time
+// in µs from Redis TIME or ARGV, TTLs in ms) as local functions only, so it
+// runs no command and touches no global.
+//
 // [Source] returns the Lua source of any of them: every script is recorded
 // in a registry when the package initialises, so callers that send EVAL
 // themselves (the distributed store sends its scripts without client-side
