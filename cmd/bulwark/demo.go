@@ -171,6 +171,15 @@ func (r *demoRun) phase(w int64) string {
 
 func (r *demoRun) record(i int, t time.Time, d bulwark.Decision) {
 	w := r.windowOf(t)
+	if d.Allowed && !d.Degraded {
+		// Count it in the window Redis counted it in. A call stamped just
+		// before a window ended may reach Redis after another replica
+		// opened the next window; the script then counts it there (a
+		// key's time never goes backwards) and its ResetAfter runs to that
+		// window's end: the first window end at or after t + ResetAfter.
+		end := t.UnixMicro() + d.ResetAfter.Microseconds()
+		w = (end+r.periodµ-1)/r.periodµ - 1
+	}
 	r.mu.Lock()
 	c := r.counts[w]
 	if c == nil {
