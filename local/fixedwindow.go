@@ -35,7 +35,11 @@ import (
 // A FixedWindow is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewFixedWindow.
 type FixedWindow struct {
-	keyedBase[fixedState]
+	keyedCore
+	limit bulwark.Limit
+	e     int64 // Events
+	p     int64 // Period in µs
+	store keyStore[fixedState]
 }
 
 var _ bulwark.Limiter = (*FixedWindow)(nil)
@@ -54,11 +58,20 @@ type fixedState struct {
 //
 // Options: WithClock, WithMaxKeys, WithObserver, WithName.
 func NewFixedWindow(l bulwark.Limit, opts ...Option) (*FixedWindow, error) {
-	k, err := newKeyedBase[fixedState](l, opts)
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &FixedWindow{k}, nil
+	return &FixedWindow{
+		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
+		limit:     l,
+		e:         int64(l.Events),
+		p:         l.PeriodMicros(),
+		store:     newKeyStore[fixedState](o.maxKeys, l.PeriodMicros()),
+	}, nil
 }
 
 // Limit returns the limit the window enforces.
@@ -71,7 +84,22 @@ func (f *FixedWindow) Limit() bulwark.Limit { return f.limit }
 //
 // Allow on a key that already holds state allocates nothing.
 func (f *FixedWindow) Allow(ctx context.Context, key string, n int) (bulwark.Decision, error) {
-	return f.allow(ctx, key, n, int(f.e), "fixed_window", f.decide)
+	if err := ctx.Err(); err != nil {
+		return bulwark.Decision{}, err
+	}
+	if n < 1 || int64(n) > f.e {
+		return bulwark.Decision{}, badTokens(n, int(f.e))
+	}
+	wall := f.clock.Now()
+	now := bulwark.Micros(wall)
+	sh := f.store.shard(key)
+	sh.mu.Lock()
+	d := f.decide(sh, key, now, int64(n))
+	sh.mu.Unlock()
+	if f.observer != nil {
+		f.observe("fixed_window", wall, d)
+	}
+	return d, nil
 }
 
 // decide counts n tokens for key at now (µs). Requires sh.mu held.
@@ -107,3 +135,6 @@ func (f *FixedWindow) decide(sh *keyShard[fixedState], key string, now, n int64)
 	}
 	return d
 }
+
+// keys returns how many keys hold state.
+func (f *FixedWindow) keys() int { return f.store.len() }

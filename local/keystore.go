@@ -1,7 +1,6 @@
 package local
 
 import (
-	"context"
 	"hash/maphash"
 	"strings"
 	"sync"
@@ -231,64 +230,6 @@ func (c *keyedCore) observe(pattern string, at time.Time, d bulwark.Decision) {
 		Remaining: d.Remaining,
 	})
 }
-
-// keyedBase is what the keyed limiters (TokenBucket, FixedWindow,
-// SlidingWindow, SlidingLog) share: the options, the limit, and the per-key
-// state S in a keyStore whose grace is one Period.
-type keyedBase[S any] struct {
-	keyedCore
-	limit bulwark.Limit
-	e     int64 // Events
-	p     int64 // Period in µs
-	store keyStore[S]
-}
-
-// newKeyedBase validates l and the options and builds the shared part of
-// a keyed limiter.
-func newKeyedBase[S any](l bulwark.Limit, opts []Option) (keyedBase[S], error) {
-	if err := l.Validate(); err != nil {
-		return keyedBase[S]{}, err
-	}
-	o, err := buildOptions(opts)
-	if err != nil {
-		return keyedBase[S]{}, err
-	}
-	return keyedBase[S]{
-		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
-		limit:     l,
-		e:         int64(l.Events),
-		p:         l.PeriodMicros(),
-		store:     newKeyStore[S](o.maxKeys, l.PeriodMicros()),
-	}, nil
-}
-
-// allow is the Allow of every keyed limiter: it returns ctx.Err() when ctx
-// is done and badTokens unless 1 ≤ n ≤ most, else reads the clock once,
-// runs decide for key at that time (µs) with its shard locked, and emits
-// the decision as pattern after unlocking. It allocates nothing beyond what
-// decide does.
-func (k *keyedBase[S]) allow(ctx context.Context, key string, n, most int, pattern string,
-	decide func(sh *keyShard[S], key string, now, n int64) bulwark.Decision) (bulwark.Decision, error) {
-	if err := ctx.Err(); err != nil {
-		return bulwark.Decision{}, err
-	}
-	if n < 1 || n > most {
-		return bulwark.Decision{}, badTokens(n, most)
-	}
-	wall := k.clock.Now()
-	now := bulwark.Micros(wall)
-	sh := k.store.shard(key)
-	sh.mu.Lock()
-	d := decide(sh, key, now, int64(n))
-	sh.mu.Unlock()
-	if k.observer != nil {
-		k.observe(pattern, wall, d)
-	}
-	return d, nil
-}
-
-// keys returns how many keys hold state.
-func (k *keyedBase[S]) keys() int { return k.store.len() }
 
 // badTokens is the error of Allow with n outside [1, most].
 func badTokens(n, most int) error {

@@ -42,7 +42,11 @@ import (
 // A SlidingLog is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewSlidingLog.
 type SlidingLog struct {
-	keyedBase[logState]
+	keyedCore
+	limit bulwark.Limit
+	e     int64 // Events
+	p     int64 // Period in µs
+	store keyStore[logState]
 }
 
 var _ bulwark.Limiter = (*SlidingLog)(nil)
@@ -117,11 +121,20 @@ func (st *logState) push(t, n int64, most int64) {
 //
 // Options: WithClock, WithMaxKeys, WithObserver, WithName.
 func NewSlidingLog(l bulwark.Limit, opts ...Option) (*SlidingLog, error) {
-	k, err := newKeyedBase[logState](l, opts)
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &SlidingLog{k}, nil
+	return &SlidingLog{
+		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
+		limit:     l,
+		e:         int64(l.Events),
+		p:         l.PeriodMicros(),
+		store:     newKeyStore[logState](o.maxKeys, l.PeriodMicros()),
+	}, nil
 }
 
 // Limit returns the limit the log enforces.
@@ -136,7 +149,22 @@ func (s *SlidingLog) Limit() bulwark.Limit { return s.limit }
 // the key's log must grow to hold more distinct admission times than ever
 // before.
 func (s *SlidingLog) Allow(ctx context.Context, key string, n int) (bulwark.Decision, error) {
-	return s.allow(ctx, key, n, int(s.e), "sliding_log", s.decide)
+	if err := ctx.Err(); err != nil {
+		return bulwark.Decision{}, err
+	}
+	if n < 1 || int64(n) > s.e {
+		return bulwark.Decision{}, badTokens(n, int(s.e))
+	}
+	wall := s.clock.Now()
+	now := bulwark.Micros(wall)
+	sh := s.store.shard(key)
+	sh.mu.Lock()
+	d := s.decide(sh, key, now, int64(n))
+	sh.mu.Unlock()
+	if s.observer != nil {
+		s.observe("sliding_log", wall, d)
+	}
+	return d, nil
 }
 
 // decide logs n tokens for key at now (µs) if they fit. Requires sh.mu held.
@@ -201,3 +229,6 @@ func (s *SlidingLog) decide(sh *keyShard[logState], key string, now, n int64) bu
 	}
 	return d
 }
+
+// keys returns how many keys hold state.
+func (s *SlidingLog) keys() int { return s.store.len() }

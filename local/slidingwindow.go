@@ -44,7 +44,11 @@ import (
 // A SlidingWindow is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewSlidingWindow.
 type SlidingWindow struct {
-	keyedBase[slidingState]
+	keyedCore
+	limit bulwark.Limit
+	e     int64 // Events
+	p     int64 // Period in µs
+	store keyStore[slidingState]
 }
 
 var _ bulwark.Limiter = (*SlidingWindow)(nil)
@@ -64,11 +68,20 @@ type slidingState struct {
 //
 // Options: WithClock, WithMaxKeys, WithObserver, WithName.
 func NewSlidingWindow(l bulwark.Limit, opts ...Option) (*SlidingWindow, error) {
-	k, err := newKeyedBase[slidingState](l, opts)
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &SlidingWindow{k}, nil
+	return &SlidingWindow{
+		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
+		limit:     l,
+		e:         int64(l.Events),
+		p:         l.PeriodMicros(),
+		store:     newKeyStore[slidingState](o.maxKeys, l.PeriodMicros()),
+	}, nil
 }
 
 // Limit returns the limit the window enforces.
@@ -81,7 +94,22 @@ func (s *SlidingWindow) Limit() bulwark.Limit { return s.limit }
 //
 // Allow on a key that already holds state allocates nothing.
 func (s *SlidingWindow) Allow(ctx context.Context, key string, n int) (bulwark.Decision, error) {
-	return s.allow(ctx, key, n, int(s.e), "sliding_window", s.decide)
+	if err := ctx.Err(); err != nil {
+		return bulwark.Decision{}, err
+	}
+	if n < 1 || int64(n) > s.e {
+		return bulwark.Decision{}, badTokens(n, int(s.e))
+	}
+	wall := s.clock.Now()
+	now := bulwark.Micros(wall)
+	sh := s.store.shard(key)
+	sh.mu.Lock()
+	d := s.decide(sh, key, now, int64(n))
+	sh.mu.Unlock()
+	if s.observer != nil {
+		s.observe("sliding_window", wall, d)
+	}
+	return d, nil
 }
 
 // decide counts n tokens for key at now (µs). Requires sh.mu held.
@@ -147,3 +175,6 @@ func (s *SlidingWindow) retryAfter(e, cur, prev, n int64) int64 {
 	}
 	return left + e2
 }
+
+// keys returns how many keys hold state.
+func (s *SlidingWindow) keys() int { return s.store.len() }

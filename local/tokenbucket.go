@@ -62,10 +62,13 @@ import (
 // A TokenBucket is safe for concurrent use; calls on distinct keys rarely
 // contend. The zero value is not usable: build one with NewTokenBucket.
 type TokenBucket struct {
-	// p, the Period in µs, is also the cost of one token in scaled units.
-	keyedBase[bucketState]
-	c   int   // Capacity
-	tau int64 // tolerance: Capacity × P scaled units
+	keyedCore
+	limit bulwark.Limit
+	e     int64 // Events
+	p     int64 // Period in µs: the cost of one token in scaled units
+	c     int   // Capacity
+	tau   int64 // tolerance: Capacity × P scaled units
+	store keyStore[bucketState]
 }
 
 var _ bulwark.Limiter = (*TokenBucket)(nil)
@@ -85,12 +88,24 @@ type bucketState struct {
 //
 // Options: WithClock, WithMaxKeys, WithObserver, WithName.
 func NewTokenBucket(l bulwark.Limit, opts ...Option) (*TokenBucket, error) {
-	k, err := newKeyedBase[bucketState](l, opts)
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, err
 	}
 	c := l.Capacity()
-	return &TokenBucket{keyedBase: k, c: c, tau: int64(c) * k.p}, nil
+	p := l.PeriodMicros()
+	return &TokenBucket{
+		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
+		limit:     l,
+		e:         int64(l.Events),
+		p:         p,
+		c:         c,
+		tau:       int64(c) * p,
+		store:     newKeyStore[bucketState](o.maxKeys, l.PeriodMicros()),
+	}, nil
 }
 
 // Limit returns the limit the bucket enforces.
@@ -104,7 +119,22 @@ func (b *TokenBucket) Limit() bulwark.Limit { return b.limit }
 //
 // Allow on a key that already holds state allocates nothing.
 func (b *TokenBucket) Allow(ctx context.Context, key string, n int) (bulwark.Decision, error) {
-	return b.allow(ctx, key, n, b.c, "token_bucket", b.decide)
+	if err := ctx.Err(); err != nil {
+		return bulwark.Decision{}, err
+	}
+	if n < 1 || n > b.c {
+		return bulwark.Decision{}, badTokens(n, b.c)
+	}
+	wall := b.clock.Now()
+	now := bulwark.Micros(wall)
+	sh := b.store.shard(key)
+	sh.mu.Lock()
+	d := b.decide(sh, key, now, int64(n))
+	sh.mu.Unlock()
+	if b.observer != nil {
+		b.observe("token_bucket", wall, d)
+	}
+	return d, nil
 }
 
 // decide applies GCRA to key at now (µs) for n tokens. Requires sh.mu held.
@@ -142,3 +172,6 @@ func (b *TokenBucket) decide(sh *keyShard[bucketState], key string, now, n int64
 		ResetAfter: micros(reset),
 	}
 }
+
+// keys returns how many keys hold state.
+func (b *TokenBucket) keys() int { return b.store.len() }
