@@ -281,11 +281,14 @@ func (s *Store) Breaker(name string, c bulwark.BreakerConfig, opts ...BreakerOpt
 		return nil, err
 	}
 	b.twin = twin
+	// Registering with the store's broadcast may deliver a Resync at once,
+	// which wakes b through the one-slot kick channel: a blocking send
+	// here would then wait forever for the loop not yet started.
+	b.needSync.Store(true)
 	if err := s.breakers.add(s, b); err != nil {
 		return nil, err
 	}
-	b.needSync.Store(true)
-	b.kick <- struct{}{}
+	b.wake()
 	go b.loop()
 	return b, nil
 }
