@@ -50,8 +50,11 @@ type Message struct {
 }
 
 // Handler receives the messages of one topic. It runs on the broadcast's
-// single receiving goroutine, one message at a time, so it must return
-// quickly and must not call [Broadcast.Close].
+// single receiving goroutine, except for the first Resync of a handler
+// registered while the subscription is live, which [Broadcast.Handle]
+// delivers on its caller's goroutine. Handlers of one broadcast never run
+// at once: each gets one message at a time, in order, so a handler must
+// return quickly and must not call [Broadcast.Handle] or [Broadcast.Close].
 type Handler func(Message)
 
 // BroadcastOption configures a [Broadcast].
@@ -80,9 +83,16 @@ type Broadcast struct {
 	ping    time.Duration
 
 	handlers atomic.Pointer[map[string][]*entry] // copy on write, under mu
-	mu       sync.Mutex
-	ps       *redis.PubSub // current subscription, closed by Close
-	closed   bool
+
+	// deliver serialises the calls of handlers; live is whether the
+	// subscription is confirmed, so a handler registered while it is gets
+	// its first Resync from Handle instead of from the confirmation.
+	deliver sync.Mutex
+	live    bool // under deliver
+
+	mu     sync.Mutex
+	ps     *redis.PubSub // current subscription, closed by Close
+	closed bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -125,13 +135,20 @@ func (b *Broadcast) Channel() string { return b.channel }
 // Handle registers h for the messages of topic (one word, no space) and
 // returns the function that removes it; calling that more than once is
 // harmless. Several handlers may share a topic: each gets every message.
-// Every handler also gets every Resync. A nil h or a topic with a space
+// Every handler also gets every Resync, starting with one when the
+// subscription is live for it: from the confirmation of the subscription
+// when h is registered before, or from Handle itself, before it returns,
+// when the subscription is live already. A nil h or a topic with a space
 // returns an error wrapping bulwark.ErrInvalidArgument.
 func (b *Broadcast) Handle(topic string, h Handler) (remove func(), err error) {
 	if h == nil || topic == "" || strings.IndexByte(topic, ' ') >= 0 {
 		return nil, bulwark.ArgumentError("broadcast topic must be one non-empty word and the handler not nil, got %q", topic)
 	}
 	e := &entry{h}
+	// Registering under deliver orders this handler against a confirmation:
+	// either the confirmation's resync sees it, or it sees live.
+	b.deliver.Lock()
+	defer b.deliver.Unlock()
 	b.mu.Lock()
 	old := *b.handlers.Load()
 	next := make(map[string][]*entry, len(old)+1)
@@ -141,6 +158,9 @@ func (b *Broadcast) Handle(topic string, h Handler) (remove func(), err error) {
 	next[topic] = append(append([]*entry(nil), old[topic]...), e)
 	b.handlers.Store(&next)
 	b.mu.Unlock()
+	if b.live {
+		h(Message{Topic: topic, Resync: true})
+	}
 	var once sync.Once
 	return func() { once.Do(func() { b.remove(topic, e) }) }, nil
 }
@@ -199,7 +219,11 @@ func (b *Broadcast) run() {
 		b.ps = ps
 		b.mu.Unlock()
 
-		if b.receive(ps) {
+		confirmed := b.receive(ps)
+		b.deliver.Lock()
+		b.live = false
+		b.deliver.Unlock()
+		if confirmed {
 			backoff = minBackoff
 		}
 		_ = ps.Close()
@@ -263,13 +287,19 @@ func isTimeout(err error) bool {
 // dispatch hands one message to the handlers of its topic.
 func (b *Broadcast) dispatch(msg string) {
 	topic, payload, _ := strings.Cut(msg, " ")
+	b.deliver.Lock()
+	defer b.deliver.Unlock()
 	for _, e := range (*b.handlers.Load())[topic] {
 		e.h(Message{Topic: topic, Payload: payload})
 	}
 }
 
-// resync tells every handler that the subscription is (again) live.
+// resync marks the subscription live and tells every handler that it is
+// (again) live.
 func (b *Broadcast) resync() {
+	b.deliver.Lock()
+	defer b.deliver.Unlock()
+	b.live = true
 	for topic, es := range *b.handlers.Load() {
 		for _, e := range es {
 			e.h(Message{Topic: topic, Resync: true})

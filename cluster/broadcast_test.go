@@ -141,6 +141,46 @@ func TestBroadcastDispatch(t *testing.T) {
 	}
 }
 
+// TestBroadcastHandleWhenLive: a handler registered after the subscription
+// was confirmed still gets its first Resync, before Handle returns, and
+// then the messages of its topic; one registered before gets exactly one.
+func TestBroadcastHandleWhenLive(t *testing.T) {
+	c := redistest.Default(t)
+	channel := redistest.Prefix(t, c) + "events"
+	bc, err := cluster.NewBroadcast(c, channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	early := newInbox()
+	if _, err := bc.Handle("t", early.handle); err != nil {
+		t.Fatal(err)
+	}
+	early.waitResync(t) // the subscription is live from here on
+	late := newInbox()
+	if _, err := bc.Handle("t", late.handle); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-late.ch:
+	default:
+		t.Fatal("a handler registered while the subscription is live got no resync from Handle")
+	}
+	if err := cluster.Publish(context.Background(), c, channel, "t", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []*inbox{early, late} {
+		if m := in.wait(t); m.Payload != "hello" || m.Resync {
+			t.Errorf("got %+v, want the message", m)
+		}
+		in.mu.Lock()
+		if len(in.msgs) != 2 || !in.msgs[0].Resync {
+			t.Errorf("got %+v, want one resync, then the message", in.msgs)
+		}
+		in.mu.Unlock()
+	}
+}
+
 // TestBroadcastResubscribes: after Redis restarts, and after it was frozen,
 // the broadcast subscribes again, tells every handler to resync, and
 // delivers messages again.

@@ -104,7 +104,11 @@ func WithRefreshInterval(d time.Duration) BreakerOption {
 // Clocks. Deadlines in Redis are Redis TIME (or the store's injected
 // clock). A reply carries the server's now and the open deadline; the
 // replica turns the remaining time into a deadline on its own clock, read
-// when the reply arrived, so its clock's offset does not matter.
+// when the reply arrived, so its clock's offset does not matter (with an
+// injected clock, the reading sent as the script's now is the server's
+// now, and the deadline is exact). A published transition is read against
+// the clock when it is handled (with an injected clock: against the
+// message's own now, a reading of the same clock).
 //
 // Generations. Every transition, Reset and ForceOpen starts a new
 // generation: max(previous + 1, now in µs), so generations also grow
@@ -281,11 +285,14 @@ func (s *Store) Breaker(name string, c bulwark.BreakerConfig, opts ...BreakerOpt
 		return nil, err
 	}
 	b.twin = twin
+	// Registering with the store's broadcast may deliver a Resync at once,
+	// which wakes b through the one-slot kick channel: a blocking send
+	// here would then wait forever for the loop not yet started.
+	b.needSync.Store(true)
 	if err := s.breakers.add(s, b); err != nil {
 		return nil, err
 	}
-	b.needSync.Store(true)
-	b.kick <- struct{}{}
+	b.wake()
 	go b.loop()
 	return b, nil
 }
@@ -744,8 +751,17 @@ func (b *Breaker) enterDegraded() {
 
 // exec runs one operation of the script and applies its reply to the cache.
 func (b *Breaker) exec(ctx context.Context, op string, opArgs ...any) (breakerReply, error) {
+	// With an injected clock the script's now is this reading, so a
+	// deadline in the reply is exact relative to it; with Redis TIME the
+	// reply is read against the local clock when it arrived (see recv).
+	var sent time.Time
+	var nowArg any = ""
+	if b.s.clock != nil {
+		sent = b.s.clock.Now()
+		nowArg = bulwark.Micros(sent)
+	}
 	args := make([]any, 0, 12+len(opArgs))
-	args = append(args, b.s.nowArg(), b.s.minTTLms, op, b.channel, b.topic)
+	args = append(args, nowArg, b.s.minTTLms, op, b.channel, b.topic)
 	args = append(args, b.cfgArgs...)
 	args = append(args, opArgs...)
 	b.mu.Lock()
@@ -759,7 +775,10 @@ func (b *Breaker) exec(ctx context.Context, op string, opArgs ...any) (breakerRe
 	if err != nil {
 		return breakerReply{}, err
 	}
-	recv := b.now()
+	recv := sent
+	if recv.IsZero() {
+		recv = b.now()
+	}
 	b.mu.Lock()
 	b.lastReply = time.Now()
 	b.applyLocked(r, recv, seq, true)
@@ -767,18 +786,29 @@ func (b *Breaker) exec(ctx context.Context, op string, opArgs ...any) (breakerRe
 	return r, nil
 }
 
-// applyLocked updates the cache from a reply (counts set) or a message. A
-// lower generation than the cached one is applied only from a reply whose
+// applyLocked updates the cache from a reply (counts set) or a message,
+// recv being the local time that matches the reply's now. A lower
+// generation than the cached one is applied only from a reply whose
 // request left after the cache last changed (the state was lost and
-// started again). Requires b.mu held.
+// started again); so is, within one open generation, an earlier open time
+// than the cached one: a message about the open period a later ForceOpen
+// replaced, delivered late, must not bring its deadline back, read
+// against a later recv. Requires b.mu held.
 func (b *Breaker) applyLocked(r breakerReply, recv time.Time, seq uint64, counts bool) {
-	if b.known && r.gen < b.gen && !(counts && seq == b.seq) {
+	fresh := counts && seq == b.seq
+	if b.known && r.gen < b.gen && !fresh {
 		return
 	}
 	if b.known && r.gen == b.gen && r.state == b.state {
-		if r.state == bulwark.Open && r.opened != b.openedAt {
+		if r.state == bulwark.Open && r.opened != b.openedAt && (r.opened > b.openedAt || fresh) {
 			// reopened within its generation (ForceOpen on an open breaker)
 			b.openedAt = r.opened
+			b.openUntil = recv.Add(micros(r.until - r.now))
+			b.seq++
+		} else if r.state == bulwark.Open && counts && r.now == r.opened && b.s.clock != nil {
+			// The reply to the request that opened the breaker, its message
+			// applied first: with an injected clock the reply's deadline is
+			// exact to the nanosecond, the message's to the microsecond.
 			b.openUntil = recv.Add(micros(r.until - r.now))
 		}
 		if counts {
@@ -843,7 +873,16 @@ func (b *Breaker) onMessage(m cluster.Message) {
 	if !ok {
 		return
 	}
-	recv := b.now()
+	// With an injected clock the script's time is the clock's, so the
+	// message's now is a reading of this clock: reading the clock now,
+	// after it may have moved since the message left, would push the
+	// open deadline later than it is.
+	var recv time.Time
+	if b.s.clock != nil {
+		recv = time.UnixMicro(r.now)
+	} else {
+		recv = b.now()
+	}
 	b.mu.Lock()
 	b.applyLocked(r, recv, 0, false)
 	b.unlockAndEmit()
