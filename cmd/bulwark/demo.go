@@ -219,12 +219,6 @@ func demo(ctx context.Context, cfg demoConfig, opt *redis.Options, upstream, whe
 		recovered: make([]time.Time, cfg.replicas),
 		progress:  make([]atomic.Int64, cfg.replicas),
 	}
-	// Start at the next window boundary so every window is whole.
-	r.first = r.windowOf(time.Now()) + 1
-	r.downAt = r.first + windows/3
-	r.upAt = r.downAt + windows/3
-	r.end = r.first + windows
-
 	limiters := make([]*distributed.FixedWindow, cfg.replicas)
 	clocks := make([]*pinnedClock, cfg.replicas)
 	memberships := make([]*cluster.Membership, cfg.replicas)
@@ -267,6 +261,12 @@ func demo(ctx context.Context, cfg demoConfig, opt *redis.Options, upstream, whe
 	}
 
 	r.members = memberships[0]
+	formFleet(ctx, memberships, cfg.replicas)
+	// Start at the next window boundary so every window is whole.
+	r.first = r.windowOf(time.Now()) + 1
+	r.downAt = r.first + windows/3
+	r.upAt = r.downAt + windows/3
+	r.end = r.first + windows
 
 	fmt.Fprintf(out, "bulwark demo: %d replicas share one global limit of %d requests per %v through %s.\n",
 		cfg.replicas, cfg.limit, cfg.window, where)
@@ -299,6 +299,27 @@ func demo(ctx context.Context, cfg demoConfig, opt *redis.Options, upstream, whe
 		r.printRow(out, w)
 	}
 	return r.summary(out)
+}
+
+// formFleet heartbeats every membership until each has seen all n
+// replicas (or a few seconds have passed, or ctx ends). Each replica's
+// first heartbeat runs in the background as it joins, possibly before the
+// others have joined, and the next one comes a heartbeat interval later,
+// which may be after Redis was taken away: that replica would then keep a
+// count of one and enforce the whole limit alone instead of its share.
+func formFleet(ctx context.Context, ms []*cluster.Membership, n int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		formed := true
+		for _, m := range ms {
+			if c, err := m.Heartbeat(ctx); err != nil || c < n {
+				formed = false
+			}
+		}
+		if formed || time.Now().After(deadline) || !sleepUntil(ctx, time.Now().Add(10*time.Millisecond)) {
+			return
+		}
+	}
 }
 
 // drive offers the replica's load, spread over ten ticks per window, until

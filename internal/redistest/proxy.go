@@ -29,6 +29,7 @@ type Proxy struct {
 	latency     atomic.Int64 // time.Duration added to each chunk
 	blackhole   atomic.Bool
 	dropReplies atomic.Bool
+	dropped     atomic.Int64 // reply reads discarded by DropReplies
 	refuse      atomic.Bool
 
 	mu     sync.Mutex
@@ -118,6 +119,13 @@ func (p *Proxy) Blackhole(on bool) { p.blackhole.Store(on) }
 // is the "reply lost after the script ran" case that makes a retrying client
 // apply a command twice.
 func (p *Proxy) DropReplies(on bool) { p.dropReplies.Store(on) }
+
+// DroppedReplies returns how many reads from the server DropReplies has
+// discarded so far. A test that switches DropReplies off while a command is
+// in flight waits for this count to grow: that the server ran the command
+// does not mean its reply has reached the proxy, and a reply read after the
+// switch is forwarded.
+func (p *Proxy) DroppedReplies() int64 { return p.dropped.Load() }
 
 // Refuse, while on, resets every new connection as soon as it is accepted;
 // live connections are not affected (CutAll closes those).
@@ -249,7 +257,9 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn, reply bool) {
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := src.Read(buf)
-			if n > 0 && !p.blackhole.Load() && !(reply && p.dropReplies.Load()) {
+			if n > 0 && reply && !p.blackhole.Load() && p.dropReplies.Load() {
+				p.dropped.Add(1)
+			} else if n > 0 && !p.blackhole.Load() {
 				c := chunk{data: append([]byte(nil), buf[:n]...), at: time.Now()}
 				select {
 				case ch <- c:

@@ -112,6 +112,9 @@ func TestProxyDropReplies(t *testing.T) {
 	if err := c.Incr(ctx, "counter").Err(); !isTimeout(err) {
 		t.Fatalf("INCR with replies dropped: %v, want a timeout", err)
 	}
+	if n := p.DroppedReplies(); n < 1 {
+		t.Errorf("DroppedReplies after a lost INCR reply: got %d, want at least 1", n)
+	}
 	// The server ran it anyway: read the counter directly, not through the proxy.
 	direct := s.Client(t)
 	got, err := direct.Get(ctx, "counter").Int()

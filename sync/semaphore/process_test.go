@@ -425,6 +425,7 @@ func TestRetriedAcquireGrantsOnce(t *testing.T) {
 	mustRelease(t, warm)
 
 	before := evalCalls(t, direct)
+	dropped := proxy.DroppedReplies()
 	proxy.DropReplies(true)
 	type result struct {
 		l   *Lease
@@ -435,8 +436,12 @@ func TestRetriedAcquireGrantsOnce(t *testing.T) {
 		l, err := w.Acquire(ctxT(t, 10*time.Second), 3)
 		res <- result{l, err}
 	}()
-	// The first run reached the server; its reply is lost. Let the retry through.
-	eventually(t, 5*time.Second, "the acquire script to run", func() bool { return evalCalls(t, direct) > before })
+	// The first run reached the server and its reply was discarded (the
+	// server having run it is not enough: its reply may not have reached
+	// the proxy yet, and would be forwarded). Let the retry through.
+	eventually(t, 5*time.Second, "the acquire script's reply to be dropped", func() bool {
+		return proxy.DroppedReplies() > dropped && evalCalls(t, direct) > before
+	})
 	proxy.DropReplies(false)
 	r := <-res
 	if r.err != nil {
