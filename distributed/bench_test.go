@@ -174,7 +174,9 @@ func deleteRedisRateKeys(tb testing.TB, c redis.UniversalClient, prefix string) 
 // default layouts (ours carries a prefix, an algorithm and the limiter
 // name) are reported for information.
 func TestMemoryPerKey(t *testing.T) {
-	c := redistest.Default(t)
+	// A server of its own: the shared one is busy with other packages'
+	// tests, and MEMORY USAGE is read key by key.
+	c := redistest.StartServer(t).Client(t)
 	st, _, prefix := testStore(t, c)
 	t.Cleanup(func() { deleteRedisRateKeys(t, c, prefix) })
 	ctx := context.Background()

@@ -121,8 +121,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return demo(ctx, cfg, opt, upstream, where, stdout)
 }
 
-// storeTimeout is the time budget of one Redis call of a replica.
-const storeTimeout = 100 * time.Millisecond
+// storeTimeout is the time budget of one Redis call of a replica. Taking
+// Redis away closes its connections, so the demo's outage is noticed at
+// once whatever the budget; a generous one keeps a slow moment of a loaded
+// machine from being shown as a local decision.
+const storeTimeout = 250 * time.Millisecond
 
 // pinnedClock is a bulwark.Clock whose time the replica sets before each
 // call. The demo passes each replica's wall-clock time to the scripts
