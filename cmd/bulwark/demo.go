@@ -235,8 +235,10 @@ func demo(ctx context.Context, cfg demoConfig, opt *redis.Options, upstream, whe
 		clocks[i] = &pinnedClock{}
 		// Each replica heartbeats into the fleet's member set, so that when
 		// Redis goes away it knows how many replicas share the limit and
-		// enforces its fair share, limit / replicas, on its own.
-		members, err := cluster.Join(client, cluster.WithPrefix(cfg.prefix), cluster.WithTTL(max(3*cfg.window, time.Second)))
+		// enforces its fair share, limit / replicas, on its own. The TTL
+		// is generous so that a heartbeat delayed on a loaded machine does
+		// not drop a live replica from the count.
+		members, err := cluster.Join(client, cluster.WithPrefix(cfg.prefix), cluster.WithTTL(max(3*cfg.window, 5*time.Second)))
 		if err != nil {
 			return usagef("%v", err)
 		}
