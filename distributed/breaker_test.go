@@ -926,6 +926,11 @@ func TestBreakerIgnoresMalformedMessages(t *testing.T) {
 	}
 	gen := b.Generation()
 	channel := prefix + ":br:events"
+	// Pub/sub delivers at most once: publish only once the store listens.
+	eventually(t, 5*time.Second, "the store subscribed", func() bool {
+		n, err := c.PubSubNumSub(ctx, channel).Result()
+		return err == nil && n[channel] > 0
+	})
 	hi := strconv.FormatUint(gen+5, 10)
 	for _, m := range []string{"m", "m ", "m 1", "m x " + hi + " 0 0 0", "m 1 " + hi + " 0 0", "m 7 " + hi + " 0 0 0",
 		"m 1 " + hi + " 0 0 0 extra", "m 1 " + hi + " -1 0 0", "m 1 99999999999999999999 0 0 0", "other 1 " + hi + " 0 0 0"} {
