@@ -34,18 +34,7 @@ func ClientOptions(opts *redis.Options, timeout time.Duration) *redis.Options {
 		c := *opts
 		o = &c
 	}
-	timeout = orDefault(timeout)
-	o.ContextTimeoutEnabled = true
-	setDuration(&o.PoolTimeout, timeout)
-	setDuration(&o.ReadTimeout, max(4*timeout, time.Second))
-	setDuration(&o.WriteTimeout, max(4*timeout, time.Second))
-	setDuration(&o.DialTimeout, max(timeout, 500*time.Millisecond))
-	if o.DialerRetries == 0 {
-		o.DialerRetries = 1
-	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = -1
-	}
+	applySettings(timeout, settings{&o.ContextTimeoutEnabled, &o.PoolTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.DialTimeout, &o.DialerRetries, &o.MaxRetries})
 	return o
 }
 
@@ -61,19 +50,8 @@ func ClusterClientOptions(opts *redis.ClusterOptions, timeout time.Duration) *re
 		c.Addrs = append([]string(nil), opts.Addrs...)
 		o = &c
 	}
-	timeout = orDefault(timeout)
-	o.ContextTimeoutEnabled = true
-	setDuration(&o.PoolTimeout, timeout)
-	setDuration(&o.ReadTimeout, max(4*timeout, time.Second))
-	setDuration(&o.WriteTimeout, max(4*timeout, time.Second))
-	setDuration(&o.DialTimeout, max(timeout, 500*time.Millisecond))
+	applySettings(timeout, settings{&o.ContextTimeoutEnabled, &o.PoolTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.DialTimeout, &o.DialerRetries, &o.MaxRetries})
 	setDuration(&o.ClusterStateReloadInterval, 5*time.Second)
-	if o.DialerRetries == 0 {
-		o.DialerRetries = 1
-	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = -1
-	}
 	return o
 }
 
@@ -87,21 +65,10 @@ func FailoverClientOptions(opts *redis.FailoverOptions, timeout time.Duration) *
 		c.SentinelAddrs = append([]string(nil), opts.SentinelAddrs...)
 		o = &c
 	}
-	timeout = orDefault(timeout)
-	o.ContextTimeoutEnabled = true
+	applySettings(timeout, settings{&o.ContextTimeoutEnabled, &o.PoolTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.DialTimeout, &o.DialerRetries, &o.MaxRetries})
 	o.ReplicaOnly = false
 	o.RouteByLatency = false
 	o.RouteRandomly = false
-	setDuration(&o.PoolTimeout, timeout)
-	setDuration(&o.ReadTimeout, max(4*timeout, time.Second))
-	setDuration(&o.WriteTimeout, max(4*timeout, time.Second))
-	setDuration(&o.DialTimeout, max(timeout, 500*time.Millisecond))
-	if o.DialerRetries == 0 {
-		o.DialerRetries = 1
-	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = -1
-	}
 	return o
 }
 
@@ -115,6 +82,32 @@ func NewClient(opts *redis.Options) *redis.Client {
 // DefaultTimeout)).
 func NewClusterClient(opts *redis.ClusterOptions) *redis.ClusterClient {
 	return redis.NewClusterClient(ClusterClientOptions(opts, DefaultTimeout))
+}
+
+// settings points at the fields that ClientOptions, ClusterClientOptions
+// and FailoverClientOptions set alike in their option types.
+type settings struct {
+	contextTimeout                                      *bool
+	poolTimeout, readTimeout, writeTimeout, dialTimeout *time.Duration
+	dialerRetries, maxRetries                           *int
+}
+
+// applySettings sets what a store's client needs for calls with the time
+// budget timeout (see ClientOptions), keeping the durations and retry
+// counts the caller set.
+func applySettings(timeout time.Duration, o settings) {
+	timeout = orDefault(timeout)
+	*o.contextTimeout = true
+	setDuration(o.poolTimeout, timeout)
+	setDuration(o.readTimeout, max(4*timeout, time.Second))
+	setDuration(o.writeTimeout, max(4*timeout, time.Second))
+	setDuration(o.dialTimeout, max(timeout, 500*time.Millisecond))
+	if *o.dialerRetries == 0 {
+		*o.dialerRetries = 1
+	}
+	if *o.maxRetries == 0 {
+		*o.maxRetries = -1
+	}
 }
 
 func orDefault(timeout time.Duration) time.Duration {
