@@ -3,6 +3,7 @@ package distributed_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -519,11 +520,27 @@ func TestAllowAllocations(t *testing.T) {
 			s, _, _ := testStore(t, c)
 			tb, _ := s.TokenBucket("allocs", bulwark.PerSecond(1_000_000))
 			ctx := context.Background()
-			allocs := testing.AllocsPerRun(200, func() {
+			// Warm up first: on the default client a call runs on a goroutine
+			// of its own, which may still hold its connection when the next
+			// call starts; the pool then dials one more (dozens of
+			// allocations, once). Measure the steady state.
+			for range 200 {
 				if _, err := tb.Allow(ctx, "k", 1); err != nil {
 					t.Fatal(err)
 				}
-			})
+			}
+			// The least of three measurements: on the default client each call
+			// starts a goroutine, and the runtime allocates one's record when
+			// none is free to reuse, which depends on the machine's load,
+			// not on this code.
+			allocs := math.Inf(1)
+			for range 3 {
+				allocs = min(allocs, testing.AllocsPerRun(200, func() {
+					if _, err := tb.Allow(ctx, "k", 1); err != nil {
+						t.Fatal(err)
+					}
+				}))
+			}
 			t.Logf("%.0f allocations per Allow", allocs)
 			if allocs > tc.max {
 				t.Errorf("%.0f allocations per Allow, want at most %.0f", allocs, tc.max)
