@@ -327,7 +327,7 @@ type ctxKey struct{}
 type failingLimiter struct{}
 
 func (failingLimiter) Allow(context.Context, string, int) (bulwark.Decision, error) {
-	return bulwark.Decision{}, bulwark.ArgumentError("n too large")
+	return bulwark.Decision{}, fmt.Errorf("%w: n too large", bulwark.ErrInvalidArgument)
 }
 
 func TestLimiterPolicyPassesAllowErrors(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/lua"
 )
 
@@ -115,7 +116,7 @@ type Membership struct {
 // wrapping bulwark.ErrInvalidConfig.
 func Join(client redis.Scripter, opts ...Option) (*Membership, error) {
 	if client == nil {
-		return nil, bulwark.ConfigError("cluster membership needs a redis client, got nil")
+		return nil, core.ConfigError("cluster membership needs a redis client, got nil")
 	}
 	cfg := config{prefix: DefaultPrefix, group: DefaultGroup, ttl: DefaultTTL, timeout: DefaultTimeout}
 	for _, o := range opts {
@@ -159,25 +160,25 @@ func (c *config) validate() error {
 	}
 	switch {
 	case len(c.id) > 256:
-		return bulwark.ConfigError("member id must be at most 256 bytes, got %d", len(c.id))
+		return core.ConfigError("member id must be at most 256 bytes, got %d", len(c.id))
 	case c.ttl < 10*time.Millisecond:
-		return bulwark.ConfigError("membership TTL must be at least 10ms, got %v", c.ttl)
+		return core.ConfigError("membership TTL must be at least 10ms, got %v", c.ttl)
 	case c.interval <= 0 || c.interval >= c.ttl:
-		return bulwark.ConfigError("heartbeat interval must be positive and below the TTL %v, got %v", c.ttl, c.interval)
+		return core.ConfigError("heartbeat interval must be positive and below the TTL %v, got %v", c.ttl, c.interval)
 	case c.timeout <= 0:
-		return bulwark.ConfigError("heartbeat timeout must be positive, got %v", c.timeout)
+		return core.ConfigError("heartbeat timeout must be positive, got %v", c.timeout)
 	}
 	return nil
 }
 
 func validName(what, s string, maxLen int) error {
 	if s == "" || len(s) > maxLen {
-		return bulwark.ConfigError("membership %s must be 1 to %d bytes, got %d", what, maxLen, len(s))
+		return core.ConfigError("membership %s must be 1 to %d bytes, got %d", what, maxLen, len(s))
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c <= ' ' || c >= 0x7f || strings.IndexByte("{}*?[]\\", c) >= 0 {
-			return bulwark.ConfigError("membership %s %q must be printable ASCII without braces, spaces or *?[]\\", what, s)
+			return core.ConfigError("membership %s %q must be printable ASCII without braces, spaces or *?[]\\", what, s)
 		}
 	}
 	return nil
@@ -222,7 +223,7 @@ func (m *Membership) loop() {
 	defer close(m.done)
 	for {
 		_, _ = m.Heartbeat(context.Background())
-		t := bulwark.NewTimer(m.clock, m.interval)
+		t := core.NewTimer(m.clock, m.interval)
 		select {
 		case <-m.stop:
 			t.Stop()

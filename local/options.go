@@ -2,6 +2,7 @@ package local
 
 import (
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Option configures a pattern of this package. Options that do not apply to
@@ -48,7 +49,7 @@ func buildOptions(opts []Option) (options, error) {
 		}
 	}
 	if o.maxKeys < 1 {
-		return o, bulwark.ConfigError("max keys must be at least 1, got %d", o.maxKeys)
+		return o, core.ConfigError("max keys must be at least 1, got %d", o.maxKeys)
 	}
 	return o, nil
 }
