@@ -169,7 +169,10 @@ func Compose[T any](policies ...Policy) (*Executor[T], error) {
 		}
 		if v, ok := p.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
-				return nil, fmt.Errorf("policy %d (%T): %w", i, p, err)
+				if errors.Is(err, ErrInvalidConfig) {
+					return nil, fmt.Errorf("policy %d (%T): %w", i, p, err)
+				}
+				return nil, fmt.Errorf("%w: policy %d (%T): %w", ErrInvalidConfig, i, p, err)
 			}
 		}
 		if r, ok := p.(ResultPolicy); ok && !r.AcceptsResult((*T)(nil)) {

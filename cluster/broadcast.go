@@ -107,8 +107,8 @@ type entry struct{ h Handler }
 // non-positive ping interval. It does not wait for the subscription: a
 // handler learns that it is live from its first Resync message.
 func NewBroadcast(client Subscriber, channel string, opts ...BroadcastOption) (*Broadcast, error) {
-	if client == nil {
-		return nil, core.ConfigError("broadcast needs a redis client, got nil")
+	if core.IsNil(client) {
+		return nil, core.ConfigError("broadcast needs a redis client, got %T(nil)", client)
 	}
 	if channel == "" {
 		return nil, core.ConfigError("broadcast channel must not be empty")

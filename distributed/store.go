@@ -218,8 +218,8 @@ type Store struct {
 // loaded by the first call that needs them, and the prober starts when the
 // store degrades.
 func New(client Client, opts ...Option) (*Store, error) {
-	if client == nil {
-		return nil, core.ConfigError("distributed store needs a redis client, got nil")
+	if core.IsNil(client) {
+		return nil, core.ConfigError("distributed store needs a redis client, got %T(nil)", client)
 	}
 	cfg := config{
 		prefix:            DefaultPrefix,
@@ -269,6 +269,12 @@ func (c *config) validate() error {
 		return err
 	}
 	switch {
+	case c.clock != nil && core.IsNil(c.clock):
+		return core.ConfigError("store clock is a nil %T", c.clock)
+	case c.observer != nil && core.IsNil(c.observer):
+		return core.ConfigError("store observer is a nil %T", c.observer)
+	case c.counter != nil && core.IsNil(c.counter):
+		return core.ConfigError("replica counter is a nil %T", c.counter)
 	case c.timeout < 0:
 		return core.ConfigError("store timeout must not be negative, got %v", c.timeout)
 	case c.minTTL < 0:

@@ -48,6 +48,12 @@ func buildOptions(opts []Option) (options, error) {
 			opt(&o)
 		}
 	}
+	switch {
+	case core.IsNil(o.clock):
+		return o, core.ConfigError("clock is a nil %T", o.clock)
+	case o.observer != nil && core.IsNil(o.observer):
+		return o, core.ConfigError("observer is a nil %T", o.observer)
+	}
 	if o.maxKeys < 1 {
 		return o, core.ConfigError("max keys must be at least 1, got %d", o.maxKeys)
 	}

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -44,4 +45,18 @@ func NewTimer(c bulwark.Clock, d time.Duration) bulwark.Timer {
 		return tc.NewTimer(d)
 	}
 	return bulwark.SystemClock.(bulwark.TimerClock).NewTimer(d)
+}
+
+// IsNil reports whether v is nil or holds a nil pointer, map, slice,
+// channel or function: a typed nil, such as a (*redis.Client)(nil) passed as
+// an interface, which compares unequal to nil but fails on first use.
+func IsNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch r := reflect.ValueOf(v); r.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
+		return r.IsNil()
+	}
+	return false
 }

@@ -136,8 +136,12 @@ func New(client Client, name string, capacity int64, opts ...Option) (*Weighted,
 		o.clock = bulwark.SystemClock
 	}
 	switch {
-	case client == nil:
-		return nil, core.ConfigError("semaphore client must not be nil")
+	case core.IsNil(client):
+		return nil, core.ConfigError("semaphore client must not be nil, got %T(nil)", client)
+	case core.IsNil(o.clock):
+		return nil, core.ConfigError("semaphore clock is a nil %T", o.clock)
+	case o.observer != nil && core.IsNil(o.observer):
+		return nil, core.ConfigError("semaphore observer is a nil %T", o.observer)
 	case name == "":
 		return nil, core.ConfigError("semaphore name must not be empty")
 	case capacity < 1 || capacity > MaxCapacity:
