@@ -1,0 +1,148 @@
+package policy_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/fakeclock"
+	"github.com/bulwark-go/bulwark/local"
+	"github.com/bulwark-go/bulwark/policy"
+)
+
+func ip(v int) *int { return &v }
+
+// TestUpdateLocalLimitInPlace: a new limit of a local limiter keeps each
+// key's spent tokens; a new period starts afresh.
+func TestUpdateLocalLimitInPlace(t *testing.T) {
+	for _, alg := range []string{policy.TokenBucket, policy.SlidingWindow, policy.FixedWindow} {
+		t.Run(alg, func(t *testing.T) {
+			clk := fakeclock.New(time.Unix(1_000_000, 0))
+			spec := policy.Spec{RateLimit: &policy.RateLimit{Algorithm: alg, Limit: ip(10), Per: policy.D(time.Minute), Key: "global"}}
+			s, err := policy.Build("op", spec, policy.WithClock(clk))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			for i := 0; i < 8; i++ {
+				if d, _ := s.Load().Limiter.Allow(ctx, "k", 1); !d.Allowed {
+					t.Fatalf("request %d denied", i)
+				}
+			}
+			spec.RateLimit.Limit = ip(5)
+			if err := s.Update(spec); err != nil {
+				t.Fatal(err)
+			}
+			if d, _ := s.Load().Limiter.Allow(ctx, "k", 1); d.Allowed {
+				t.Fatal("8 spent, limit now 5: admitted, so the state was lost")
+			}
+			spec.RateLimit.Limit = ip(20)
+			if err := s.Update(spec); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for ; n < 30; n++ {
+				if d, _ := s.Load().Limiter.Allow(ctx, "k", 1); !d.Allowed {
+					break
+				}
+			}
+			if n != 12 {
+				t.Fatalf("limit raised to 20 with 8 spent: admitted %d more, want 12", n)
+			}
+			spec.RateLimit.Per = policy.D(2 * time.Minute)
+			if err := s.Update(spec); err != nil {
+				t.Fatal(err)
+			}
+			if d, _ := s.Load().Limiter.Allow(ctx, "k", 1); !d.Allowed || d.Remaining != 19 {
+				t.Fatalf("new period: %+v, want a fresh bucket", d)
+			}
+		})
+	}
+}
+
+// TestUpdateLocalBulkheadInPlace: held slots stay held across a change of
+// max_concurrent; a shrunken cap admits nobody until enough are released.
+func TestUpdateLocalBulkheadInPlace(t *testing.T) {
+	spec := policy.Spec{Bulkhead: &policy.Bulkhead{MaxConcurrent: ip(3), Scope: policy.ScopeLocal}}
+	s, err := policy.Build("op", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var rel []func()
+	for i := 0; i < 3; i++ {
+		r, err := s.Load().Bulkhead.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel = append(rel, r)
+	}
+	spec.Bulkhead.MaxConcurrent = ip(2)
+	if err := s.Update(spec); err != nil {
+		t.Fatal(err)
+	}
+	b := s.Load().Bulkhead.(*local.Bulkhead)
+	if b.InUse() != 3 || b.MaxConcurrent() != 2 {
+		t.Fatalf("in use %d of %d, want 3 of 2", b.InUse(), b.MaxConcurrent())
+	}
+	rel[0]()
+	if _, err := b.Acquire(ctx); !errors.Is(err, bulwark.ErrBulkheadFull) {
+		t.Fatalf("2 held of 2: %v, want full", err)
+	}
+	rel[1]()
+	r, err := b.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("1 held of 2: %v", err)
+	}
+	r()
+	rel[2]()
+}
+
+// TestForce: circuitbreaker.force opens or closes a breaker without
+// touching its counts.
+func TestForce(t *testing.T) {
+	spec := policy.Spec{CircuitBreaker: &policy.CircuitBreaker{Scope: policy.ScopeLocal, ConsecutiveFailures: ip(1), MinimumCalls: ip(100)}}
+	s, err := policy.Build("op", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	inner := s.Load().Breaker
+	spec.CircuitBreaker.Force = policy.ForceOpen
+	if err := s.Update(spec); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Do(ctx, func(context.Context) error { return nil })
+	if !errors.Is(err, bulwark.ErrOpen) || !policy.IsForced(err) {
+		t.Fatalf("forced open: %v", err)
+	}
+	if st := s.Load().Breaker.State(ctx); st != bulwark.Open {
+		t.Fatalf("state %v", st)
+	}
+	spec.CircuitBreaker.Force = policy.ForceClosed
+	if err := s.Update(spec); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		_ = s.Do(ctx, func(context.Context) error { return errors.New("boom") })
+	}
+	if inner.State(ctx) != bulwark.Closed {
+		t.Fatal("failures under force=closed reached the breaker")
+	}
+	spec.CircuitBreaker.Force = ""
+	if err := s.Update(spec); err != nil {
+		t.Fatal(err)
+	}
+	if s.Load().Breaker != inner {
+		t.Fatal("removing the override did not give the same breaker back")
+	}
+	spec.CircuitBreaker.Force = "opn"
+	if err := s.Update(spec); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Fatalf("bad force: %v", err)
+	}
+}
