@@ -57,8 +57,8 @@
 // of the prefix that does not start with a brace and read-only access to
 // the configuration,
 //
-//	ACL SETUSER replica on >secret resetkeys resetchannels ~P:[^{]* %R~P:{config}:* &P:* -@all +@read +@write +@scripting +@pubsub +@connection -@dangerous
-//	ACL SETUSER operator on >secret2 resetkeys resetchannels ~P:* &P:* -@all +@read +@write +@scripting +@pubsub +@connection -@dangerous
+//	ACL SETUSER replica on >secret resetkeys resetchannels ~P:[^{]* %R~P:{config}:* &P:* -@all +@read +@write +@scripting +@pubsub +@connection -@dangerous +time
+//	ACL SETUSER operator on >secret2 resetkeys resetchannels ~P:* &P:* -@all +@read +@write +@scripting +@pubsub +@connection -@dangerous +time
 //
 // (P being the prefix). A replica's attempt to write the configuration,
 // through the script or directly, then fails with NOPERM; see

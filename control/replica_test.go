@@ -264,3 +264,44 @@ func TestOutage(t *testing.T) {
 		t.Fatalf("breaker force does not match the store: %v", err)
 	}
 }
+
+// TestFleetBulkheadKeepsLeases: a live change of a fleet-wide bulkhead's
+// cap keeps the leases held across the fleet; the new cap counts them.
+func TestFleetBulkheadKeepsLeases(t *testing.T) {
+	c := redistest.Default(t)
+	prefix := prefixOf(t, c)
+	defaults := policy.Spec{Bulkhead: &policy.Bulkhead{MaxConcurrent: intp(3), LeaseTTL: policy.D(300 * time.Millisecond)}}
+	f := startFleet(t, 2, prefix, func() redis.UniversalClient {
+		return redis.NewClient(&redis.Options{Addr: c.(*redis.Client).Options().Addr})
+	}, defaults)
+	s := newStore(t, c, prefix)
+	var held []func()
+	for i := 0; i < 2; i++ {
+		rel, err := f.stacks[0].Load().Bulkhead.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, rel)
+	}
+	if _, err := s.Assign(ctx, "checkout", []string{"bulkhead.max_concurrent=2"}, control.Meta{Why: "fewer"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range f.stacks {
+		eventually(t, time.Second, "cap 2 applied", func() bool { return st.Load().BulkheadConfig.MaxConcurrent == 2 })
+	}
+	// Longer than the lease TTL: the old bulkhead keeps renewing its
+	// leases, so they still count.
+	time.Sleep(600 * time.Millisecond)
+	if _, err := f.stacks[1].Load().Bulkhead.Acquire(ctx); !errors.Is(err, bulwark.ErrBulkheadFull) {
+		t.Fatalf("2 leases held of 2: %v, want full", err)
+	}
+	held[0]()
+	eventually(t, 2*time.Second, "a slot after a release", func() bool {
+		rel, err := f.stacks[1].Load().Bulkhead.Acquire(ctx)
+		if err == nil {
+			rel()
+		}
+		return err == nil
+	})
+	held[1]()
+}

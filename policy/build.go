@@ -179,6 +179,10 @@ func closeUnused(old, next *Parts) {
 			}
 		}
 		if !kept {
+			if r, ok := c.(interface{ Retire() }); ok {
+				r.Retire() // closed once its held slots are released
+				continue
+			}
 			_ = c.Close()
 		}
 	}
@@ -392,8 +396,9 @@ func (s *Stack) buildBulkhead(p *Parts, old *Parts, oldConf *bulkheadConf) error
 		if err != nil {
 			return fmt.Errorf("policy: %s: bulkhead: %w", p.Name, err)
 		}
-		p.Bulkhead = b
-		p.owned = append(p.owned, b)
+		rb := &retiringBulkhead{b: b}
+		p.Bulkhead = rb
+		p.owned = append(p.owned, rb)
 		return nil
 	}
 	b, err := local.NewBulkhead(bc.cfg, s.localOpts(p.Name)...)

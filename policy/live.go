@@ -3,9 +3,12 @@ package policy
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/local"
 )
 
@@ -175,3 +178,57 @@ func IsForced(err error) bool {
 	var f *forcedOpenError
 	return errors.As(err, &f)
 }
+
+// retiringBulkhead is a fleet-wide bulkhead that a live update replaced:
+// its leases must stay renewed until their holders release them, so it is
+// closed only once the last one is released (Retire), or at once by the
+// Stack's Close.
+type retiringBulkhead struct {
+	b       *distributed.Bulkhead
+	held    atomic.Int64
+	retired atomic.Bool
+	once    sync.Once
+}
+
+// Acquire takes a slot of the underlying bulkhead, counting it held.
+func (r *retiringBulkhead) Acquire(ctx context.Context) (func(), error) {
+	r.held.Add(1)
+	release, err := r.b.Acquire(ctx)
+	if err != nil {
+		r.done()
+		return nil, err
+	}
+	var released atomic.Bool
+	return func() {
+		if released.Swap(true) {
+			return
+		}
+		release()
+		r.done()
+	}, nil
+}
+
+func (r *retiringBulkhead) done() {
+	if r.held.Add(-1) == 0 && r.retired.Load() {
+		r.close()
+	}
+}
+
+// Retire closes the bulkhead once no slot of it is held.
+func (r *retiringBulkhead) Retire() {
+	r.retired.Store(true)
+	if r.held.Load() == 0 {
+		r.close()
+	}
+}
+
+func (r *retiringBulkhead) close() { r.once.Do(func() { _ = r.b.Close() }) }
+
+// Close closes the bulkhead now: held leases stop being renewed.
+func (r *retiringBulkhead) Close() error {
+	r.close()
+	return nil
+}
+
+// Unwrap returns the distributed bulkhead.
+func (r *retiringBulkhead) Unwrap() *distributed.Bulkhead { return r.b }
