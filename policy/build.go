@@ -350,7 +350,7 @@ func (s *Stack) buildBreaker(p *Parts, old *Parts, oldConf *breakerConf) error {
 		return nil
 	}
 	p.BreakerConfig, p.BreakerForce = bc.cfg, bc.force
-	defer func() { p.Breaker = forced(p.breaker, bc.force) }()
+	defer func() { p.Breaker = forced(p.breaker, bc.force, s.opts.observer, p.clock(s), p.Name) }()
 	if old != nil && old.breaker != nil && oldConf != nil && oldConf.cfg == bc.cfg && oldConf.scope == bc.scope {
 		p.breaker, p.breakerState = old.breaker, old.breakerState
 		p.owned = appendOwned(p.owned, old, old.breaker)

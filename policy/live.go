@@ -125,12 +125,13 @@ func (p *Parts) localBulkhead() (*local.Bulkhead, bool) {
 	return b, ok
 }
 
-// forced wraps b with the override of circuitbreaker.force.
-func forced(b bulwark.Breaker, force string) bulwark.Breaker {
+// forced wraps b with the override of circuitbreaker.force; a rejection
+// is reported to obs as an EventBreakerRejected.
+func forced(b bulwark.Breaker, force string, obs bulwark.Observer, clk bulwark.Clock, name string) bulwark.Breaker {
 	if b == nil || force == "" {
 		return b
 	}
-	return forcedBreaker{b: b, open: force == ForceOpen}
+	return forcedBreaker{b: b, open: force == ForceOpen, obs: obs, clk: clk, name: name}
 }
 
 // forcedBreaker is a breaker whose state an operator fixed: open rejects
@@ -139,6 +140,9 @@ func forced(b bulwark.Breaker, force string) bulwark.Breaker {
 type forcedBreaker struct {
 	b    bulwark.Breaker
 	open bool
+	obs  bulwark.Observer
+	clk  bulwark.Clock
+	name string
 }
 
 var errForcedOpen = &forcedOpenError{}
@@ -159,6 +163,10 @@ func (f forcedBreaker) Allow(ctx context.Context) (func(bool), error) {
 		return nil, err
 	}
 	if f.open {
+		if f.obs != nil {
+			f.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: f.name,
+				Time: f.clk.Now(), To: bulwark.Open, Err: errForcedOpen})
+		}
 		return nil, errForcedOpen
 	}
 	return noOutcome, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,15 +37,16 @@ func startReplicas(t *testing.T, addr, prefix string, n int, defaults policy.Spe
 	var out []*replica
 	for i := 0; i < n; i++ {
 		c := redis.NewClient(&redis.Options{Addr: addr})
-		st, err := distributed.New(c, distributed.WithPrefix(prefix))
+		ctl, err := control.NewReplica(c, control.WithPrefix(prefix), control.WithHeartbeat(200*time.Millisecond),
+			control.WithID(fmt.Sprintf("replica-%d", i+1)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctl, err := control.NewReplica(c, control.WithPrefix(prefix), control.WithHeartbeat(200*time.Millisecond))
+		st, err := distributed.New(c, distributed.WithPrefix(prefix), distributed.WithObserver(ctl.Observer()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := ctl.Build("checkout", defaults, policy.WithStore(st))
+		s, err := ctl.Build("checkout", defaults, policy.WithStore(st), policy.WithObserver(ctl.Observer()))
 		if err != nil {
 			t.Fatal(err)
 		}

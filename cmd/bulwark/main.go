@@ -5,6 +5,7 @@
 //	bulwark inspect --redis URL [--prefix P]   list the limiters, breakers and bulkheads stored under a prefix
 //	bulwark breaker reset|open NAME --redis URL
 //	bulwark config get|set|history|rollback ...  live configuration of named policies
+//	bulwark console --redis URL [--prefix P]   web console of the fleet
 //
 // Run "bulwark help" or "bulwark COMMAND --help" for the flags of each
 // command. Exit codes: 0 success, 1 a failure at run time (Redis
@@ -54,6 +55,7 @@ Usage:
   bulwark inspect --redis URL [--prefix P]    list limiters, breakers and bulkheads under a prefix
   bulwark breaker reset|open NAME --redis URL act on a fleet-wide circuit breaker
   bulwark config get|set|history|rollback     live configuration of named policies, no redeploy
+  bulwark console --redis URL [--prefix P]    web console: replicas, policies, breakers, history
   bulwark help                                show this text
 
 Run "bulwark COMMAND --help" for the flags of a command.
@@ -78,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runBreaker(ctx, rest, stdout, stderr)
 	case "config":
 		return runConfig(ctx, rest, stdout, stderr)
+	case "console":
+		err = runConsole(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
