@@ -1,6 +1,9 @@
 package local
 
-import "github.com/bulwark-go/bulwark"
+import (
+	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
+)
 
 // Reconfigure changes the bulkhead's slots and waiting rules in place:
 // held slots stay held, queued callers stay queued. When MaxConcurrent
@@ -25,6 +28,28 @@ func (b *Bulkhead) Reconfigure(c bulwark.BulkheadConfig) error {
 		w.granted = true
 		w.ready <- struct{}{} // buffered, and sent to at most once
 	}
+	b.mu.Unlock()
+	return nil
+}
+
+// Reconfigure changes the breaker's thresholds in place, keeping its state
+// and its window's counts: MinimumCalls, FailureRate, ConsecutiveFailures,
+// SlowCallRate and OpenFor. The new thresholds apply from the next
+// outcome (an open breaker keeps the OpenFor it opened with). Window,
+// SlowCall and HalfOpenCalls shape the state itself and cannot change in
+// place: Reconfigure returns an error wrapping bulwark.ErrInvalidConfig,
+// changing nothing, when c changes them or is invalid.
+func (b *Breaker) Reconfigure(c bulwark.BreakerConfig) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	old := b.Config()
+	if c.Window != old.Window || c.SlowCall != old.SlowCall || c.HalfOpenCalls != old.HalfOpenCalls {
+		return core.ConfigError("breaker %q: window, slow call and half-open calls cannot change in place: build a new breaker", b.name)
+	}
+	b.mu.Lock()
+	b.cfg.MinimumCalls, b.cfg.FailureRate, b.cfg.ConsecutiveFailures = c.MinimumCalls, c.FailureRate, c.ConsecutiveFailures
+	b.cfg.SlowCallRate, b.cfg.OpenFor = c.SlowCallRate, c.OpenFor
 	b.mu.Unlock()
 	return nil
 }

@@ -356,6 +356,12 @@ func (s *Stack) buildBreaker(p *Parts, old *Parts, oldConf *breakerConf) error {
 		p.owned = appendOwned(p.owned, old, old.breaker)
 		return nil
 	}
+	if lb, ok := old.localBreaker(); ok && oldConf.scope == bc.scope && inPlaceBreaker(oldConf.cfg, bc.cfg) {
+		cfg := bc.cfg
+		p.breaker = lb
+		p.commits = append(p.commits, func() { _ = lb.Reconfigure(cfg) })
+		return nil
+	}
 	if bc.scope == ScopeFleet && s.opts.store != nil {
 		p.breakerState = s.breakerStateName(p.Name, bc)
 		b, err := s.opts.store.Breaker(p.breakerState, bc.cfg)

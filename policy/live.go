@@ -19,14 +19,19 @@ import (
 //     the new limiter shares the old one's keys (local.TokenBucket.Relimit);
 //   - a local bulkhead's max_concurrent, max_wait and max_waiting: held
 //     slots and queued callers stay (local.Bulkhead.Reconfigure);
+//   - a local breaker's thresholds (minimum_calls, failure_rate,
+//     consecutive_failures, slow_call_rate, open_for): its state and
+//     window stay (local.Breaker.Reconfigure);
+//   - a fleet-wide bulkhead's settings: the leases held stay held and
+//     renewed until released, and count against the new cap;
 //   - every fleet-wide pattern whose state name stays the same: its state
 //     is in Redis, and the limit travels with every call;
 //   - timeout, retry, hedge, enabled, shadow and circuitbreaker.force,
 //     which hold no state.
 //
 // What starts fresh: a new algorithm, period or scope of a rate limit, a
-// new breaker window or scope, the other settings of a local breaker, and a
-// sliding log's limit. With WithShapeBase, a fleet-wide limiter whose period
+// new breaker window or scope, a sliding log's limit, and a local
+// breaker's window, slow_call or half_open_calls. With WithShapeBase, a fleet-wide limiter whose period
 // differs from the base's, or a fleet breaker whose window does, keeps its
 // state under a name of its own ("<name>~per=2s", "<name>~window=1m"), so
 // that counts kept for one period are never read with another; going back
@@ -123,6 +128,22 @@ func (p *Parts) localBulkhead() (*local.Bulkhead, bool) {
 	}
 	b, ok := p.Bulkhead.(*local.Bulkhead)
 	return b, ok
+}
+
+// localBreaker returns p's breaker when it is a local one.
+func (p *Parts) localBreaker() (*local.Breaker, bool) {
+	if p == nil || p.breaker == nil {
+		return nil, false
+	}
+	b, ok := p.breaker.(*local.Breaker)
+	return b, ok
+}
+
+// inPlaceBreaker reports whether a local breaker configured as old can
+// take next by Reconfigure: only its thresholds differ.
+func inPlaceBreaker(old, next bulwark.BreakerConfig) bool {
+	return next.Validate() == nil && old.Window == next.Window && old.SlowCall == next.SlowCall &&
+		old.HalfOpenCalls == next.HalfOpenCalls
 }
 
 // forced wraps b with the override of circuitbreaker.force; a rejection

@@ -146,3 +146,41 @@ func TestForce(t *testing.T) {
 		t.Fatalf("bad force: %v", err)
 	}
 }
+
+// TestUpdateLocalBreakerInPlace: new thresholds of a local breaker keep
+// its window's counts.
+func TestUpdateLocalBreakerInPlace(t *testing.T) {
+	spec := policy.Spec{CircuitBreaker: &policy.CircuitBreaker{Scope: policy.ScopeLocal, ConsecutiveFailures: ip(10), MinimumCalls: ip(100)}}
+	s, err := policy.Build("op", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	fail := func() { _ = s.Do(ctx, func(context.Context) error { return errors.New("boom") }) }
+	for i := 0; i < 3; i++ {
+		fail()
+	}
+	inner := s.Load().Breaker
+	spec.CircuitBreaker.ConsecutiveFailures = ip(4)
+	if err := s.Update(spec); err != nil {
+		t.Fatal(err)
+	}
+	if s.Load().Breaker != inner {
+		t.Fatal("a new threshold rebuilt the breaker")
+	}
+	if got := inner.(*local.Breaker).Config().ConsecutiveFailures; got != 4 {
+		t.Fatalf("consecutive failures %d, want 4", got)
+	}
+	fail() // the 4th in a row: trips only if the first 3 were kept
+	if st := inner.State(ctx); st != bulwark.Open {
+		t.Fatalf("state %v after 4 failures in a row with the threshold at 4, want open", st)
+	}
+	spec.CircuitBreaker.Window = policy.D(time.Minute)
+	if err := s.Update(spec); err != nil {
+		t.Fatal(err)
+	}
+	if s.Load().Breaker == inner || s.Load().Breaker.State(ctx) != bulwark.Closed {
+		t.Fatal("a new window did not start a fresh breaker")
+	}
+}
