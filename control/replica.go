@@ -371,13 +371,14 @@ func (r *Replica) Build(name string, defaults policy.Spec, opts ...policy.Option
 		r.mu.Unlock()
 		return nil, err
 	default:
+		refusal := err
 		st, err = policy.Build(name, defaults, opts...)
 		if err != nil {
 			r.mu.Unlock()
 			return nil, err
 		}
-		ls.applied, ls.refused, ls.err = 0, lv.version, err
-		ev = r.event(name, lv.version, false, ls.err)
+		ls.applied, ls.refused, ls.err = 0, lv.version, refusal
+		ev = r.event(name, lv.version, false, refusal)
 	}
 	ls.stack = st
 	r.stacks[name] = ls

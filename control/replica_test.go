@@ -305,3 +305,49 @@ func TestFleetBulkheadKeepsLeases(t *testing.T) {
 	})
 	held[1]()
 }
+
+// TestReplicaRefusesWhatItsDefaultsCannotTake: a live value valid on its
+// own but not over this replica's defaults is refused by the replica,
+// which keeps its last good configuration and says why; the next valid
+// change applies.
+func TestReplicaRefusesWhatItsDefaultsCannotTake(t *testing.T) {
+	c := redistest.Default(t)
+	prefix := prefixOf(t, c)
+	s := newStore(t, c, prefix)
+	// No replica has registered defaults yet: validated alone.
+	if _, err := s.Assign(ctx, "jobs", []string{"timeout=100ms"}, control.Meta{Why: "tight"}); err != nil {
+		t.Fatal(err)
+	}
+	log := &eventLog{}
+	r, err := control.NewReplica(c, control.WithPrefix(prefix), control.WithObserver(log), control.WithPollInterval(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defaults := policy.Spec{Timeout: policy.D(5 * time.Second),
+		Bulkhead: &policy.Bulkhead{MaxConcurrent: intp(2), MaxWait: policy.D(time.Second), Scope: policy.ScopeLocal}}
+	st, err := r.Build("jobs", defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := r.Policies()
+	if st.Load().Timeout != 5*time.Second || len(ps) != 1 || ps[0].Refused != 1 || ps[0].Err == nil || ps[0].Version != 0 {
+		t.Fatalf("timeout %v, policies %+v; want the defaults with version 1 refused", st.Load().Timeout, ps)
+	}
+	refusedEvent := false
+	for _, e := range log.all() {
+		if e.Name == "jobs" && !e.Allowed && e.Err != nil && e.Limit == 1 {
+			refusedEvent = true
+		}
+	}
+	if !refusedEvent {
+		t.Fatalf("no refusal event: %+v", log.all())
+	}
+	if _, err := s.Assign(ctx, "jobs", []string{"timeout=2s"}, control.Meta{Why: "looser"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "valid change applied", func() bool { return st.Load().Timeout == 2*time.Second })
+	if ps := r.Policies(); ps[0].Version != 2 || ps[0].Refused != 0 || ps[0].Err != nil {
+		t.Fatalf("policies %+v", ps)
+	}
+}
