@@ -229,6 +229,15 @@ func buildOptions(opts []Option) (*options, error) {
 	return o, nil
 }
 
+// metrics returns the definitions of every metric, in MetricID order.
+func (o *options) metrics() []Metric {
+	out := make([]Metric, numMetrics)
+	for id := range numMetrics {
+		out[id] = o.metric(id)
+	}
+	return out
+}
+
 // metric returns the definition of metric id with the options applied.
 func (o *options) metric(id MetricID) Metric {
 	d := metricDefs[id]

@@ -169,13 +169,25 @@ func New(b Backend, opts ...Option) (*Observer, error) {
 	if err != nil {
 		return nil, err
 	}
-	for id := range numMetrics {
-		m := o.metric(id)
+	for _, m := range o.metrics() {
 		if err := b.Define(m); err != nil {
 			return nil, fmt.Errorf("telemetry: defining %s: %w", m.Name, err)
 		}
 	}
 	return &Observer{b: b, nearLimit: o.nearLimit, maxInstances: o.maxInstances, instances: make(map[[2]string]struct{})}, nil
+}
+
+// Metrics returns the definitions of every metric of the table, in
+// [MetricID] order, with opts applied: what [New] gives [Backend.Define].
+// Use it to document or pre-create what an observer will export. It
+// returns an error wrapping bulwark.ErrInvalidConfig when an option is
+// invalid.
+func Metrics(opts ...Option) ([]Metric, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return o.metrics(), nil
 }
 
 // isNil reports whether b is nil or holds a nil pointer, map, slice,

@@ -115,9 +115,9 @@ func (r *recorder) Histogram(id telemetry.MetricID, values []string) telemetry.H
 // instrument is every kind of instrument: value for counters, gauges and
 // up-down counters; count and sum for histograms.
 type instrument struct {
-	mu           sync.Mutex
-	value, sum   float64
-	count        int64
+	mu         sync.Mutex
+	value, sum float64
+	count      int64
 }
 
 func (in *instrument) Inc() { in.add(1) }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -143,6 +144,16 @@ func TestNewDefinesTheTable(t *testing.T) {
 		default:
 			t.Errorf("%s: kind %v", m.Name, m.Kind)
 		}
+	}
+	listed, err := telemetry.Metrics(telemetry.WithNamespace("shop"), telemetry.WithStoreBuckets(0.001, 0.01))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(listed, r.defined) {
+		t.Errorf("Metrics lists\n%+v\nNew defined\n%+v", listed, r.defined)
+	}
+	if _, err := telemetry.Metrics(telemetry.WithMaxInstances(-1)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("Metrics with an invalid option: %v", err)
 	}
 	d := r.defined[telemetry.Decisions]
 	if d.Name != "shop_decisions_total" || d.OTelName != "shop.decisions" || d.Kind != telemetry.KindCounter ||
