@@ -280,4 +280,3 @@ func BenchmarkObserve(b *testing.B) {
 		}
 	})
 }
-

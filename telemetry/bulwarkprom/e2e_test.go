@@ -326,4 +326,3 @@ func TestEndToEndOnRedis(t *testing.T) {
 		t.Errorf("decisions_total series = %d (%v), want 4", n, err)
 	}
 }
-
