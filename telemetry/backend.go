@@ -21,8 +21,10 @@ package telemetry
 // allocate; the instruments' methods run on every event and should not. A
 // constructor that returns nil drops that series' measurements.
 //
-// The constructors and the instruments' methods may be called from many
-// goroutines at once.
+// The instruments' methods may be called from many goroutines at once.
+// The constructors are called one at a time for a family of series (the
+// Observer holds a lock meanwhile, so each series is made once) and must
+// not call the Observer back.
 type Backend interface {
 	// Define announces metric m before any of its series is made.
 	Define(m Metric) error

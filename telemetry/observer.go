@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -95,6 +96,8 @@ type seriesKey struct {
 // seriesCache maps keys to built series. Lookups read an immutable map
 // through an atomic pointer, so the steady state takes no lock and
 // allocates nothing; a new key copies the map under a mutex.
+// (Copy-on-write is quadratic in the number of series, bounded by
+// WithMaxInstances; it buys lookups with no lock.)
 type seriesCache[V any] struct {
 	mu sync.Mutex
 	m  atomic.Pointer[map[seriesKey]*V]
@@ -108,23 +111,26 @@ func (c *seriesCache[V]) load(k seriesKey) (*V, bool) {
 	return nil, false
 }
 
-func (c *seriesCache[V]) store(k seriesKey, v *V) *V {
+// build returns the series of k, calling create to make it unless it
+// exists. Creating happens under the mutex, so one key's series is made
+// once (a backend's constructors run once per series, and the store gauge's
+// initial 1 cannot land after a later event's value); lookups never wait
+// for it.
+func (c *seriesCache[V]) build(k seriesKey, create func() *V) *V {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.m.Load()
-	var next map[seriesKey]*V
 	if old != nil {
 		if prev, ok := (*old)[k]; ok {
 			return prev
 		}
-		next = make(map[seriesKey]*V, len(*old)+1)
-		for kk, vv := range *old {
-			next[kk] = vv
-		}
-	} else {
-		next = make(map[seriesKey]*V, 1)
 	}
-	next[k] = v
+	v := create()
+	next := map[seriesKey]*V{k: v}
+	if old != nil {
+		next = maps.Clone(*old)
+		next[k] = v
+	}
 	c.m.Store(&next)
 	return v
 }
@@ -361,14 +367,16 @@ func (o *Observer) decision(pattern, name string) *decisionSeries {
 	if n != name {
 		return o.decision(pattern, n)
 	}
-	s := &decisionSeries{nearLimit: o.counter(DecisionsNearLimit, pattern, n)}
-	for a := range 2 {
-		for d := range 2 {
-			s.decisions[a][d] = o.counter(Decisions, pattern, n, resultLabel(a), boolLabel[d])
+	return o.decisions.build(k, func() *decisionSeries {
+		s := &decisionSeries{nearLimit: o.counter(DecisionsNearLimit, pattern, n)}
+		for a := range 2 {
+			for d := range 2 {
+				s.decisions[a][d] = o.counter(Decisions, pattern, n, resultLabel(a), boolLabel[d])
+			}
+			s.shadow[a] = o.counter(ShadowDecisions, pattern, n, resultLabel(a))
 		}
-		s.shadow[a] = o.counter(ShadowDecisions, pattern, n, resultLabel(a))
-	}
-	return o.decisions.store(k, s)
+		return s
+	})
 }
 
 func resultLabel(a int) string {
@@ -387,22 +395,24 @@ func (o *Observer) breaker(pattern, name string) *breakerSeries {
 	if n != name {
 		return o.breaker(pattern, n)
 	}
-	s := &breakerSeries{
-		rejected: o.counter(BreakerRejected, pattern, n),
-		calls: [2]Counter{
-			o.counter(BreakerCalls, pattern, n, failure),
-			o.counter(BreakerCalls, pattern, n, success),
-		},
-	}
-	for i, from := range states {
-		s.state[i] = o.gauge(BreakerState, pattern, n, from.String())
-		for j, to := range states {
-			if i != j {
-				s.transitions[i][j] = o.counter(BreakerTransitions, pattern, n, from.String(), to.String())
+	return o.breakers.build(k, func() *breakerSeries {
+		s := &breakerSeries{
+			rejected: o.counter(BreakerRejected, pattern, n),
+			calls: [2]Counter{
+				o.counter(BreakerCalls, pattern, n, failure),
+				o.counter(BreakerCalls, pattern, n, success),
+			},
+		}
+		for i, from := range states {
+			s.state[i] = o.gauge(BreakerState, pattern, n, from.String())
+			for j, to := range states {
+				if i != j {
+					s.transitions[i][j] = o.counter(BreakerTransitions, pattern, n, from.String(), to.String())
+				}
 			}
 		}
-	}
-	return o.breakers.store(k, s)
+		return s
+	})
 }
 
 func (o *Observer) bulkhead(pattern, name string) *bulkheadSeries {
@@ -414,14 +424,16 @@ func (o *Observer) bulkhead(pattern, name string) *bulkheadSeries {
 	if n != name {
 		return o.bulkhead(pattern, n)
 	}
-	return o.bulkheads.store(k, &bulkheadSeries{
-		inUse:   o.upDown(BulkheadInUse, pattern, n),
-		waiting: o.upDown(BulkheadWaiting, pattern, n),
-		wait: [2]Histogram{
-			o.histogram(BulkheadWait, pattern, n, rejected),
-			o.histogram(BulkheadWait, pattern, n, acquired),
-		},
-		rejected: o.counter(BulkheadRejected, pattern, n),
+	return o.bulkheads.build(k, func() *bulkheadSeries {
+		return &bulkheadSeries{
+			inUse:   o.upDown(BulkheadInUse, pattern, n),
+			waiting: o.upDown(BulkheadWaiting, pattern, n),
+			wait: [2]Histogram{
+				o.histogram(BulkheadWait, pattern, n, rejected),
+				o.histogram(BulkheadWait, pattern, n, acquired),
+			},
+			rejected: o.counter(BulkheadRejected, pattern, n),
+		}
 	})
 }
 
@@ -434,17 +446,19 @@ func (o *Observer) store(pattern, name string) *storeSeries {
 	if n != name {
 		return o.store(pattern, n)
 	}
-	s := &storeSeries{
-		calls: [2]Histogram{
-			o.histogram(StoreCallDuration, pattern, n, errLabel),
-			o.histogram(StoreCallDuration, pattern, n, ok),
-		},
-		healthy: o.gauge(StoreHealthy, pattern, n),
-	}
-	// A store starts healthy and reports only changes: the gauge shows 1
-	// from its first event until an EventStoreHealth says otherwise.
-	s.healthy.Set(1)
-	return o.stores.store(k, s)
+	return o.stores.build(k, func() *storeSeries {
+		s := &storeSeries{
+			calls: [2]Histogram{
+				o.histogram(StoreCallDuration, pattern, n, errLabel),
+				o.histogram(StoreCallDuration, pattern, n, ok),
+			},
+			healthy: o.gauge(StoreHealthy, pattern, n),
+		}
+		// A store starts healthy and reports only changes: the gauge shows 1
+		// from its first event until an EventStoreHealth says otherwise.
+		s.healthy.Set(1)
+		return s
+	})
 }
 
 var otherMetric = map[bulwark.EventKind]MetricID{
@@ -467,15 +481,17 @@ func (o *Observer) other(kind bulwark.EventKind, pattern, name string) *oneSerie
 	if n != name {
 		return o.other(kind, pattern, n)
 	}
-	s := &oneSeries{}
-	switch id := otherMetric[kind]; kind {
-	case bulwark.EventLimitChanged:
-		s.s = o.gauge(id, pattern, n)
-	case bulwark.EventCache:
-		s.hit = o.counter(id, pattern, n, hit)
-		s.miss = o.counter(id, pattern, n, miss)
-	default:
-		s.c = o.counter(id, pattern, n)
-	}
-	return o.others.store(k, s)
+	return o.others.build(k, func() *oneSeries {
+		s := &oneSeries{}
+		switch id := otherMetric[kind]; kind {
+		case bulwark.EventLimitChanged:
+			s.s = o.gauge(id, pattern, n)
+		case bulwark.EventCache:
+			s.hit = o.counter(id, pattern, n, hit)
+			s.miss = o.counter(id, pattern, n, miss)
+		default:
+			s.c = o.counter(id, pattern, n)
+		}
+		return s
+	})
 }
