@@ -209,8 +209,13 @@ func isNil(b Backend) bool {
 	return false
 }
 
-// Observe records e. Events of kinds the table does not know are ignored.
-func (o *Observer) Observe(e bulwark.Event) { o.observe(e) }
+// Observe records e. Events of kinds the table does not know are ignored;
+// a nil *Observer records nothing.
+func (o *Observer) Observe(e bulwark.Event) {
+	if o != nil {
+		o.observe(e)
+	}
+}
 
 // labelValues lists the label values of a series; invalid UTF-8 in a
 // pattern or name (which Prometheus would refuse) is replaced.

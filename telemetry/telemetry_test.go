@@ -211,6 +211,13 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
+func TestNilObserverRecordsNothing(t *testing.T) {
+	var o *telemetry.Observer
+	for _, e := range eventscript.Events() {
+		o.Observe(e)
+	}
+}
+
 func TestNamespaceAndNearLimit(t *testing.T) {
 	r, o := newObserver(t, telemetry.WithNamespace("shop"), telemetry.WithNearLimit(0.5))
 	for _, e := range []bulwark.Event{

@@ -13,8 +13,8 @@ import (
 )
 
 // Observer is a bulwark.Observer that records events with OpenTelemetry
-// metric instruments. Its Observe method is the embedded
-// telemetry.Observer's: safe for concurrent use; each series' attribute set
+// metric instruments. Observing goes through the embedded
+// telemetry.Observer: safe for concurrent use; each series' attribute set
 // is built once, when its pattern instance first reports, and reused
 // afterwards.
 type Observer struct {
@@ -22,6 +22,14 @@ type Observer struct {
 }
 
 var _ bulwark.Observer = (*Observer)(nil)
+
+// Observe records e (see telemetry.Observer.Observe); a nil *Observer
+// records nothing.
+func (o *Observer) Observe(e bulwark.Event) {
+	if o != nil {
+		o.Observer.Observe(e)
+	}
+}
 
 // AttributePrefix is put in front of every label name to make the
 // attribute key: bulwark.pattern, bulwark.name, bulwark.result, …

@@ -203,6 +203,13 @@ func (gaugeless) Int64Gauge(string, ...metric.Int64GaugeOption) (metric.Int64Gau
 	return nil, errNoGauge
 }
 
+func TestNilObserverRecordsNothing(t *testing.T) {
+	var o *bulwarkotel.Observer
+	for _, e := range eventscript.Events() {
+		o.Observe(e)
+	}
+}
+
 func TestObserveAllocatesNothing(t *testing.T) {
 	_, o, stop := newOTel(t)
 	defer stop()

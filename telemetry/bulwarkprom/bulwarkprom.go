@@ -11,7 +11,7 @@ import (
 )
 
 // Observer is a bulwark.Observer that exports events as Prometheus
-// metrics. Its Observe method is the embedded telemetry.Observer's: safe
+// metrics. Observing goes through the embedded telemetry.Observer: safe
 // for concurrent use, allocation-free in the steady state.
 type Observer struct {
 	*telemetry.Observer
@@ -41,10 +41,22 @@ func New(reg prometheus.Registerer, opts ...telemetry.Option) (*Observer, error)
 	return &Observer{Observer: obs, reg: reg, collectors: b.collectors}, nil
 }
 
+// Observe records e (see telemetry.Observer.Observe); a nil *Observer
+// records nothing.
+func (o *Observer) Observe(e bulwark.Event) {
+	if o != nil {
+		o.Observer.Observe(e)
+	}
+}
+
 // Unregister removes the observer's metrics from the registerer given to
 // New, for services that rebuild their observers. The observer must not be
-// used afterwards: what it records would no longer be exported.
+// used afterwards: what it records would no longer be exported. On a nil
+// *Observer it does nothing.
 func (o *Observer) Unregister() {
+	if o == nil {
+		return
+	}
 	for _, c := range o.collectors {
 		o.reg.Unregister(c)
 	}

@@ -251,6 +251,14 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+func TestNilObserverDoesNothing(t *testing.T) {
+	var o *bulwarkprom.Observer
+	for _, e := range eventscript.Events() {
+		o.Observe(e)
+	}
+	o.Unregister()
+}
+
 func TestObserveAllocatesNothing(t *testing.T) {
 	_, p := newProm(t)
 	events := eventscript.Events()
