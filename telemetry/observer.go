@@ -24,11 +24,12 @@ const (
 	rejected = "rejected"
 	hit      = "hit"
 	miss     = "miss"
-	// OverflowName replaces the instance name once [WithMaxInstances] distinct
-	// (pattern, name) pairs have been seen, so a misused name cannot grow
-	// the number of series without bound.
-	OverflowName = "_overflow"
 )
+
+// OverflowName replaces the instance name once [WithMaxInstances] distinct
+// (pattern, name) pairs have been seen, so a misused name cannot grow the
+// number of series without bound.
+const OverflowName = "_overflow"
 
 var boolLabel = [2]string{"false", "true"}
 
