@@ -109,7 +109,7 @@ type Replica struct {
 	bc     *cluster.Broadcast
 
 	mu      sync.Mutex
-	stacks  map[string]*liveStack
+	stacks  []*liveStack // in the order built; a name may have several
 	live    map[string]liveValue // the last load
 	loaded  bool
 	version uint64
@@ -169,7 +169,7 @@ func NewReplica(client ReplicaClient, opts ...ReplicaOption) (*Replica, error) {
 	} else if len(c.id) > 128 || validName(truncate(c.id, 64)) != nil {
 		return nil, core.ConfigError("control: replica id %q must be 1 to 128 printable ASCII bytes without spaces or quotes", c.id)
 	}
-	r := &Replica{client: client, k: newKeys(c.prefix), cfg: c, stacks: map[string]*liveStack{},
+	r := &Replica{client: client, k: newKeys(c.prefix), cfg: c,
 		live: map[string]liveValue{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	bc, err := cluster.NewBroadcast(client, r.k.channel)
 	if err != nil {
@@ -345,7 +345,9 @@ func (r *Replica) setFresh() {
 // built from the defaults alone and the refusal is reported
 // ([Replica.Policies], an EventConfig with Err). It returns an error
 // wrapping bulwark.ErrInvalidConfig when defaults themselves are invalid,
-// and bulwark.ErrInvalidArgument for a name already built or invalid.
+// and bulwark.ErrInvalidArgument for an invalid name. A name may be built
+// more than once (a server's middleware and a client's transport, say):
+// every stack of it follows the same live value over its own defaults.
 func (r *Replica) Build(name string, defaults policy.Spec, opts ...policy.Option) (*policy.Stack, error) {
 	if err := validName(name); err != nil {
 		return nil, err
@@ -355,10 +357,6 @@ func (r *Replica) Build(name string, defaults policy.Spec, opts ...policy.Option
 	if r.closed {
 		r.mu.Unlock()
 		return nil, core.ArgumentError("control: replica is closed")
-	}
-	if _, dup := r.stacks[name]; dup {
-		r.mu.Unlock()
-		return nil, core.ArgumentError("control: policy %q is already built by this replica", name)
 	}
 	lv := r.live[name]
 	ls := &liveStack{name: name, defaults: defaults.Clone(), applied: lv.version}
@@ -381,7 +379,7 @@ func (r *Replica) Build(name string, defaults policy.Spec, opts ...policy.Option
 		ev = r.event(name, lv.version, false, refusal)
 	}
 	ls.stack = st
-	r.stacks[name] = ls
+	r.stacks = append(r.stacks, ls)
 	r.mu.Unlock()
 	core.Emit(r.cfg.observer, ev)
 	return st, nil
@@ -425,7 +423,7 @@ func (r *Replica) Policies() []PolicyState {
 		}
 		out = append(out, ps)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
