@@ -352,3 +352,44 @@ func TestReplicaRefusesWhatItsDefaultsCannotTake(t *testing.T) {
 		t.Fatalf("policies %+v", ps)
 	}
 }
+
+// TestFleetWindowsShrink: for every fleet-wide algorithm, a lowered limit
+// on the same keys counts what was already admitted and denies at once.
+func TestFleetWindowsShrink(t *testing.T) {
+	for _, alg := range []string{policy.TokenBucket, policy.SlidingWindow, policy.SlidingLog, policy.FixedWindow} {
+		t.Run(alg, func(t *testing.T) {
+			c := redistest.Default(t)
+			prefix := prefixOf(t, c)
+			defaults := policy.Spec{RateLimit: &policy.RateLimit{Algorithm: alg, Limit: intp(10), Per: policy.D(time.Hour), Key: "global"}}
+			f := startFleet(t, 2, prefix, func() redis.UniversalClient { return c }, defaults)
+			s := newStore(t, c, prefix)
+			for i := 0; i < 8; i++ {
+				if !allow(t, f.stacks[i%2]) {
+					t.Fatalf("request %d denied", i)
+				}
+			}
+			if _, err := s.Assign(ctx, "checkout", []string{"ratelimit.limit=5"}, control.Meta{Why: "shrink"}); err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range f.stacks {
+				eventually(t, 2*time.Second, "limit 5 applied", func() bool { return limitOf(st) == 5 })
+				if allow(t, st) {
+					t.Fatal("8 admitted, limit now 5: admitted again")
+				}
+			}
+			if _, err := s.Assign(ctx, "checkout", []string{"ratelimit.limit=12"}, control.Meta{Why: "grow"}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 2*time.Second, "limit 12 applied", func() bool { return limitOf(f.stacks[0]) == 12 && limitOf(f.stacks[1]) == 12 })
+			n := 0
+			for i := 0; i < 10; i++ {
+				if allow(t, f.stacks[i%2]) {
+					n++
+				}
+			}
+			if n != 4 {
+				t.Fatalf("8 admitted, limit now 12: %d more admitted, want 4", n)
+			}
+		})
+	}
+}

@@ -155,7 +155,7 @@ func (b *TokenBucket) decide(sh *keyShard[bucketState], key string, now, n int64
 	if need > b.tau {
 		return bulwark.Decision{
 			Limit:      b.c,
-			Remaining:  int((b.tau - debt) / b.p),
+			Remaining:  int(max(b.tau-debt, 0) / b.p), // debt > tau only after a Relimit shrank the bucket
 			RetryAfter: micros(ceilDiv64(need-b.tau, b.e)),
 			ResetAfter: micros(ceilDiv64(debt, b.e)),
 		}

@@ -49,4 +49,5 @@ end
 -- Denied: wait until the k-th oldest logged token leaves the window.
 local k = sum + n - E
 local kth = redis.call('ZRANGEBYSCORE', key, '(' .. lo, '+inf', 'WITHSCORES', 'LIMIT', k - 1, 1)
-return {0, E - sum, tonumber(kth[2]) + P - t, tonumber(newest[2]) + P - t}
+-- sum > E only when the limit shrank since the log was written
+return {0, math.max(E - sum, 0), tonumber(kth[2]) + P - t, tonumber(newest[2]) + P - t}

@@ -36,8 +36,8 @@ func TestUpdateLocalLimitInPlace(t *testing.T) {
 			if err := s.Update(spec); err != nil {
 				t.Fatal(err)
 			}
-			if d, _ := s.Load().Limiter.Allow(ctx, "k", 1); d.Allowed {
-				t.Fatal("8 spent, limit now 5: admitted, so the state was lost")
+			if d, _ := s.Load().Limiter.Allow(ctx, "k", 1); d.Allowed || d.Remaining != 0 {
+				t.Fatalf("8 spent, limit now 5: %+v, want denied with 0 remaining", d)
 			}
 			spec.RateLimit.Limit = ip(20)
 			if err := s.Update(spec); err != nil {
