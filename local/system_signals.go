@@ -73,7 +73,12 @@ type CPUSignal struct {
 	cpus   float64 // CPUs available (cgroup sources)
 	now    func() time.Time
 	last   cpuSample
+	value  float64 // the last value returned
 }
+
+// minCPUWindow is the shortest interval a CPUSignal measures over: the
+// counters advance in ticks, so shorter intervals give noise.
+const minCPUWindow = 10 * time.Millisecond
 
 type cpuSample struct {
 	at          time.Time
@@ -135,13 +140,18 @@ func (s *CPUSignal) Source() CPUSource { return s.source }
 // machine's for the host source).
 func (s *CPUSignal) CPUs() float64 { return s.cpus }
 
-// Read returns the CPU use since the previous Read, in [0, 1].
+// Read returns the CPU use since the previous Read, in [0, 1]. Within
+// 10ms of the previous reading it returns that reading again (0 for the
+// first), as shorter windows measure only noise.
 func (s *CPUSignal) Read() (float64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, err := s.sample()
 	if err != nil {
 		return 0, err
+	}
+	if cur.at.Sub(s.last.at) < minCPUWindow {
+		return s.value, nil
 	}
 	prev := s.last
 	s.last = cur
@@ -153,7 +163,8 @@ func (s *CPUSignal) Read() (float64, error) {
 	} else if wall := cur.at.Sub(prev.at).Seconds(); wall > 0 {
 		v = (cur.busy - prev.busy) / (wall * s.cpus)
 	}
-	return min(max(v, 0), 1), nil
+	s.value = min(max(v, 0), 1)
+	return s.value, nil
 }
 
 // sample reads the counters once. Requires s.mu held (or s unshared).
