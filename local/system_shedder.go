@@ -204,7 +204,9 @@ func noRelease() {}
 
 // Shedding reports whether calls of priority p are shed now (by the last
 // reading; it reads nothing).
-func (s *SystemShedder) Shedding(p Priority) bool { return uint32(min(p, PriorityCritical)) < s.shedMin.Load() }
+func (s *SystemShedder) Shedding(p Priority) bool {
+	return uint32(min(p, PriorityCritical)) < s.shedMin.Load()
+}
 
 // Refresh reads every signal now, whatever the interval.
 func (s *SystemShedder) Refresh() {
