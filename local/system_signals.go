@@ -209,14 +209,16 @@ func (s *CPUSignal) sample() (cpuSample, error) {
 // (/memory/classes/total:bytes minus /memory/classes/heap/released:bytes
 // of runtime/metrics, which is what GOMEMLIMIT counts) over the smallest
 // of GOMEMLIMIT (debug.SetMemoryLimit), the cgroup's limit (memory.max or
-// memory.limit_in_bytes) and, when neither is set, the machine's MemTotal.
+// memory.limit_in_bytes) and, when neither is set, the machine's MemTotal
+// (read once, by NewMemorySignal).
 // The limit is looked up at every Read, so a changed GOMEMLIMIT counts at
 // once. Safe for concurrent use.
 type MemorySignal struct {
 	mu       sync.Mutex
 	samples  []metrics.Sample
 	cgroup   string // file of the cgroup limit, "" when none
-	meminfo  string
+	memTotal int64 // MemTotal of /proc/meminfo in bytes, 0 when unknown
+	memErr   error // why memTotal is unknown
 	gomemlim func() int64
 }
 
@@ -229,7 +231,7 @@ func NewMemorySignal() (*MemorySignal, error) {
 
 func newMemorySignal(root string, gomemlimit func() int64) *MemorySignal {
 	cg := readCgroups(root)
-	s := &MemorySignal{gomemlim: gomemlimit, meminfo: filepath.Join(root, "proc", "meminfo"),
+	s := &MemorySignal{gomemlim: gomemlimit,
 		samples: []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}}
 	switch {
 	case cg.v1["memory"] != "" && fileExists(filepath.Join(cg.v1["memory"], "memory.limit_in_bytes")):
@@ -237,6 +239,8 @@ func newMemorySignal(root string, gomemlimit func() int64) *MemorySignal {
 	case cg.v2 != "" && fileExists(filepath.Join(cg.v2, "memory.max")):
 		s.cgroup = filepath.Join(cg.v2, "memory.max")
 	}
+	kb, err := readKeyed(filepath.Join(root, "proc", "meminfo"), "MemTotal:")
+	s.memTotal, s.memErr = kb*1024, err
 	return s
 }
 
@@ -260,11 +264,10 @@ func (s *MemorySignal) Limit() (int64, error) {
 		}
 	}
 	if limit == math.MaxInt64 {
-		kb, err := readKeyed(s.meminfo, "MemTotal:")
-		if err != nil {
-			return 0, fmt.Errorf("bulwark: no memory limit set and no MemTotal: %w", err)
+		if s.memErr != nil || s.memTotal <= 0 {
+			return 0, fmt.Errorf("bulwark: no memory limit set and no MemTotal: %v", s.memErr)
 		}
-		limit = kb * 1024
+		limit = s.memTotal
 	}
 	return limit, nil
 }

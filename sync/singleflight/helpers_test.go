@@ -24,7 +24,7 @@ func openGroup[T any](t *testing.T, client Client, prefix, name string, codec Co
 
 // replicas returns n clients of the shared test Redis (one per replica)
 // and a prefix of the test's own.
-func replicas(t *testing.T, n int) ([]redis.UniversalClient, string) {
+func replicas(t testing.TB, n int) ([]redis.UniversalClient, string) {
 	t.Helper()
 	first := redistest.Default(t)
 	prefix := redistest.Prefix(t, first)
