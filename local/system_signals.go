@@ -217,8 +217,8 @@ type MemorySignal struct {
 	mu       sync.Mutex
 	samples  []metrics.Sample
 	cgroup   string // file of the cgroup limit, "" when none
-	memTotal int64 // MemTotal of /proc/meminfo in bytes, 0 when unknown
-	memErr   error // why memTotal is unknown
+	memTotal int64  // MemTotal of /proc/meminfo in bytes, 0 when unknown
+	memErr   error  // why memTotal is unknown
 	gomemlim func() int64
 }
 

@@ -90,18 +90,22 @@ func collapse(t *testing.T, groups []*Group[string], key string, callers int) {
 // the waiting replicas are woken by pub/sub (their poll interval and the
 // lease TTL are a minute, so only a wake-up brings them the result in time).
 func TestThreeReplicasRunOnce(t *testing.T) {
-	clients, prefix := replicas(t, 3)
-	var groups []*Group[string]
-	for _, c := range clients {
-		groups = append(groups, openGroup(t, c, prefix, "users", String{},
-			WithPollInterval(time.Minute), WithLeaseTTL(time.Minute)))
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			clients, prefix := be.open(t, 3)
+			var groups []*Group[string]
+			for _, c := range clients {
+				groups = append(groups, openGroup(t, c, prefix, "users", String{},
+					WithPollInterval(time.Minute), WithLeaseTTL(time.Minute)))
+			}
+			start := time.Now()
+			collapse(t, groups, "user:42", 100)
+			if d := time.Since(start); d > 30*time.Second {
+				t.Fatalf("took %v: the waiters were not woken", d)
+			}
+			redistest.CheckTTLs(t, clients[0], prefix, FenceTTL)
+		})
 	}
-	start := time.Now()
-	collapse(t, groups, "user:42", 100)
-	if d := time.Since(start); d > 30*time.Second {
-		t.Fatalf("took %v: the waiters were not woken", d)
-	}
-	redistest.CheckTTLs(t, clients[0], prefix, FenceTTL)
 }
 
 // A stored result is served within its TTL without running the function,
@@ -198,7 +202,13 @@ func TestOutcomesAcrossReplicas(t *testing.T) {
 // and elsewhere, get the result; cancelling the caller whose function runs
 // does not stop the run; a replica whose callers all left starts afresh.
 func TestCancelledWaiterLeavesOthersUnharmed(t *testing.T) {
-	clients, prefix := replicas(t, 2)
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { cancelledWaiter(t, be.open) })
+	}
+}
+
+func cancelledWaiter(t *testing.T, open func(testing.TB, int) ([]redis.UniversalClient, string)) {
+	clients, prefix := open(t, 2)
 	a := openGroup(t, clients[0], prefix, "cancel", String{}, WithPollInterval(time.Minute))
 	b := openGroup(t, clients[1], prefix, "cancel", String{}, WithPollInterval(time.Minute))
 	const key = "k"

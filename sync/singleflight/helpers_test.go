@@ -38,6 +38,26 @@ func replicas(t testing.TB, n int) ([]redis.UniversalClient, string) {
 	return out, prefix
 }
 
+// clusterReplicas returns n clients of the shared test cluster and a
+// prefix of the test's own.
+func clusterReplicas(t testing.TB, n int) ([]redis.UniversalClient, string) {
+	t.Helper()
+	cl := redistest.SharedCluster(t)
+	first := cl.Client(t)
+	prefix := redistest.Prefix(t, first)
+	out := []redis.UniversalClient{first}
+	for len(out) < n {
+		out = append(out, cl.Client(t))
+	}
+	return out, prefix
+}
+
+// backends are the deployments the fleet tests run on.
+var backends = []struct {
+	name string
+	open func(t testing.TB, n int) ([]redis.UniversalClient, string)
+}{{"standalone", replicas}, {"cluster", clusterReplicas}}
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,19 +16,32 @@ import (
 )
 
 const (
-	envAddr   = "BULWARK_SF_ADDR"
-	envPrefix = "BULWARK_SF_PREFIX"
+	envAddr    = "BULWARK_SF_ADDR"
+	envPrefix  = "BULWARK_SF_PREFIX"
+	envCluster = "BULWARK_SF_CLUSTER"
 )
 
-// A leader process killed with SIGKILL in the middle of its run is
+// On a standalone server and on a Cluster, a leader process killed with SIGKILL in the middle of its run is
 // replaced once its lease expires: a waiter of another process leads with
 // a larger fencing token, within the lease TTL of the kill (plus a
 // generous margin for a loaded machine), although its poll interval is a
 // minute.
 func TestKilledLeaderIsReplaced(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { killedLeader(t, be.open) })
+	}
+}
+
+func killedLeader(t *testing.T, open func(testing.TB, int) ([]redis.UniversalClient, string)) {
 	const ttl = 600 * time.Millisecond
 	if redistest.IsChild() {
-		c := redis.NewClient(&redis.Options{Addr: os.Getenv(envAddr)})
+		addrs := strings.Split(os.Getenv(envAddr), ",")
+		var c redis.UniversalClient
+		if os.Getenv(envCluster) == "1" {
+			c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+		} else {
+			c = redis.NewClient(&redis.Options{Addr: addrs[0]})
+		}
 		defer c.Close()
 		g, err := New(c, "kill", String{}, WithPrefix(os.Getenv(envPrefix)), WithLeaseTTL(ttl))
 		if err != nil {
@@ -42,8 +56,18 @@ func TestKilledLeaderIsReplaced(t *testing.T) {
 		t.Fatalf("the child's run returned: %v", err)
 		return
 	}
-	clients, prefix := replicas(t, 1)
-	cmd := redistest.Child(t, t.Name(), envAddr+"="+clients[0].(*redis.Client).Options().Addr, envPrefix+"="+prefix)
+	clients, prefix := open(t, 1)
+	var addrs []string
+	cluster := "0"
+	switch c := clients[0].(type) {
+	case *redis.Client:
+		addrs = []string{c.Options().Addr}
+	case *redis.ClusterClient:
+		addrs, cluster = c.Options().Addrs, "1"
+	default:
+		t.Fatalf("client %T", c)
+	}
+	cmd := redistest.Child(t, t.Name(), envAddr+"="+strings.Join(addrs, ","), envPrefix+"="+prefix, envCluster+"="+cluster)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
