@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -226,7 +225,7 @@ var _ Signal = (*MemorySignal)(nil)
 
 // NewMemorySignal finds the cgroup memory limit, if any.
 func NewMemorySignal() (*MemorySignal, error) {
-	return newMemorySignal("/", func() int64 { return setMemoryLimit(-1) }), nil
+	return newMemorySignal("/", gomemlimit), nil
 }
 
 func newMemorySignal(root string, gomemlimit func() int64) *MemorySignal {
@@ -449,7 +448,13 @@ func readKeyed(p, key string) (int64, error) {
 	return 0, fmt.Errorf("no %q in %s", key, p)
 }
 
-// setMemoryLimit is debug.SetMemoryLimit (a variable for tests).
-var setMemoryLimit = debugSetMemoryLimit
-
-func debugSetMemoryLimit(n int64) int64 { return debug.SetMemoryLimit(n) }
+// gomemlimit returns the runtime's memory limit (GOMEMLIMIT or
+// debug.SetMemoryLimit; math.MaxInt64 when unset) from runtime/metrics.
+func gomemlimit() int64 {
+	s := [1]metrics.Sample{{Name: "/gc/gomemlimit:bytes"}}
+	metrics.Read(s[:])
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return math.MaxInt64
+	}
+	return int64(min(s[0].Value.Uint64(), math.MaxInt64))
+}

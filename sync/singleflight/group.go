@@ -325,7 +325,7 @@ func (g *Group[T]) fnContext(caller context.Context) (context.Context, context.C
 func (g *Group[T]) lead(f *flight[T], caller context.Context, fn Func[T], id string, token uint64) (Result[T], error) {
 	lease := id + ":" + strconv.FormatUint(token, 10)
 	if !g.startLeading(f) {
-		g.complete(f.keys, lease, "", g.o.errorTTL)
+		_, _ = g.complete(f.keys, lease, "", g.o.errorTTL) // give the lease up: waiters elsewhere lead at once
 		return Result[T]{}, g.stopErr(f.ctx.Err())
 	}
 	ctx, cancel, stop := g.fnContext(caller)
@@ -350,7 +350,9 @@ func (g *Group[T]) lead(f *flight[T], caller context.Context, fn Func[T], id str
 	if !errors.Is(cause, ErrClosed) {
 		record, ttl = g.record(v, err, token)
 	}
-	g.complete(f.keys, lease, record, ttl)
+	// A failed hand-over is not this caller's error: its outcome is here,
+	// and the other replicas take over when the lease expires.
+	_, _ = g.complete(f.keys, lease, record, ttl)
 	return res, err
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/lua"
 	"github.com/redis/go-redis/v9"
 )
@@ -95,18 +94,16 @@ func (g *Group[T]) renew(keys keySet, lease string) (bool, error) {
 	return decodeFlag("renew", v)
 }
 
-// complete hands the outcome over; a failure leaves the lease to expire
-// (the waiters then take over) and is not reported to the callers, who
-// have their outcome.
-func (g *Group[T]) complete(keys keySet, lease, record string, ttl time.Duration) {
+// complete hands the outcome over and reports whether the caller still
+// held the lease. A failure leaves the lease to expire (the waiters then
+// take over); the callers of this replica have their outcome already.
+func (g *Group[T]) complete(keys keySet, lease, record string, ttl time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 	defer cancel()
 	v, err := g.runScript(ctx, lua.SingleflightComplete, keys.complete,
 		lease, record, max(ttl.Milliseconds(), 1), g.channel, keys.topic+" d")
 	if err != nil {
-		return
+		return false, err
 	}
-	if _, err := decodeFlag("complete", v); err != nil {
-		g.emit(bulwark.Event{Kind: bulwark.EventStoreCall, Err: err})
-	}
+	return decodeFlag("complete", v)
 }
