@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // SystemRule sheds work while one [Signal] is too high: shedding turns on
@@ -60,48 +60,35 @@ type SystemShedderConfig struct {
 // is out of range.
 func (c SystemShedderConfig) Validate() error {
 	if len(c.Rules) == 0 {
-		return bulwark.ConfigError("system shedder needs at least one rule")
+		return core.ConfigError("system shedder needs at least one rule")
 	}
 	for i, r := range c.Rules {
-		if isNilSignal(r.Signal) {
-			return bulwark.ConfigError("system shedder rule %d has no signal", i)
+		if core.IsNil(r.Signal) {
+			return core.ConfigError("system shedder rule %d has no signal", i)
 		}
 		if !(r.High > 0) || math.IsInf(r.High, 0) {
-			return bulwark.ConfigError("system shedder rule %d (%s): high must be positive and finite, got %v", i, r.Signal.Name(), r.High)
+			return core.ConfigError("system shedder rule %d (%s): high must be positive and finite, got %v", i, r.Signal.Name(), r.High)
 		}
 		if !(r.Low >= 0 && r.Low < r.High) {
-			return bulwark.ConfigError("system shedder rule %d (%s): low must be in [0, high %v), got %v", i, r.Signal.Name(), r.High, r.Low)
+			return core.ConfigError("system shedder rule %d (%s): low must be in [0, high %v), got %v", i, r.Signal.Name(), r.High, r.Low)
 		}
 	}
 	if c.Interval != 0 && c.Interval < time.Millisecond {
-		return bulwark.ConfigError("system shedder interval must be at least 1ms, got %v", c.Interval)
+		return core.ConfigError("system shedder interval must be at least 1ms, got %v", c.Interval)
 	}
 	if c.Headroom == ([NumPriorities]float64{}) {
 		return nil
 	}
 	for i, h := range c.Headroom {
 		if !(h >= 1) {
-			return bulwark.ConfigError("system shedder headroom of %v must be at least 1, got %v", Priority(i), h)
+			return core.ConfigError("system shedder headroom of %v must be at least 1, got %v", Priority(i), h)
 		}
 		if i > 0 && h < c.Headroom[i-1] {
-			return bulwark.ConfigError("system shedder headroom must not decrease with priority: %v has %v, below %v",
+			return core.ConfigError("system shedder headroom must not decrease with priority: %v has %v, below %v",
 				Priority(i), h, c.Headroom[i-1])
 		}
 	}
 	return nil
-}
-
-// isNilSignal reports whether s is nil or a typed nil (a nil pointer, map,
-// func, channel or slice in the interface).
-func isNilSignal(s Signal) bool {
-	if s == nil {
-		return true
-	}
-	switch v := reflect.ValueOf(s); v.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
-		return v.IsNil()
-	}
-	return false
 }
 
 // ErrSystemOverload is returned by a [SystemShedder] that shed work because

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Signal is one reading of the process's health for a [SystemShedder]: CPU
@@ -309,7 +309,7 @@ var _ Signal = (*SchedLatencySignal)(nil)
 // bulwark.ErrInvalidConfig for a q out of range.
 func NewSchedLatencySignal(q float64) (*SchedLatencySignal, error) {
 	if !(q > 0 && q <= 1) {
-		return nil, bulwark.ConfigError("scheduler latency quantile must be in (0,1], got %v", q)
+		return nil, core.ConfigError("scheduler latency quantile must be in (0,1], got %v", q)
 	}
 	s := &SchedLatencySignal{quantile: q, sample: []metrics.Sample{{Name: "/sched/latencies:seconds"}}}
 	metrics.Read(s.sample)

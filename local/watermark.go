@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // ErrBackpressure is returned by a [WaterMark] that could not admit work:
@@ -40,13 +41,13 @@ type WaterMarkConfig struct {
 func (c WaterMarkConfig) Validate() error {
 	switch {
 	case c.High < 1:
-		return bulwark.ConfigError("water mark high must be at least 1, got %d", c.High)
+		return core.ConfigError("water mark high must be at least 1, got %d", c.High)
 	case c.Low < 0 || c.Low >= c.High:
-		return bulwark.ConfigError("water mark low must be in [0, high %d), got %d", c.High, c.Low)
+		return core.ConfigError("water mark low must be in [0, high %d), got %d", c.High, c.Low)
 	case c.Max != 0 && c.Max < c.High:
-		return bulwark.ConfigError("water mark max must be 0 or at least high %d, got %d", c.High, c.Max)
+		return core.ConfigError("water mark max must be 0 or at least high %d, got %d", c.High, c.Max)
 	case c.MaxWait < 0:
-		return bulwark.ConfigError("water mark max wait must not be negative, got %v", c.MaxWait)
+		return core.ConfigError("water mark max wait must not be negative, got %v", c.MaxWait)
 	}
 	return nil
 }
@@ -204,7 +205,7 @@ func (w *WaterMark) Acquire(ctx context.Context) (release func(), err error) {
 func (w *WaterMark) wait(ctx context.Context, resume chan struct{}) (func(), error) {
 	start := w.clock.Now()
 	w.emit(bulwark.Event{Kind: bulwark.EventBulkheadQueued, Time: start})
-	t := bulwark.NewTimer(w.clock, w.cfg.MaxWait)
+	t := core.NewTimer(w.clock, w.cfg.MaxWait)
 	defer t.Stop()
 	fail := func(err error) (func(), error) {
 		waited := w.clock.Now().Sub(start)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/cluster"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -139,14 +139,14 @@ type flight[T any] struct {
 // bulwark.ErrInvalidConfig: a nil client or codec, an empty name, or a bad
 // option (see each option).
 func New[T any](client Client, name string, codec Codec[T], opts ...Option) (*Group[T], error) {
-	if isNil(client) {
-		return nil, bulwark.ConfigError("singleflight client must not be nil")
+	if core.IsNil(client) {
+		return nil, core.ConfigError("singleflight client must not be nil")
 	}
-	if isNil(codec) {
-		return nil, bulwark.ConfigError("singleflight codec must not be nil")
+	if core.IsNil(codec) {
+		return nil, core.ConfigError("singleflight codec must not be nil")
 	}
 	if name == "" {
-		return nil, bulwark.ConfigError("singleflight name must not be empty")
+		return nil, core.ConfigError("singleflight name must not be empty")
 	}
 	o, err := buildOptions(name, opts)
 	if err != nil {
@@ -184,7 +184,7 @@ func New[T any](client Client, name string, codec Codec[T], opts ...Option) (*Gr
 // ErrClosed, and one wrapping bulwark.ErrInvalidArgument for a nil fn.
 func (g *Group[T]) Do(ctx context.Context, key string, fn Func[T]) (Result[T], error) {
 	if fn == nil {
-		return Result[T]{}, bulwark.ArgumentError("singleflight function must not be nil")
+		return Result[T]{}, core.ArgumentError("singleflight function must not be nil")
 	}
 	if err := ctx.Err(); err != nil {
 		return Result[T]{}, err
@@ -284,7 +284,7 @@ func (g *Group[T]) flyLoop(f *flight[T], caller context.Context, fn Func[T]) (Re
 		if w := r.pttl + time.Millisecond; w < d {
 			d = w
 		}
-		t := bulwark.NewTimer(g.o.clock, d)
+		t := core.NewTimer(g.o.clock, d)
 		select {
 		case <-f.wake:
 		case <-t.C():
@@ -391,7 +391,7 @@ func (g *Group[T]) keepalive(keys keySet, lease string, cancel context.CancelCau
 	defer close(exited)
 	deadline := g.o.clock.Now().Add(g.o.leaseTTL)
 	for {
-		t := bulwark.NewTimer(g.o.clock, g.o.keepAlive)
+		t := core.NewTimer(g.o.clock, g.o.keepAlive)
 		select {
 		case <-done:
 			t.Stop()
@@ -509,19 +509,6 @@ func (g *Group[T]) Close() error {
 	g.cancel()
 	g.wg.Wait()
 	return g.bc.Close()
-}
-
-// isNil reports whether v is nil or a nil pointer, map, func, channel,
-// slice or interface in an interface value (a typed nil client).
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	switch rv := reflect.ValueOf(v); rv.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
-		return rv.IsNil()
-	}
-	return false
 }
 
 // newID returns 128 random bits as 32 lowercase hex digits.

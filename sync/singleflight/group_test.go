@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/fakeclock"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -435,6 +436,12 @@ func TestCloseHandsOver(t *testing.T) {
 	}
 }
 
+// nilCodec is a codec type whose nil pointer is passed by mistake.
+type nilCodec struct{}
+
+func (*nilCodec) Encode(v []byte) ([]byte, error) { return v, nil }
+func (*nilCodec) Decode(b []byte) ([]byte, error) { return b, nil }
+
 func TestConfigErrors(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
@@ -458,6 +465,9 @@ func TestConfigErrors(t *testing.T) {
 		{"max bytes", func() error { _, err := New[string](c, "n", String{}, WithMaxResultBytes(0)); return err }},
 		{"poll", func() error { _, err := New[string](c, "n", String{}, WithPollInterval(0)); return err }},
 		{"timeout", func() error { _, err := New[string](c, "n", String{}, WithTimeout(-1)); return err }},
+		{"typed nil clock", func() error { _, err := New[string](c, "n", String{}, WithClock((*fakeclock.Clock)(nil))); return err }},
+		{"typed nil observer", func() error { _, err := New[string](c, "n", String{}, WithObserver((*recorder)(nil))); return err }},
+		{"typed nil codec", func() error { _, err := New[[]byte](c, "n", (*nilCodec)(nil)); return err }},
 	}
 	for _, b := range bad {
 		if err := b.make(); !errors.Is(err, bulwark.ErrInvalidConfig) {

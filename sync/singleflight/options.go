@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -148,22 +149,26 @@ func buildOptions(name string, opts []Option) (options, error) {
 
 func (o *options) validate() error {
 	switch {
+	case core.IsNil(o.clock):
+		return core.ConfigError("singleflight clock is a nil %T", o.clock)
+	case o.observer != nil && core.IsNil(o.observer):
+		return core.ConfigError("singleflight observer is a nil %T", o.observer)
 	case containsBrace(o.prefix):
-		return bulwark.ConfigError("singleflight prefix must not contain braces, got %q", o.prefix)
+		return core.ConfigError("singleflight prefix must not contain braces, got %q", o.prefix)
 	case o.leaseTTL < MinLeaseTTL || o.leaseTTL > MaxLeaseTTL:
-		return bulwark.ConfigError("singleflight lease TTL must be in [%v, %v], got %v", MinLeaseTTL, MaxLeaseTTL, o.leaseTTL)
+		return core.ConfigError("singleflight lease TTL must be in [%v, %v], got %v", MinLeaseTTL, MaxLeaseTTL, o.leaseTTL)
 	case o.keepAlive <= 0 || o.keepAlive >= o.leaseTTL:
-		return bulwark.ConfigError("singleflight keepalive must be in (0, lease TTL %v), got %v", o.leaseTTL, o.keepAlive)
+		return core.ConfigError("singleflight keepalive must be in (0, lease TTL %v), got %v", o.leaseTTL, o.keepAlive)
 	case o.resultTTL < time.Millisecond:
-		return bulwark.ConfigError("singleflight result TTL must be at least 1ms, got %v", o.resultTTL)
+		return core.ConfigError("singleflight result TTL must be at least 1ms, got %v", o.resultTTL)
 	case o.errorTTL < time.Millisecond:
-		return bulwark.ConfigError("singleflight error TTL must be at least 1ms, got %v", o.errorTTL)
+		return core.ConfigError("singleflight error TTL must be at least 1ms, got %v", o.errorTTL)
 	case o.maxBytes < 1:
-		return bulwark.ConfigError("singleflight max result bytes must be at least 1, got %d", o.maxBytes)
+		return core.ConfigError("singleflight max result bytes must be at least 1, got %d", o.maxBytes)
 	case o.poll < time.Millisecond || o.poll > time.Minute:
-		return bulwark.ConfigError("singleflight poll interval must be in [1ms, 1m], got %v", o.poll)
+		return core.ConfigError("singleflight poll interval must be in [1ms, 1m], got %v", o.poll)
 	case o.timeout < 0:
-		return bulwark.ConfigError("singleflight timeout must not be negative, got %v", o.timeout)
+		return core.ConfigError("singleflight timeout must not be negative, got %v", o.timeout)
 	}
 	return nil
 }
