@@ -38,6 +38,7 @@ var allScripts = map[string]*redis.Script{
 	"singleflight_claim":    lua.SingleflightClaim,
 	"singleflight_renew":    lua.SingleflightRenew,
 	"singleflight_complete": lua.SingleflightComplete,
+	"singleflight_forget":   lua.SingleflightForget,
 }
 
 // readOnly names the scripts that write nothing, so need no

@@ -19,6 +19,9 @@ var singleflightRenewSrc string
 //go:embed singleflight_complete.lua
 var singleflightCompleteSrc string
 
+//go:embed singleflight_forget.lua
+var singleflightForgetSrc string
+
 // SingleflightClaim returns the stored outcome of a key, or makes the
 // caller its leader with a new fencing token, or reports how long the
 // current leader's lease lasts.
@@ -35,3 +38,7 @@ var SingleflightRenew = newScript(singleflightRenewSrc)
 // KEYS: lease, result. ARGV: "<id>:<token>", record, record TTL ms,
 // channel, message. Reply: 1 or 0.
 var SingleflightComplete = newScript(singleflightCompleteSrc)
+
+// SingleflightForget drops the stored outcome of a key.
+// KEYS: result. ARGV: none. Reply: 1 (dropped) or 0 (none stored).
+var SingleflightForget = newScript(singleflightForgetSrc)

@@ -475,6 +475,15 @@ func (g *Group[T]) decodeRecord(rec string) (Result[T], error) {
 	return Result[T]{}, unexpected("claim", rec)
 }
 
+// Forget drops the stored outcome of key across the fleet, so that the
+// next call runs the function again instead of taking it (use it after
+// changing the data behind key). A run in progress is not affected: its
+// outcome is stored when it ends. It reports whether an outcome was stored;
+// the error is Redis's.
+func (g *Group[T]) Forget(ctx context.Context, key string) (bool, error) {
+	return g.forget(ctx, newKeySet(g.o.prefix, g.name, key))
+}
+
 // emit sends e to the observer, recovering and counting its panics.
 func (g *Group[T]) emit(e bulwark.Event) {
 	if g.o.observer == nil {

@@ -498,3 +498,67 @@ func TestDecodeRejectsUnexpectedReplies(t *testing.T) {
 		}
 	}
 }
+
+// Forget drops a stored result: the next call runs the function again.
+func TestForget(t *testing.T) {
+	clients, prefix := replicas(t, 2)
+	a := openGroup(t, clients[0], prefix, "forget", String{}, WithResultTTL(time.Minute))
+	b := openGroup(t, clients[1], prefix, "forget", String{}, WithResultTTL(time.Minute))
+	var runs atomic.Int64
+	fn := func(context.Context, uint64) (string, error) { return fmt.Sprint(runs.Add(1)), nil }
+	ctx := ctxT(t, 10*time.Second)
+	if r, err := a.Do(ctx, "k", fn); err != nil || r.Value != "1" {
+		t.Fatalf("first: %+v, %v", r, err)
+	}
+	if r, err := b.Do(ctx, "k", fn); err != nil || r.Value != "1" || !r.Remote {
+		t.Fatalf("stored: %+v, %v", r, err)
+	}
+	if ok, err := b.Forget(ctx, "k"); err != nil || !ok {
+		t.Fatalf("Forget: %v, %v", ok, err)
+	}
+	if ok, err := b.Forget(ctx, "k"); err != nil || ok {
+		t.Fatalf("second Forget: %v, %v; want nothing to drop", ok, err)
+	}
+	if r, err := a.Do(ctx, "k", fn); err != nil || r.Value != "2" || !r.Leader {
+		t.Fatalf("after Forget: %+v, %v; want a new run", r, err)
+	}
+}
+
+// A leader whose lease is taken away (here deleted behind its back) learns
+// it at its next renewal: its function's ctx is cancelled with cause
+// ErrLeaseLost, an EventLeaseLost is emitted, and its outcome is not
+// stored, so it cannot overwrite a newer leader's.
+func TestLeaseLostCancelsTheRun(t *testing.T) {
+	clients, prefix := replicas(t, 1)
+	rec := &recorder{}
+	g := openGroup(t, clients[0], prefix, "lost", String{}, WithLeaseTTL(time.Second),
+		WithKeepAlive(20*time.Millisecond), WithObserver(rec))
+	keys := newKeySet(prefix, "lost", "k")
+	ctx := ctxT(t, 20*time.Second)
+	started := make(chan struct{})
+	var cause error
+	go func() {
+		<-started
+		if err := clients[0].Del(ctx, keys.claim[0]).Err(); err != nil {
+			t.Errorf("DEL: %v", err)
+		}
+	}()
+	r, err := g.Do(ctx, "k", func(ctx context.Context, _ uint64) (string, error) {
+		close(started)
+		<-ctx.Done()
+		cause = context.Cause(ctx)
+		return "late", nil
+	})
+	if !errors.Is(cause, ErrLeaseLost) {
+		t.Fatalf("cause %v, want ErrLeaseLost", cause)
+	}
+	if err != nil || r.Value != "late" || !r.Leader {
+		t.Fatalf("the leader's own caller: %+v, %v", r, err)
+	}
+	if n := rec.count(bulwark.EventLeaseLost); n != 1 {
+		t.Fatalf("lease-lost events: %d, want 1", n)
+	}
+	if n, err := clients[0].Exists(ctx, keys.claim[1]).Result(); err != nil || n != 0 {
+		t.Fatalf("a result was stored after the lease was lost (exists %d, %v)", n, err)
+	}
+}

@@ -107,3 +107,11 @@ func (g *Group[T]) complete(keys keySet, lease, record string, ttl time.Duration
 	}
 	return decodeFlag("complete", v)
 }
+
+func (g *Group[T]) forget(ctx context.Context, keys keySet) (bool, error) {
+	v, err := g.runScript(ctx, lua.SingleflightForget, keys.complete[1:2])
+	if err != nil {
+		return false, err
+	}
+	return decodeFlag("forget", v)
+}
