@@ -263,3 +263,38 @@ func TestSystemShedderAdmitAllocatesNothing(t *testing.T) {
 		t.Fatalf("allocations per Admit: %v", n)
 	}
 }
+
+// Many goroutines admitting while the signal moves and the clock runs:
+// no race, and every admitted call is released into the in-flight count.
+func TestSystemShedderConcurrent(t *testing.T) {
+	sig := &fakeSignal{name: "x"}
+	inner, err := NewShedder(ShedderConfig{MaxInFlight: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSystemShedder(SystemShedderConfig{Rules: []SystemRule{{Signal: sig, High: 0.8, Low: 0.4}},
+		Interval: time.Millisecond, InFlight: inner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				if g == 0 && i%100 == 0 {
+					sig.set(float64(i%700) / 500)
+					_ = s.Values()
+				}
+				if release, err := s.Admit(Priority(i % NumPriorities)); err == nil {
+					release()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if inner.InFlight() != 0 {
+		t.Fatalf("in flight at the end: %d", inner.InFlight())
+	}
+}
