@@ -267,7 +267,9 @@ func (g *Group[T]) flyLoop(f *flight[T], caller context.Context, fn Func[T]) (Re
 		case <-f.wake:
 		default:
 		}
-		r, err := g.claim(f.ctx, f.keys, id)
+		// The claim is not cut short when this replica's callers leave: a
+		// lease granted meanwhile must be known, to be given back (lead).
+		r, err := g.claim(g.ctx, f.keys, id)
 		if err != nil {
 			if f.ctx.Err() != nil {
 				return Result[T]{}, g.stopErr(f.ctx.Err())
