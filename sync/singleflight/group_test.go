@@ -13,6 +13,7 @@ import (
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/internal/fakeclock"
 	"github.com/bulwark-go/bulwark/internal/redistest"
+	"github.com/bulwark-go/bulwark/lua"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -560,5 +561,76 @@ func TestLeaseLostCancelsTheRun(t *testing.T) {
 	}
 	if n, err := clients[0].Exists(ctx, keys.claim[1]).Result(); err != nil || n != 0 {
 		t.Fatalf("a result was stored after the lease was lost (exists %d, %v)", n, err)
+	}
+}
+
+// A lost wake-up (here the leader's publication goes to a channel nobody
+// listens on) is covered by the poll backstop: the waiter takes the result
+// within a poll interval, long before the lease would expire.
+func TestLostWakeUpIsCoveredByThePoll(t *testing.T) {
+	clients, prefix := replicas(t, 2)
+	dropPublish := func(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
+		if s == lua.SingleflightComplete {
+			args = append([]any(nil), args...)
+			args[3] = prefix + "nowhere"
+		}
+		return s.Run(ctx, clients[0], keys, args...).Result()
+	}
+	leader := openGroup(t, clients[0], prefix, "lost-wake", String{}, WithRunner(dropPublish), WithLeaseTTL(time.Minute))
+	waiter := openGroup(t, clients[1], prefix, "lost-wake", String{}, WithLeaseTTL(time.Minute), WithPollInterval(200*time.Millisecond))
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := leader.Do(ctxT(t, 20*time.Second), "k", func(context.Context, uint64) (string, error) {
+			close(started)
+			<-release
+			return "v", nil
+		})
+		done <- err
+	}()
+	<-started
+	got := make(chan Result[string], 1)
+	go func() {
+		r, err := waiter.Do(ctxT(t, 20*time.Second), "k", func(context.Context, uint64) (string, error) {
+			return "", errors.New("the waiter must not run")
+		})
+		if err != nil {
+			t.Errorf("waiter: %v", err)
+		}
+		got <- r
+	}()
+	eventually(t, 10*time.Second, "the waiter to wait", func() bool { return waitersOf(waiter, "k") == 1 })
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.Value != "v" || !r.Remote {
+			t.Fatalf("waiter: %+v", r)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the waiter never took the result: the poll backstop did not run")
+	}
+}
+
+// A Redis that stops answering (a blackholed link) costs each flight one
+// call timeout, then the flight runs locally, flagged Degraded.
+func TestHungRedisTimesOutToLocal(t *testing.T) {
+	srv := redistest.Default(t).(*redis.Client)
+	proxy := redistest.NewProxy(t, srv.Options().Addr)
+	c := proxy.Client(t, func(o *redis.Options) { o.ContextTimeoutEnabled = true; o.MaxRetries = -1 })
+	g := openGroup(t, c, "bwtest:hung:", "hung", String{}, WithTimeout(200*time.Millisecond))
+	proxy.Blackhole(true)
+	t.Cleanup(func() { proxy.CutAll() }) // before Close: a blackholed subscription would hold it up
+	start := time.Now()
+	r, err := g.Do(ctxT(t, 20*time.Second), "k", func(context.Context, uint64) (string, error) { return "local", nil })
+	if err != nil || !r.Degraded || r.Value != "local" {
+		t.Fatalf("Do: %+v, %v; want a degraded local run", r, err)
+	}
+	d := time.Since(start)
+	t.Logf("Do took %v", d)
+	if d > 10*time.Second {
+		t.Fatalf("Do took %v with a 200ms call timeout", d)
 	}
 }

@@ -106,7 +106,10 @@ func WithMaxResultBytes(n int) Option { return func(o *options) { o.maxBytes = n
 func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll = d } }
 
 // WithTimeout bounds each Redis call (default DefaultTimeout); 0 leaves
-// only the caller's deadline. Not negative.
+// only the caller's deadline. Not negative. go-redis applies a context
+// deadline to the socket only with ContextTimeoutEnabled set in the client
+// options (distributed.ClientOptions sets it); otherwise a hung server is
+// noticed after the client's ReadTimeout.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // WithObserver sets the observer hearing the group's events, Pattern
