@@ -9,6 +9,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/control"
+	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/bulwark-go/bulwark/policy"
 )
 
@@ -94,5 +95,33 @@ func TestReplicaBuildErrors(t *testing.T) {
 	}
 	if _, err := r.Build("other", policy.Spec{}); !errors.Is(err, bulwark.ErrInvalidArgument) {
 		t.Errorf("Build after Close: %v", err)
+	}
+}
+
+// TestObserverPanics: a panicking observer is recovered and counted, and
+// the replica keeps applying changes.
+func TestObserverPanics(t *testing.T) {
+	c := redistest.Default(t)
+	prefix := prefixOf(t, c)
+	r, err := control.NewReplica(c, control.WithPrefix(prefix), control.WithPollInterval(50*time.Millisecond),
+		control.WithObserver(bulwark.ObserverFunc(func(bulwark.Event) { panic("observer bug") })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	st, err := r.Build("jobs", policy.Spec{Timeout: policy.D(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, c, prefix)
+	for _, d := range []string{"2s", "3s"} {
+		if _, err := s.Assign(ctx, "jobs", []string{"timeout=" + d}, control.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := time.ParseDuration(d)
+		eventually(t, 2*time.Second, "change applied", func() bool { return st.Load().Timeout == want })
+	}
+	if r.ObserverPanics() < 3 {
+		t.Fatalf("%d panics counted, want at least 3 (build and two changes)", r.ObserverPanics())
 	}
 }

@@ -109,7 +109,7 @@ type Replica struct {
 	bc     *cluster.Broadcast
 
 	mu      sync.Mutex
-	stacks  []*liveStack // in the order built; a name may have several
+	stacks  []*liveStack         // in the order built; a name may have several
 	live    map[string]liveValue // the last load
 	loaded  bool
 	version uint64
@@ -117,7 +117,8 @@ type Replica struct {
 	lastErr error
 
 	stale   atomic.Bool
-	refresh sync.Mutex // one load at a time
+	panics  atomic.Uint64 // observer panics recovered
+	refresh sync.Mutex    // one load at a time
 	kick    chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -283,7 +284,7 @@ func (r *Replica) load(ctx context.Context, full bool) error {
 	r.mu.Unlock()
 	r.setFresh()
 	for _, e := range evs {
-		core.Emit(r.cfg.observer, e)
+		r.emit(e)
 	}
 	return nil
 }
@@ -312,13 +313,31 @@ func (r *Replica) event(name string, version uint64, ok bool, err error) bulwark
 		Limit: int(version), Allowed: ok, Degraded: r.stale.Load(), Err: err}
 }
 
+// emit sends e to the observer, recovering and counting its panics: the
+// replica's goroutine keeps applying changes whatever the observer does.
+func (r *Replica) emit(e bulwark.Event) {
+	if r.cfg.observer == nil {
+		return
+	}
+	defer func() {
+		if recover() != nil {
+			r.panics.Add(1)
+		}
+	}()
+	r.cfg.observer.Observe(e)
+}
+
+// ObserverPanics returns how many times the observer given with
+// WithObserver panicked (each was recovered; later events still come).
+func (r *Replica) ObserverPanics() uint64 { return r.panics.Load() }
+
 func (r *Replica) setStale(err error) {
 	r.mu.Lock()
 	r.lastErr = err
 	v := r.version
 	r.mu.Unlock()
 	if !r.stale.Swap(true) {
-		core.Emit(r.cfg.observer, bulwark.Event{Kind: bulwark.EventConfig, Pattern: "config", Time: time.Now(),
+		r.emit(bulwark.Event{Kind: bulwark.EventConfig, Pattern: "config", Time: time.Now(),
 			Limit: int(v), Degraded: true, Err: err})
 	}
 }
@@ -329,7 +348,7 @@ func (r *Replica) setFresh() {
 	v := r.version
 	r.mu.Unlock()
 	if r.stale.Swap(false) {
-		core.Emit(r.cfg.observer, bulwark.Event{Kind: bulwark.EventConfig, Pattern: "config", Time: time.Now(),
+		r.emit(bulwark.Event{Kind: bulwark.EventConfig, Pattern: "config", Time: time.Now(),
 			Limit: int(v), Allowed: true})
 	}
 }
@@ -381,7 +400,7 @@ func (r *Replica) Build(name string, defaults policy.Spec, opts ...policy.Option
 	ls.stack = st
 	r.stacks = append(r.stacks, ls)
 	r.mu.Unlock()
-	core.Emit(r.cfg.observer, ev)
+	r.emit(ev)
 	return st, nil
 }
 
