@@ -59,7 +59,7 @@ func startFleet(t *testing.T, n int, prefix string, newClient func() redis.Unive
 	f := &fleet{prefix: prefix}
 	for i := 0; i < n; i++ {
 		c := newClient()
-		st, err := distributed.New(c, distributed.WithPrefix(prefix))
+		st, err := distributed.New(c, distributed.WithPrefix(prefix), distributed.WithTimeout(2*time.Second)) // no spurious degradation under load
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,7 +42,10 @@ func startReplicas(t *testing.T, addr, prefix string, n int, defaults policy.Spe
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := distributed.New(c, distributed.WithPrefix(prefix), distributed.WithObserver(ctl.Observer()))
+		// A generous round-trip budget: on a loaded test machine the default one
+		// would turn some decisions degraded (decided by the local twin).
+		st, err := distributed.New(c, distributed.WithPrefix(prefix), distributed.WithObserver(ctl.Observer()),
+			distributed.WithTimeout(2*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
