@@ -51,7 +51,7 @@ func TestACLReplicaCannotWriteConfig(t *testing.T) {
 		t.Fatalf("operator cannot write the configuration: %v", err)
 	}
 
-	st, err := distributed.New(rep, distributed.WithPrefix(prefix))
+	st, err := distributed.New(rep, distributed.WithPrefix(prefix), distributed.WithTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
