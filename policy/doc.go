@@ -48,5 +48,12 @@
 // it in whole, or keeps the current one when the new Spec is invalid, so a
 // caller never sees a half-applied configuration. Fleet-wide patterns keep
 // their state across an update (it lives in Redis under the same names);
-// local ones start afresh.
+// local limiters, bulkheads and breakers keep theirs when only their
+// limits, caps or thresholds change (see "Live reconfiguration" in
+// live.go), and start afresh when their shape changes. Package control
+// drives Update from a live value in Redis.
+//
+// A circuit breaker's force field ("open" or "closed") overrides its
+// state without touching its counts: an operator's switch during an
+// incident.
 package policy
