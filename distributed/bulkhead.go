@@ -659,7 +659,7 @@ func (g *localGrant) release() {
 func (b *Bulkhead) leaseLost(_ *semaphore.Lease, err error) {
 	b.emit(bulwark.EventLeaseLost, !b.s.Healthy(), b.cfg.MaxConcurrent, b.s.eventTime(), 0, err)
 	if b.onLost != nil {
-		b.onLost(err)
+		b.s.guard.Call("lease-lost callback", func() { b.onLost(err) })
 	}
 }
 

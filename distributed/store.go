@@ -13,6 +13,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/internal/core"
+	"github.com/bulwark-go/bulwark/internal/eventq"
 )
 
 // Client is the part of a go-redis v9 client a [Store] uses. *redis.Client
@@ -207,6 +208,9 @@ type Store struct {
 
 	health health
 	closed atomic.Bool
+	// guard recovers and counts the panics of the user's observer and
+	// callbacks, wherever they run.
+	guard eventq.Guard
 
 	breakers  breakerSet  // breakers built from this store, closed by Close
 	bulkheads bulkheadSet // bulkheads built from this store, closed by Close
@@ -248,7 +252,6 @@ func New(client Client, opts ...Option) (*Store, error) {
 		clock:    cfg.clock,
 		timeout:  cfg.timeout,
 		minTTLms: strconv.FormatInt(int64((cfg.minTTL+time.Millisecond-1)/time.Millisecond), 10),
-		observer: cfg.observer,
 		probeKey: cfg.prefix + ":health:{probe}",
 		policy:   cfg.policy,
 		replicas: cfg.replicas,
@@ -260,6 +263,7 @@ func New(client Client, opts ...Option) (*Store, error) {
 	} else if p, ok := client.(pipeliner); ok && cfg.lanes > 0 {
 		s.lanes = &lanes{client: p, max: cfg.lanes}
 	}
+	s.observer = eventq.Safe(cfg.observer, &s.guard)
 	s.health.init(&cfg)
 	return s, nil
 }
@@ -344,6 +348,12 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// ObserverPanics returns how many times a user callback of the store
+// panicked: its observer (on any goroutine, the store's own included) or a
+// bulkhead's lease-lost callback. Each panic is recovered and counted; the
+// store goes on and later events are still delivered.
+func (s *Store) ObserverPanics() uint64 { return s.guard.Panics() }
+
 // Prefix returns the key prefix of the store.
 func (s *Store) Prefix() string { return s.prefix }
 
@@ -362,158 +372,4 @@ func (s *Store) eventTime() time.Time {
 		return s.clock.Now()
 	}
 	return time.Now()
-}
-
-// noRetryCmd is a script command that go-redis must not send twice: its
-// first attempt may have run the script even when no reply came back.
-// go-redis (v9) checks Cmder.NoRetry before every retry of a command, on
-// standalone, failover, ring and cluster clients alike.
-type noRetryCmd struct{ *redis.Cmd }
-
-func (noRetryCmd) NoRetry() bool { return true }
-
-// run is the single path of every Redis round trip of the store's
-// primitives: it runs script over keys with args (EVALSHA, then EVAL when
-// the server has not cached the script), bounded by the store's timeout,
-// and records the result in the store's health and events. A degraded
-// store returns its ReasonDegraded *CallError at once, without I/O.
-//
-// It returns the caller's context error when the caller's context ended
-// first, a *CallError for any other failure, and the raw reply otherwise;
-// each primitive decodes the reply with its script's decoder.
-func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
-	c := newCall(script)
-	c.keys(keys)
-	c.argv = append(c.argv, args...)
-	return s.runCall(ctx, c)
-}
-
-// runCall is run for a call built by the caller, which hands c over: the
-// store releases it once nothing refers to it any more.
-func (s *Store) runCall(ctx context.Context, c *call) (any, error) {
-	if s.health.down.Load() {
-		c.release()
-		return nil, s.health.degraded.Load()
-	}
-	start := time.Now()
-	if s.lanes != nil {
-		if s.timeout > 0 {
-			c.deadline = start.Add(s.timeout)
-		}
-		c.ctx = ctx
-		if !s.lanes.enter(c) {
-			// Queued: a drainer sends it with the calls queued alongside
-			// and books the health of that round trip.
-			v, err := s.queued(ctx, c)
-			if err != nil && ctx.Err() != nil {
-				err = ctx.Err()
-			}
-			s.emitCall(start, err)
-			return v, err
-		}
-		defer s.leaveLane()
-	}
-	caller := ctx
-	if s.timeout > 0 {
-		if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > s.timeout {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, start.Add(s.timeout))
-			defer cancel()
-		}
-	}
-	v, err := s.call(ctx, c)
-	if err != nil {
-		if cerr := caller.Err(); cerr != nil && !s.callerTimeoutCounts(cerr, start) {
-			// The caller gave up: that says nothing about Redis.
-			s.emitCall(start, cerr)
-			return nil, cerr
-		}
-		err = s.record(err)
-	} else {
-		s.health.success()
-	}
-	s.emitCall(start, err)
-	return v, err
-}
-
-// callerTimeoutCounts reports whether a call ended by the caller's own
-// deadline counts as a Redis timeout: when the call had waited at least a
-// quarter of the store's budget (shorter deadlines say more about the
-// caller than about Redis). Cancellation never counts.
-func (s *Store) callerTimeoutCounts(cerr error, start time.Time) bool {
-	return errors.Is(cerr, context.DeadlineExceeded) && s.timeout > 0 && time.Since(start) >= s.timeout/4
-}
-
-func (s *Store) emitCall(start time.Time, err error) {
-	if s.observer == nil {
-		return
-	}
-	core.Emit(s.observer, bulwark.Event{
-		Kind:     bulwark.EventStoreCall,
-		Pattern:  "store",
-		Time:     s.eventTime(),
-		Duration: time.Since(start),
-		Err:      err,
-	})
-}
-
-// call runs c once as its own round trip: on the caller's goroutine when
-// the client honours context deadlines, else on a detached goroutine that
-// the caller stops waiting for at ctx's end. It releases c.
-func (s *Store) call(ctx context.Context, c *call) (any, error) {
-	if !s.detached {
-		v, err := s.evalScript(ctx, c)
-		c.release()
-		return v, err
-	}
-	select {
-	case s.inflight <- struct{}{}:
-	default:
-		c.release()
-		return nil, &CallError{Reason: ReasonOverload, Err: errors.New("too many detached redis calls in flight")}
-	}
-	type result struct {
-		v   any
-		err error
-	}
-	s.closeMu.RLock()
-	if s.closed.Load() {
-		s.closeMu.RUnlock()
-		<-s.inflight
-		c.release()
-		return nil, ErrClosed
-	}
-	s.calls.Add(1)
-	s.closeMu.RUnlock()
-	done := make(chan result, 1)
-	go func() {
-		defer s.calls.Done()
-		v, err := s.evalScript(ctx, c)
-		<-s.inflight
-		c.release() // the caller never touches c once it is sent
-		done <- result{v, err}
-	}()
-	select {
-	case r := <-done:
-		return r.v, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// evalScript sends EVALSHA, then EVAL with the source after NOSCRIPT.
-func (s *Store) evalScript(ctx context.Context, c *call) (any, error) {
-	cmd := c.command(ctx, false)
-	_ = s.client.Process(ctx, cmd)
-	if err := cmd.Err(); err != nil && isNoScript(err) && c.sa.src != nil {
-		// EVALSHA did not run: send the source, which also caches it.
-		cmd = c.command(ctx, true)
-		_ = s.client.Process(ctx, cmd)
-	}
-	return cmd.Result()
-}
-
-func isNoScript(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOSCRIPT")
 }
