@@ -92,9 +92,8 @@ func WithRefreshInterval(d time.Duration) BreakerOption {
 // channel "<prefix>:br:events" (cluster.Broadcast; one subscription per
 // store) and every script reply also updates the cache. A subscription
 // that was re-established triggers a fresh read, and a breaker that heard
-// no reply for RefreshInterval reads the state again. With a client that
-// cannot subscribe (one without a Subscribe method), replicas learn of
-// transitions only from their own replies and refreshes.
+// no reply for RefreshInterval reads the state again (the safety net for
+// messages pub/sub lost: it delivers at most once).
 //
 // Clocks. Deadlines in Redis are Redis TIME (or the store's injected
 // clock). A reply carries the server's now and the open deadline; the

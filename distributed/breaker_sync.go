@@ -134,13 +134,11 @@ func (bs *breakerSet) add(s *Store, b *Breaker) error {
 		return ErrClosed
 	}
 	if bs.bc == nil {
-		if sub, ok := s.client.(cluster.Subscriber); ok {
-			bc, err := cluster.NewBroadcast(sub, breakerChannel(s.prefix))
-			if err != nil {
-				return err
-			}
-			bs.bc = bc
+		bc, err := cluster.NewBroadcast(s.client, breakerChannel(s.prefix))
+		if err != nil {
+			return err
 		}
+		bs.bc = bc
 	}
 	if bs.bc != nil {
 		remove, err := bs.bc.Handle(b.topic, b.onMessage)

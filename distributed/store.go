@@ -16,19 +16,40 @@ import (
 	"github.com/bulwark-go/bulwark/internal/eventq"
 )
 
-// Client is the part of a go-redis v9 client a [Store] uses. *redis.Client
-// (also when built by redis.NewFailoverClient for Sentinel),
-// *redis.ClusterClient, *redis.Ring and redis.UniversalClient all satisfy
-// it.
+// Client is exactly what a [Store] and everything built from it use of a
+// go-redis v9 client. *redis.Client (also when built by
+// redis.NewFailoverClient for Sentinel), *redis.ClusterClient, *redis.Ring
+// and redis.UniversalClient satisfy it, and so does any type embedding one
+// of them.
 //
-// The store sends its scripts through Process with a command that refuses
-// client-side retries, so go-redis never runs a token-taking script twice
-// after a timeout (see [Store]); the Scripter methods remain part of the
-// interface so that a client wrapper can be checked at compile time against
-// everything a script-running client offers.
+// Every method is needed; none is looked for at run time, so a client
+// wrapper (for tracing, metrics, a circuit of its own) that satisfies the
+// interface keeps every feature, and one that lacks a method does not
+// compile:
+//
+//   - Process runs every script call (EVALSHA, then EVAL after NOSCRIPT),
+//     as a command that refuses client-side retries, so go-redis never runs
+//     a token-taking script twice after a timeout (see [Store]), and the
+//     SCAN of [Store.Breakers].
+//   - Pipeline batches the calls that find every round trip of the store
+//     busy ([WithBatching]).
+//   - Subscribe carries the breakers' transitions ([Store.Breaker]) and the
+//     bulkheads' wake-ups ([Store.Bulkhead]).
+//
+// A wrapper must hand each of these to the client it wraps (or do as much
+// itself): a Pipeline that sends nothing loses the batched calls.
+//
+// Three methods of go-redis's clients, not part of the interface, are used
+// when the client has them, as any type embedding a go-redis client does:
+// Options (whether ContextTimeoutEnabled is on: see [WithTimeout]; a
+// client without it is taken to ignore context deadlines, so each call
+// runs on a goroutine of its own and batching is off), ForEachMaster
+// ([Store.Breakers] scans every master of a cluster) and ReloadState (a
+// degraded store's prober asks a cluster client to reload its slot map).
 type Client interface {
-	redis.Scripter
 	Process(ctx context.Context, cmd redis.Cmder) error
+	Pipeline() redis.Pipeliner
+	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
 }
 
 // Defaults of a [Store].
@@ -260,8 +281,8 @@ func New(client Client, opts ...Option) (*Store, error) {
 	}
 	if s.detached {
 		s.inflight = make(chan struct{}, cfg.maxInFlight)
-	} else if p, ok := client.(pipeliner); ok && cfg.lanes > 0 {
-		s.lanes = &lanes{client: p, max: cfg.lanes}
+	} else if cfg.lanes > 0 {
+		s.lanes = &lanes{client: client, max: cfg.lanes}
 	}
 	s.observer = eventq.Safe(cfg.observer, &s.guard)
 	s.health.init(&cfg)
@@ -306,14 +327,15 @@ func (c *config) validate() error {
 }
 
 // honoursContext reports whether go-redis applies context deadlines to the
-// sockets of client. Clients of unknown types are assumed not to.
+// sockets of client, as the Options method of a go-redis client (or of a
+// type embedding one) tells. A client without one is assumed not to.
 func honoursContext(client Client) bool {
 	switch c := client.(type) {
-	case *redis.Client:
+	case interface{ Options() *redis.Options }:
 		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
+	case interface{ Options() *redis.ClusterOptions }:
 		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
+	case interface{ Options() *redis.RingOptions }:
 		return c.Options().ContextTimeoutEnabled
 	}
 	return false
