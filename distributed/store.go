@@ -77,6 +77,7 @@ type config struct {
 
 	policy            FailurePolicy
 	replicas          int
+	minReplicas       int
 	counter           ReplicaCounter
 	failureThreshold  int
 	recoveryThreshold int
@@ -212,9 +213,10 @@ type Store struct {
 	observer bulwark.Observer
 	probeKey string
 
-	policy   FailurePolicy
-	replicas int
-	counter  ReplicaCounter
+	policy      FailurePolicy
+	replicas    int
+	minReplicas int
+	counter     ReplicaCounter
 
 	// detached is set when the client ignores context deadlines on its
 	// sockets: calls then run on a goroutine of their own, at most
@@ -268,16 +270,17 @@ func New(client Client, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		client:   client,
-		prefix:   cfg.prefix,
-		clock:    cfg.clock,
-		timeout:  cfg.timeout,
-		minTTLms: strconv.FormatInt(int64((cfg.minTTL+time.Millisecond-1)/time.Millisecond), 10),
-		probeKey: cfg.prefix + ":health:{probe}",
-		policy:   cfg.policy,
-		replicas: cfg.replicas,
-		counter:  cfg.counter,
-		detached: !honoursContext(client),
+		client:      client,
+		prefix:      cfg.prefix,
+		clock:       cfg.clock,
+		timeout:     cfg.timeout,
+		minTTLms:    strconv.FormatInt(int64((cfg.minTTL+time.Millisecond-1)/time.Millisecond), 10),
+		probeKey:    cfg.prefix + ":health:{probe}",
+		policy:      cfg.policy,
+		replicas:    cfg.replicas,
+		minReplicas: cfg.minReplicas,
+		counter:     cfg.counter,
+		detached:    !honoursContext(client),
 	}
 	if s.detached {
 		s.inflight = make(chan struct{}, cfg.maxInFlight)
@@ -308,6 +311,8 @@ func (c *config) validate() error {
 		return core.ConfigError("unknown failure policy %d", c.policy)
 	case c.replicas < 1:
 		return core.ConfigError("replica count must be at least 1, got %d", c.replicas)
+	case c.minReplicas < 0:
+		return core.ConfigError("min replica count must not be negative, got %d", c.minReplicas)
 	case c.failureThreshold < 1 || c.failureThreshold > 1<<20:
 		return core.ConfigError("failure threshold must be between 1 and 2^20, got %d", c.failureThreshold)
 	case c.recoveryThreshold < 1:
