@@ -3,6 +3,8 @@ package distributed
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/internal/eventq"
+	"github.com/bulwark-go/bulwark/internal/logs"
 )
 
 // Client is exactly what a [Store] and everything built from it use of a
@@ -74,6 +77,7 @@ type config struct {
 	timeout  time.Duration
 	minTTL   time.Duration
 	observer bulwark.Observer
+	logger   *slog.Logger
 
 	policy            FailurePolicy
 	replicas          int
@@ -133,6 +137,32 @@ func WithMinTTL(d time.Duration) Option { return func(c *config) { c.minTTL = d 
 // the cause of a degradation) and one EventDecision per decision of its
 // limiters (Degraded when decided without Redis).
 func WithObserver(o bulwark.Observer) Option { return func(c *config) { c.observer = o } }
+
+// WithLogger makes the store, its breakers and its bulkheads log their
+// state changes to l (default: nothing is logged):
+//
+//   - Warn "bulwark: store degraded, deciding without Redis" (err: the
+//     cause) when the store turns degraded, and Info "bulwark: store back
+//     on Redis" (outage: how long it lasted) when it recovers: one line
+//     each per outage, whatever the traffic;
+//   - "bulwark: breaker state changed" (breaker, from, to, degraded) when
+//     this replica learns of a transition, Warn when the breaker opens and
+//     Info otherwise, at most one line per breaker a second;
+//   - Warn "bulwark: lease lost" (a bulkhead's slot could not be
+//     renewed), at most one line per bulkhead every 10s;
+//   - Error "bulwark: a user callback panicked; recovered" (the observer
+//     or a lease-lost callback), at most one line every 10s;
+//   - Info once at New when the client ignores context deadlines (see
+//     [Client]), so calls run detached and are never batched.
+//
+// Rate-limited lines carry "suppressed", the count of lines dropped since
+// the last one. Every line carries the store's prefix. A logger costs
+// what an observer does: events are then built for every call.
+//
+// go-redis logs on its own, through one process-wide logger (a line per
+// failed dial while Redis is away); see [NewRedisLogger] to route those
+// lines into l, rate-limited, or quiet them.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // Store holds what every Redis-backed primitive of one service shares: the
 // client, the key prefix, the time budget of a call, the store's health and
@@ -234,6 +264,7 @@ type Store struct {
 	// guard recovers and counts the panics of the user's observer and
 	// callbacks, wherever they run.
 	guard eventq.Guard
+	log   *logs.Logger // nil: silent
 
 	breakers  breakerSet  // breakers built from this store, closed by Close
 	bulkheads bulkheadSet // bulkheads built from this store, closed by Close
@@ -287,7 +318,13 @@ func New(client Client, opts ...Option) (*Store, error) {
 	} else if cfg.lanes > 0 {
 		s.lanes = &lanes{client: client, max: cfg.lanes}
 	}
-	s.observer = eventq.Safe(cfg.observer, &s.guard)
+	s.log = logs.New(cfg.logger)
+	s.guard.OnPanic = s.log.Panic
+	s.observer = eventq.Safe(bulwark.Observers(s.log.Observer(slog.String("prefix", cfg.prefix)), cfg.observer), &s.guard)
+	if s.detached {
+		s.log.Log(slog.LevelInfo, "bulwark: the redis client ignores context deadlines; each call runs on a goroutine of its own and calls are not batched (build the client with distributed.ClientOptions)",
+			slog.String("prefix", cfg.prefix), slog.String("client", fmt.Sprintf("%T", client)))
+	}
 	s.health.init(&cfg)
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/internal/eventq"
+	"github.com/bulwark-go/bulwark/internal/logs"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -85,6 +87,7 @@ type Weighted struct {
 	onLost   func(*Lease, error)
 	obs      bulwark.Observer
 	guard    eventq.Guard // recovers the panics of obs and onLost
+	log      *logs.Logger // nil: silent
 	evName   string
 	run      Runner
 	clock    bulwark.Clock
@@ -175,6 +178,8 @@ func New(client Client, name string, capacity int64, opts ...Option) (*Weighted,
 		done:     make(chan struct{}),
 		leases:   make(map[*Lease]struct{}),
 	}
+	w.log = logs.New(o.logger)
+	w.guard.OnPanic = w.log.Panic
 	w.obs = eventq.Safe(o.observer, &w.guard)
 	if w.run == nil {
 		w.run = func(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
@@ -549,6 +554,10 @@ func (w *Weighted) CallbackPanics() uint64 { return w.guard.Panics() }
 // notifyLost emits EventLeaseLost, then runs the callback.
 func (w *Weighted) notifyLost(l *Lease, err error) {
 	w.emit(bulwark.EventLeaseLost, w.clock.Now().Sub(l.acquired), err)
+	if w.log != nil {
+		w.log.Limited("lease-lost", logs.Every, slog.LevelWarn, "bulwark: lease lost",
+			slog.String("semaphore", w.evName), slog.Any("err", err))
+	}
 	if w.onLost != nil {
 		w.guard.Call("lease-lost callback", func() { w.onLost(l, err) })
 	}
