@@ -262,7 +262,7 @@ func (s *Store) Breaker(name string, c bulwark.BreakerConfig, opts ...BreakerOpt
 		twinOpts = append(twinOpts, local.WithClock(s.clock))
 	}
 	if s.observer != nil {
-		twinOpts = append(twinOpts, local.WithObserver(degradedObserver{s.observer}))
+		twinOpts = append(twinOpts, local.WithObserver(degradedObserver{s.observer, &b.degraded}))
 	}
 	twin, err := local.NewBreaker(c, twinOpts...)
 	if err != nil {
@@ -594,10 +594,20 @@ func (b *Breaker) Close() error {
 	return nil
 }
 
-// degradedObserver flags the local twin's events as degraded.
-type degradedObserver struct{ o bulwark.Observer }
+// degradedObserver flags the local twin's events as degraded, and drops
+// those of a twin that is not deciding: Reset and ForceOpen mirror the
+// fleet's transitions onto the twin while the breaker is healthy, which
+// are not decisions of this replica (the fleet's own transition is
+// reported).
+type degradedObserver struct {
+	o        bulwark.Observer
+	degraded *atomic.Bool
+}
 
 func (d degradedObserver) Observe(e bulwark.Event) {
+	if !d.degraded.Load() {
+		return
+	}
 	e.Degraded = true
 	d.o.Observe(e)
 }

@@ -147,7 +147,8 @@ func WithObserver(o bulwark.Observer) Option { return func(c *config) { c.observ
 //     each per outage, whatever the traffic;
 //   - "bulwark: breaker state changed" (breaker, from, to, degraded) when
 //     this replica learns of a transition, Warn when the breaker opens and
-//     Info otherwise, at most one line per breaker a second;
+//     Info otherwise; per breaker at most 4 lines at once, then one a
+//     second;
 //   - Warn "bulwark: lease lost" (a bulkhead's slot could not be
 //     renewed), at most one line per bulkhead every 10s;
 //   - Error "bulwark: a user callback panicked; recovered" (the observer

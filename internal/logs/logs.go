@@ -25,6 +25,7 @@ type Logger struct {
 }
 
 type keyState struct {
+	tokens     float64 // lines that may be written now
 	last       time.Time
 	suppressed int
 }
@@ -51,6 +52,12 @@ func (g *Logger) Log(level slog.Level, msg string, args ...any) {
 // dropped meanwhile ("suppressed"). Keys must be few (one per pattern
 // instance and kind of line).
 func (g *Logger) Limited(key string, every time.Duration, level slog.Level, msg string, args ...any) {
+	g.Burst(key, every, 1, level, msg, args...)
+}
+
+// Burst is [Logger.Limited] allowing bursts: up to burst lines of key at
+// once, then one per every (a token bucket per key).
+func (g *Logger) Burst(key string, every time.Duration, burst int, level slog.Level, msg string, args ...any) {
 	if g == nil || !g.l.Enabled(context.Background(), level) {
 		return
 	}
@@ -58,14 +65,20 @@ func (g *Logger) Limited(key string, every time.Duration, level slog.Level, msg 
 	g.mu.Lock()
 	k := g.keys[key]
 	if k == nil {
-		k = &keyState{}
+		k = &keyState{tokens: float64(burst), last: now}
 		g.keys[key] = k
-	} else if now.Sub(k.last) < every {
+	} else if every <= 0 {
+		k.tokens = float64(burst)
+	} else {
+		k.tokens = min(float64(burst), k.tokens+float64(now.Sub(k.last))/float64(every))
+	}
+	k.last = now
+	if k.tokens < 1 {
 		k.suppressed++
 		g.mu.Unlock()
 		return
 	}
-	k.last = now
+	k.tokens--
 	suppressed := k.suppressed
 	k.suppressed = 0
 	g.mu.Unlock()
@@ -85,8 +98,8 @@ func (g *Logger) Panic(what string, recovered any) {
 // Observer returns an observer that logs the state changes among a
 // store's events, or nil when g is nil: the store turning degraded (Warn)
 // and healthy again (Info, with the outage's length), breaker transitions
-// (Warn when opening, Info otherwise, at most one line per breaker a
-// second) and lost leases (Warn, at most one line per pattern instance per
+// (Warn when opening, Info otherwise; per breaker at most 4 lines at once,
+// then one a second) and lost leases (Warn, at most one line per pattern instance per
 // [Every]). attrs (the store's prefix) go on every line.
 func (g *Logger) Observer(attrs ...any) bulwark.Observer {
 	if g == nil {
@@ -112,7 +125,7 @@ func (o *observer) Observe(e bulwark.Event) {
 		if e.To == bulwark.Open {
 			level = slog.LevelWarn
 		}
-		o.g.Limited("breaker:"+e.Name, time.Second, level, "bulwark: breaker state changed", o.with(
+		o.g.Burst("breaker:"+e.Name, time.Second, 4, level, "bulwark: breaker state changed", o.with(
 			slog.String("breaker", e.Name), slog.String("from", e.From.String()), slog.String("to", e.To.String()),
 			slog.Bool("degraded", e.Degraded))...)
 	case bulwark.EventLeaseLost:
