@@ -43,7 +43,7 @@ var _ bulwark.Limiter = (*Tiered)(nil)
 // NewTiered returns a limiter that asks local, then global (see [Tiered]).
 // Either being nil is an error wrapping bulwark.ErrInvalidConfig.
 func NewTiered(local, global bulwark.Limiter) (*Tiered, error) {
-	if local == nil || global == nil {
+	if core.IsNil(local) || core.IsNil(global) {
 		return nil, core.ConfigError("tiered limiter needs a local and a global limiter")
 	}
 	return &Tiered{local: local, global: global}, nil
