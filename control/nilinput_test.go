@@ -43,10 +43,11 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 	for name, opts := range map[string][]control.ReplicaOption{
-		"glob prefix": {control.WithPrefix("a*")},
-		"zero poll":   {control.WithPollInterval(0)},
-		"zero beat":   {control.WithHeartbeat(-time.Second)},
-		"bad id":      {control.WithID("a b")},
+		"glob prefix":  {control.WithPrefix("a*")},
+		"zero poll":    {control.WithPollInterval(0)},
+		"zero beat":    {control.WithHeartbeat(-time.Second)},
+		"bad id":       {control.WithID("a b")},
+		"nil observer": {control.WithObserver((*nilObserver)(nil))},
 	} {
 		if _, err := control.NewReplica(c, opts...); !errors.Is(err, bulwark.ErrInvalidConfig) {
 			t.Errorf("NewReplica with %s: %v", name, err)
@@ -125,3 +126,7 @@ func TestObserverPanics(t *testing.T) {
 		t.Fatalf("%d panics counted, want at least 3 (build and two changes)", r.ObserverPanics())
 	}
 }
+
+type nilObserver struct{}
+
+func (*nilObserver) Observe(bulwark.Event) {}

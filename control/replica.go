@@ -164,6 +164,8 @@ func NewReplica(client ReplicaClient, opts ...ReplicaOption) (*Replica, error) {
 		return nil, core.ConfigError("control: poll interval must be positive, got %v", c.poll)
 	case c.beat <= 0:
 		return nil, core.ConfigError("control: heartbeat must be positive, got %v", c.beat)
+	case c.observer != nil && core.IsNil(c.observer):
+		return nil, core.ConfigError("control: observer is a typed nil %T", c.observer)
 	}
 	if c.id == "" {
 		c.id = defaultID()
