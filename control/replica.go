@@ -258,7 +258,7 @@ func (r *Replica) load(ctx context.Context, full bool) error {
 	same := r.loaded && v == r.version && !full
 	r.mu.Unlock()
 	if same {
-		r.setFresh()
+		r.setFresh(false)
 		return nil
 	}
 	all, err := r.client.HGetAll(ctx, r.k.live).Result()
@@ -281,10 +281,11 @@ func (r *Replica) load(ctx context.Context, full bool) error {
 		}
 		live[name] = liveValue{version: ver, layer: layer}
 	}
+	moved := !r.loaded || v != r.version
 	r.live, r.version, r.loaded = live, v, true
 	evs := append(bad, r.applyLocked()...)
 	r.mu.Unlock()
-	r.setFresh()
+	r.setFresh(moved)
 	for _, e := range evs {
 		r.emit(e)
 	}
@@ -344,12 +345,15 @@ func (r *Replica) setStale(err error) {
 	}
 }
 
-func (r *Replica) setFresh() {
+// setFresh marks the configuration current; the replica-wide event (the
+// version it runs) goes out when it was stale or moved says the version
+// changed.
+func (r *Replica) setFresh(moved bool) {
 	r.mu.Lock()
 	r.lastErr = nil
 	v := r.version
 	r.mu.Unlock()
-	if r.stale.Swap(false) {
+	if r.stale.Swap(false) || moved {
 		r.emit(bulwark.Event{Kind: bulwark.EventConfig, Pattern: "config", Time: time.Now(),
 			Limit: int(v), Allowed: true})
 	}
