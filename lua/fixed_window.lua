@@ -36,4 +36,6 @@ if cur + n <= E then
   redis.call('SET', KEYS[1], string.format('%d:%d', wn, cur), 'PX', ttl_ms(left, minttl))
   return {1, E - cur, 0, left}
 end
-return {0, E - cur, left, cur > 0 and left or 0}
+-- cur > E when a replica with a larger E counted into this window (a limit
+-- lowered mid rolling deploy): nothing remains, and the next window decides.
+return {0, math.max(E - cur, 0), left, cur > 0 and left or 0}
