@@ -3,12 +3,10 @@ package local
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/bulwark-go/bulwark"
 )
@@ -68,7 +66,7 @@ type cacheCall[T any] struct {
 }
 
 // Cache keeps results of type T per key for TTL, at most MaxSize keys (an
-// LRU from github.com/hashicorp/golang-lru/v2), and protects against
+// least-recently-used map), and protects against
 // stampedes: while a key is being computed, other callers for that key wait
 // for that one computation instead of starting their own. Errors are never
 // cached; every waiter receives the computation's result or error, except
@@ -83,7 +81,7 @@ type cacheCall[T any] struct {
 // nothing.
 type Cache[T any] struct {
 	mu    sync.Mutex
-	lru   *simplelru.LRU[string, cacheEntry[T]]
+	lru   *lru[string, cacheEntry[T]]
 	calls map[string]*cacheCall[T]
 	ttl   time.Duration
 	key   func(context.Context) (string, bool)
@@ -104,10 +102,7 @@ func NewCache[T any](cfg CacheConfig, opts ...Option) (*Cache[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := simplelru.NewLRU[string, cacheEntry[T]](cfg.MaxSize, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", bulwark.ErrInvalidConfig, err)
-	}
+	l := newLRU[string, cacheEntry[T]](cfg.MaxSize)
 	c := &Cache[T]{lru: l, calls: make(map[string]*cacheCall[T]), ttl: cfg.TTL, key: cfg.Key,
 		clock: o.clock, obs: o.observer, name: o.name}
 	if c.key == nil {
