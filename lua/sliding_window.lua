@@ -11,8 +11,6 @@
 --
 -- Reply: {allowed 0|1, remaining, retry_after, reset_after}, durations in µs.
 
-redis.replicate_commands()
-
 local now = now_us(ARGV[1])
 local minttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
