@@ -3,7 +3,8 @@
 #   - local token bucket vs golang.org/x/time/rate (one key, and 10k keys in
 #     parallel against a mutex-guarded map of rate.Limiters),
 #   - the other local limiters on one key,
-#   - local breaker vs sony/gobreaker v2, local bulkhead,
+#   - local breaker vs sony/gobreaker v2 and failsafe-go's permit path,
+#     local bulkhead,
 #   - composition overhead (root package),
 #   - HTTP middleware overhead (bulwarkhttp),
 #   - observers (telemetry).
@@ -11,37 +12,45 @@
 # peers' see the same machine conditions; benchstat summarises.
 #
 # Usage (from the repository root): bench/local.sh [out-dir]
-# Environment: COUNT=6, BENCHTIME=1s
+# Environment: COUNT=6, BENCHTIME=1s, ONLY="local root bulwarkhttp telemetry"
+# (the packages to run), LOCAL_FILTER (the -test.bench pattern of the peer
+# comparisons, e.g. '^Benchmark(TokenBucketAllowOneKey|XRateAllow)$')
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-6}
 BENCHTIME=${BENCHTIME:-1s}
+ONLY=${ONLY:-local root bulwarkhttp telemetry}
 OUT=${1:-$(mktemp -d /tmp/bulwark-bench.XXXXXX)}
 mkdir -p "$OUT"
 
 declare -A PKG=(
-	[local]='^Benchmark(TokenBucket|XRate|SlidingWindow|SlidingLog|FixedWindow|Breaker|Gobreaker|Bulkhead)'
+	[local]=${LOCAL_FILTER:-'^Benchmark(TokenBucket|XRate|SlidingWindow|SlidingLog|FixedWindow|Breaker|Gobreaker|Failsafe|Bulkhead)'}
 	[root]='^BenchmarkCompose'
 	[bulwarkhttp]='^Benchmark'
 	[telemetry]='^Benchmark'
 )
-for p in "${!PKG[@]}"; do
-	dir=./$p
-	[ "$p" = root ] && dir=.
-	go test -c -o "$OUT/$p.test" "$dir"
+for p in $ONLY; do
+	case $p in
+	root) go test -c -o "$OUT/$p.test" . ;;
+	local) (cd bench && go test -c -o "$OUT/$p.test" ./peers/) ;; # the peer comparisons
+	telemetry) (cd telemetry && go test -c -o "$OUT/$p.test" .) ;;
+	*) go test -c -o "$OUT/$p.test" "./$p" ;;
+	esac
 done
 {
 	echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(go version); $(nproc) CPUs; COUNT=$COUNT BENCHTIME=$BENCHTIME"
 } | tee "$OUT/bench.txt"
 : >"$OUT/raw.txt"
 for i in $(seq "$COUNT"); do
-	for p in local root bulwarkhttp telemetry; do
-		(cd "$( [ "$p" = root ] && echo . || echo "$p")" && "$OUT/$p.test" -test.run '^$' -test.bench "${PKG[$p]}" \
+	for p in $ONLY; do
+		dir=$p
+		case $p in root) dir=. ;; local) dir=bench/peers ;; esac
+		(cd "$dir" && "$OUT/$p.test" -test.run '^$' -test.bench "${PKG[$p]}" \
 			-test.benchtime "$BENCHTIME" -test.count 1 -test.benchmem) | tee -a "$OUT/raw.txt"
 	done
 	echo "round $i of $COUNT done" >&2
 done
 grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$OUT/raw.txt" >>"$OUT/bench.txt"
 echo
-go tool benchstat "$OUT/bench.txt" | tee "$OUT/benchstat.txt"
+(cd bench && go tool benchstat "$OUT/bench.txt") | tee "$OUT/benchstat.txt"
 echo "results in $OUT"
