@@ -99,7 +99,7 @@ func NewTokenBucket(l bulwark.Limit, opts ...Option) (*TokenBucket, error) {
 	c := l.Capacity()
 	p := l.PeriodMicros()
 	return &TokenBucket{
-		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
+		keyedCore: keyedCore{clock: newFastClock(o.clock), observer: o.observer, name: o.name},
 		limit:     l,
 		e:         int64(l.Events),
 		p:         p,

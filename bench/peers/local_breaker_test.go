@@ -229,14 +229,27 @@ func failsafeBreaker() circuitbreaker.CircuitBreaker[any] {
 
 // BenchmarkFailsafePermit is failsafe-go's permit path, the peer of
 // BenchmarkBreakerAllowDone/plain: TryAcquirePermit, then RecordSuccess.
+// "time" is shaped like ours (a time-based failure rate, which reads the
+// clock per outcome); "count" is failsafe-go's default breaker (trips on one
+// failure among the last call, no clock), cheaper and not the same policy.
 func BenchmarkFailsafePermit(b *testing.B) {
-	cb := failsafeBreaker()
-	b.ReportAllocs()
-	for b.Loop() {
-		if !cb.TryAcquirePermit() {
-			b.Fatal("no permit")
-		}
-		cb.RecordSuccess()
+	for _, bc := range []struct {
+		name string
+		cb   func() circuitbreaker.CircuitBreaker[any]
+	}{
+		{"time", failsafeBreaker},
+		{"count", circuitbreaker.NewWithDefaults[any]},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cb := bc.cb()
+			b.ReportAllocs()
+			for b.Loop() {
+				if !cb.TryAcquirePermit() {
+					b.Fatal("no permit")
+				}
+				cb.RecordSuccess()
+			}
+		})
 	}
 }
 
