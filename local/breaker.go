@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 var _ bulwark.Breaker = (*Breaker)(nil)
@@ -407,7 +408,7 @@ func (b *Breaker) drainLocked() {
 // dropping the buckets that left it. A clock that went backwards keeps
 // counting in the newest bucket. Requires b.mu held.
 func (b *Breaker) advanceLocked(now time.Time) {
-	m := bulwark.Micros(now)
+	m := core.Micros(now)
 	if m >= b.headStart && m-b.headStart < b.bucketSize {
 		return // still in the newest bucket: no division
 	}
