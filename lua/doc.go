@@ -3,6 +3,7 @@
 //
 //	Script            File                    Run by
 //	TokenBucket       token_bucket.lua        distributed.TokenBucket (GCRA over one key; state: one integer)
+//	TokenBucketLease  token_bucket_lease.lua  distributed.LeasedTokenBucket (k tokens at once from TokenBucket's bucket; give back)
 //	MultiTokenBucket  multi_token_bucket.lua  distributed.Multi (GCRA over several keys, all or nothing)
 //	FixedWindow       fixed_window.lua        distributed.FixedWindow
 //	SlidingWindow     sliding_window.lua      distributed.SlidingWindow (weighted previous window)

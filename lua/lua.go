@@ -11,6 +11,8 @@ var (
 	prelude string
 	//go:embed token_bucket.lua
 	tokenBucketSrc string
+	//go:embed token_bucket_lease.lua
+	tokenBucketLeaseSrc string
 	//go:embed multi_token_bucket.lua
 	multiTokenBucketSrc string
 	//go:embed fixed_window.lua
@@ -33,6 +35,20 @@ var (
 // Unlike the other scripts its text is its file alone, without the prelude:
 // the prelude's functions would be built again on every call.
 var TokenBucket = newBareScript(tokenBucketSrc)
+
+// TokenBucketLease takes up to k tokens at once from TokenBucket's bucket
+// (same key and state) for a replica to spend locally, and gives back
+// tokens leased and not spent.
+//
+//	KEYS[1]     state, as TokenBucket's
+//	ARGV[1..2]  now, min TTL
+//	ARGV[3..4]  k (most tokens to take; 0: only give back), n (fewest worth taking)
+//	ARGV[5..7]  E, P, tau in TokenBucket's units
+//	ARGV[8]     tokens given back first
+//
+// Reply: {granted, debt}: tokens granted (0: fewer than n were free, none
+// taken) and the debt after the call in units.
+var TokenBucketLease = newScript(tokenBucketLeaseSrc)
 
 // MultiTokenBucket is the GCRA token bucket over several keys, deducting
 // from all of them only when every one admits (several limits on one

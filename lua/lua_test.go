@@ -27,6 +27,7 @@ var scripts = map[string]*redis.Script{
 var allScripts = map[string]*redis.Script{
 	"token_bucket":       lua.TokenBucket,
 	"multi_token_bucket": lua.MultiTokenBucket,
+	"token_bucket_lease": lua.TokenBucketLease,
 	"fixed_window":       lua.FixedWindow,
 	"sliding_window":     lua.SlidingWindow,
 	"sliding_log":        lua.SlidingLog,
