@@ -54,3 +54,20 @@ grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$OUT/raw.txt" >>"$OUT/bench.txt"
 echo
 (cd bench && go tool benchstat "$OUT/bench.txt") | tee "$OUT/benchstat.txt"
 echo "results in $OUT"
+
+# Ours and each peer side by side, with benchstat's significance test: the
+# benchmarks renamed to one name per comparison and a column per library.
+sed -E \
+	-e 's/^BenchmarkTokenBucketAllowOneKey-/BenchmarkOneKey\/lib=bulwark-/' \
+	-e 's/^BenchmarkXRateAllow-/BenchmarkOneKey\/lib=xrate-/' \
+	-e 's/^BenchmarkTokenBucketAllowParallel10kKeys-/BenchmarkParallel10kKeys\/lib=bulwark-/' \
+	-e 's/^BenchmarkXRateMutexMap10kKeys-/BenchmarkParallel10kKeys\/lib=xrate-/' \
+	-e 's/^BenchmarkBreakerAllowDone\/plain-/BenchmarkBreakerPermit\/lib=bulwark-/' \
+	-e 's/^BenchmarkFailsafePermit\/time-/BenchmarkBreakerPermit\/lib=failsafe-time-/' \
+	-e 's/^BenchmarkFailsafePermit\/count-/BenchmarkBreakerPermit\/lib=failsafe-count-/' \
+	"$OUT/bench.txt" | grep -E '^(Benchmark(OneKey|Parallel10kKeys|BreakerPermit)/|goos|goarch|pkg|cpu)' >"$OUT/paired.txt" || true
+if [ -s "$OUT/paired.txt" ]; then
+	echo
+	echo "== ours vs peers (columns: lib; each compared with bulwark)"
+	(cd bench && go tool benchstat -col /lib -filter '.unit:sec/op' "$OUT/paired.txt") | tee "$OUT/paired-benchstat.txt"
+fi
