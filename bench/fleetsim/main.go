@@ -227,10 +227,22 @@ func run(c config, n int, load float64, mode string) (result, error) {
 		}
 	}()
 	ctx := context.Background()
-	// Warm up: one call per replica (connections, scripts loaded).
+	// Warm up: one decision from Redis per replica (connections made,
+	// scripts loaded, a new cluster's slots known), waiting up to 20s.
+	deadline := time.Now().Add(20 * time.Second)
 	for i, r := range reps {
-		if _, err := r.lim.Allow(ctx, "warm-"+strconv.Itoa(i), 1); err != nil {
-			return result{}, err
+		for {
+			d, err := r.lim.Allow(ctx, "warm-"+strconv.Itoa(i), 1)
+			if err != nil {
+				return result{}, err
+			}
+			if !d.Degraded && r.store.Healthy() {
+				break
+			}
+			if time.Now().After(deadline) {
+				return result{}, fmt.Errorf("replica %d: still degraded after 20s", i)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	var cpu0 float64
