@@ -15,13 +15,13 @@
 //	SemaphoreInspect  semaphore_inspect.lua   Holders and Waiting of both, `bulwark inspect` (read only)
 //	Membership        membership.lua          cluster.Membership (heartbeat and live count)
 //
-// Every script's text but TokenBucket's is prelude.lua followed by its own
-// file: the prelude holds the helpers they share (exact integer floor/ceil
-// division, the time in µs from Redis TIME or ARGV, TTLs in ms) as local
-// functions only, so it runs no command and touches no global.
-// TokenBucket, the hot path of every fleet, is its file alone, without a
-// function: Lua would build each of the prelude's closures again on every
-// call.
+// Every script's text but TokenBucket's and FixedWindow's is prelude.lua
+// followed by its own file: the prelude holds the helpers they share (exact
+// integer floor/ceil division, the time in µs from Redis TIME or ARGV, TTLs
+// in ms) as local functions only, so it runs no command and touches no
+// global. TokenBucket and FixedWindow, the cheapest decisions, are their
+// file alone, without a function: Lua would build each of the prelude's
+// closures again on every call.
 //
 // Requirements: Redis 5.0 or later (or Valkey). The scripts call Redis TIME
 // before they write, which needs effects replication, the default since

@@ -63,14 +63,15 @@ var TokenBucketLease = newScript(tokenBucketLeaseSrc)
 // triple per key, durations in µs.
 var MultiTokenBucket = newScript(multiTokenBucketSrc)
 
-// FixedWindow is the fixed-window counter over one key.
+// FixedWindow is the fixed-window counter over one key. Like TokenBucket,
+// its text is its file alone.
 //
 //	KEYS[1]     state: "w:cur" (window index, tokens counted in it)
 //	ARGV[1..3]  now, min TTL, n
 //	ARGV[4..5]  E (events per window), P (window µs)
 //
 // Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
-var FixedWindow = newScript(fixedWindowSrc)
+var FixedWindow = newBareScript(fixedWindowSrc)
 
 // SlidingWindow is the sliding-window counter (the previous window's count,
 // weighted by its overlap with the sliding window) over one key.

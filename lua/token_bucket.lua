@@ -22,8 +22,9 @@
 -- integers below 2^53. A denial writes nothing.
 --
 -- Arithmetic is on numbers coerced from the argument strings, and integer
--- division uses a % b (exact here: a < 2^53), so the common path calls no
--- function but the Redis commands, tonumber and string.format.
+-- division uses a % b, corrected when negative (for 0 <= a < 2^53 Lua's
+-- floor(a/b) is at most one too big), so the common path calls no function
+-- but the Redis commands, tonumber and string.format.
 
 local now = ARGV[1]
 if now == '' then
@@ -46,6 +47,7 @@ if raw then
       at, ahead = tonumber(at), tonumber(ahead)
       if not at or not ahead then return redis.error_reply('ERR bulwark: malformed token bucket state') end
       r = ahead % E
+      if r < 0 then r = r + E end
       T = at + (ahead - r) / E
     end
     T, r = tonumber(T), tonumber(r)
@@ -63,12 +65,15 @@ if E == 1 then
   v, reset = string.format('%d', now + need), need
 else
   local m = need % E
+  if m < 0 then m = m + E end
   local q = (need - m) / E
   v, reset = string.format('%d', now + q), q
   if m > 0 then v, reset = v .. string.format(':%d', m), q + 1 end
 end
 local x = reset + 999
-local ms = (x - x % 1000) / 1000
+local r = x % 1000
+if r < 0 then r = r + 1000 end
+local ms = (x - r) / 1000
 local minttl = ARGV[2] + 0
 if ms < minttl then ms = minttl end
 redis.call('SET', KEYS[1], v, 'PX', ms)
