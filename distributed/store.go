@@ -198,7 +198,9 @@ type Store struct {
 	// sockets: calls then run on a goroutine of their own, at most
 	// cap(inflight) at once.
 	detached bool
-	inflight chan struct{}
+	// lightDeadline: a deadline alone bounds a call (see deadlineCtx).
+	lightDeadline bool
+	inflight      chan struct{}
 	// lanes batches calls when the client allows it (see WithBatching);
 	// nil: every call is its own round trip.
 	lanes   *lanes
@@ -255,6 +257,7 @@ func New(client Client, opts ...Option) (*Store, error) {
 		counter:  cfg.counter,
 		detached: !honoursContext(client),
 	}
+	s.lightDeadline = deadlineBounds(client, s.timeout)
 	if s.detached {
 		s.inflight = make(chan struct{}, cfg.maxInFlight)
 	} else if p, ok := client.(pipeliner); ok && cfg.lanes > 0 {
@@ -415,7 +418,9 @@ func (s *Store) runCall(ctx context.Context, c *call) (any, error) {
 	}
 	caller := ctx
 	if s.timeout > 0 {
-		if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > s.timeout {
+		if dl, ok := ctx.Deadline(); (!ok || dl.Sub(start) > s.timeout) && s.lightDeadline {
+			ctx = &deadlineCtx{Context: ctx, d: start.Add(s.timeout)}
+		} else if !ok || dl.Sub(start) > s.timeout {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, start.Add(s.timeout))
 			defer cancel()
