@@ -15,13 +15,14 @@
 //	SemaphoreInspect  semaphore_inspect.lua   Holders and Waiting of both, `bulwark inspect` (read only)
 //	Membership        membership.lua          cluster.Membership (heartbeat and live count)
 //
-// Every script's text but TokenBucket's and FixedWindow's is prelude.lua
-// followed by its own file: the prelude holds the helpers they share (exact
-// integer floor/ceil division, the time in µs from Redis TIME or ARGV, TTLs
-// in ms) as local functions only, so it runs no command and touches no
-// global. TokenBucket and FixedWindow, the cheapest decisions, are their
-// file alone, without a function: Lua would build each of the prelude's
-// closures again on every call.
+// The text of every script but TokenBucket's, FixedWindow's and
+// SlidingWindow's is the file
+// prelude.lua followed by its own file: the prelude holds the helpers they
+// share (exact integer floor/ceil division, the time in µs from Redis TIME
+// or ARGV, TTLs in ms) as local functions only, so it runs no command and
+// touches no global. TokenBucket, FixedWindow and SlidingWindow, the
+// decisions of every request, are their file alone, without a function:
+// Lua would build each of the prelude's closures again on every call.
 //
 // Requirements: Redis 5.0 or later (or Valkey). The scripts call Redis TIME
 // before they write, which needs effects replication, the default since

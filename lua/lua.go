@@ -74,14 +74,15 @@ var MultiTokenBucket = newScript(multiTokenBucketSrc)
 var FixedWindow = newBareScript(fixedWindowSrc)
 
 // SlidingWindow is the sliding-window counter (the previous window's count,
-// weighted by its overlap with the sliding window) over one key.
+// weighted by its overlap with the sliding window) over one key. Like
+// TokenBucket, its text is its file alone.
 //
 //	KEYS[1]     state: "w:cur:prev"
 //	ARGV[1..3]  now, min TTL, n
 //	ARGV[4..5]  E (events per window), P (window µs)
 //
 // Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
-var SlidingWindow = newScript(slidingWindowSrc)
+var SlidingWindow = newBareScript(slidingWindowSrc)
 
 // SlidingLog is the exact sliding-window log over one key: a sorted set of
 // one member per admitted token, scored by its time in µs, holding at most
@@ -116,7 +117,8 @@ func newBareScript(src string) *redis.Script {
 }
 
 // Source returns the full Lua source of one of this package's scripts (the
-// shared prelude, then the script's own file; TokenBucket's file alone), and
+// shared prelude, then the script's own file; for TokenBucket, FixedWindow
+// and SlidingWindow their file alone), and
 // "" for any other script. Callers that build their own EVAL commands (to send
 // them without client-side retries, for instance) need it after a NOSCRIPT
 // reply; tools use it to show what runs on the server.

@@ -41,7 +41,7 @@ var allScripts = map[string]*redis.Script{
 
 // bare names the scripts whose text is their file alone, without the
 // prelude.
-var bare = map[string]bool{"token_bucket": true, "fixed_window": true}
+var bare = map[string]bool{"token_bucket": true, "fixed_window": true, "sliding_window": true}
 
 //go:embed *.lua
 var files embed.FS
