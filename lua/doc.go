@@ -16,11 +16,10 @@
 //	Membership        membership.lua          cluster.Membership (heartbeat and live count)
 //
 // The text of every script but TokenBucket's, FixedWindow's and
-// SlidingWindow's is the file
-// prelude.lua followed by its own file: the prelude holds the helpers they
-// share (exact integer floor/ceil division, the time in µs from Redis TIME
-// or ARGV, TTLs in ms) as local functions only, so it runs no command and
-// touches no global. TokenBucket, FixedWindow and SlidingWindow, the
+// SlidingWindow's is the file prelude.lua followed by its own file: the
+// prelude holds the helpers they share (exact integer floor/ceil division,
+// the time in µs from Redis TIME or ARGV, TTLs in ms) as local functions
+// only, so it runs no command and touches no global. Those three, the
 // decisions of every request, are their file alone, without a function:
 // Lua would build each of the prelude's closures again on every call.
 //
