@@ -7,19 +7,21 @@
 #     local bulkhead,
 #   - composition overhead (root package),
 #   - HTTP middleware overhead (bulwarkhttp),
-#   - observers (telemetry).
+#   - observers (telemetry core on a recording backend, bulwarkprom,
+#     bulwarkotel).
 # Each round runs every benchmark once, COUNT rounds in all, so ours and the
 # peers' see the same machine conditions; benchstat summarises.
 #
 # Usage (from the repository root): bench/local.sh [out-dir]
-# Environment: COUNT=6, BENCHTIME=1s, ONLY="local root bulwarkhttp telemetry"
+# Environment: COUNT=6, BENCHTIME=1s, ONLY="local root bulwarkhttp telemetry
+# telemetry/bulwarkprom telemetry/bulwarkotel"
 # (the packages to run), LOCAL_FILTER (the -test.bench pattern of the peer
 # comparisons, e.g. '^Benchmark(TokenBucketAllowOneKey|XRateAllow)$')
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-6}
 BENCHTIME=${BENCHTIME:-1s}
-ONLY=${ONLY:-local root bulwarkhttp telemetry}
+ONLY=${ONLY:-local root bulwarkhttp telemetry telemetry/bulwarkprom telemetry/bulwarkotel}
 OUT=${1:-$(mktemp -d /tmp/bulwark-bench.XXXXXX)}
 mkdir -p "$OUT"
 
@@ -28,13 +30,14 @@ declare -A PKG=(
 	[root]='^BenchmarkCompose'
 	[bulwarkhttp]='^Benchmark'
 	[telemetry]='^Benchmark'
+	[telemetry/bulwarkprom]='^Benchmark'
+	[telemetry/bulwarkotel]='^Benchmark'
 )
 for p in $ONLY; do
 	case $p in
-	root) go test -c -o "$OUT/$p.test" . ;;
 	local) (cd bench && go test -c -o "$OUT/$p.test" ./peers/) ;; # the peer comparisons
-	telemetry) (cd telemetry && go test -c -o "$OUT/$p.test" .) ;;
-	*) go test -c -o "$OUT/$p.test" "./$p" ;;
+	root) go test -c -o "$OUT/$p.test" . ;;
+	*) go test -c -o "$OUT/${p//\//_}.test" "./$p" ;;
 	esac
 done
 {
@@ -45,7 +48,7 @@ for i in $(seq "$COUNT"); do
 	for p in $ONLY; do
 		dir=$p
 		case $p in root) dir=. ;; local) dir=bench/peers ;; esac
-		(cd "$dir" && "$OUT/$p.test" -test.run '^$' -test.bench "${PKG[$p]}" \
+		(cd "$dir" && "$OUT/${p//\//_}.test" -test.run '^$' -test.bench "${PKG[$p]}" \
 			-test.benchtime "$BENCHTIME" -test.count 1 -test.benchmem) | tee -a "$OUT/raw.txt"
 	done
 	echo "round $i of $COUNT done" >&2

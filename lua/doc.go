@@ -14,6 +14,10 @@
 //	SemaphoreRenew    semaphore_renew.lua     sync/semaphore and distributed.Bulkhead (keepalive)
 //	SemaphoreInspect  semaphore_inspect.lua   Holders and Waiting of both, `bulwark inspect` (read only)
 //	Membership        membership.lua          cluster.Membership (heartbeat and live count)
+//	SingleflightClaim    singleflight_claim.lua     sync/singleflight (stored outcome, leadership or wait)
+//	SingleflightRenew    singleflight_renew.lua     sync/singleflight (the leader's keepalive)
+//	SingleflightComplete singleflight_complete.lua  sync/singleflight (store the outcome, drop the lease, wake)
+//	SingleflightForget   singleflight_forget.lua    sync/singleflight (drop a stored outcome)
 //
 // The text of every script but TokenBucket's, FixedWindow's and
 // SlidingWindow's is the file prelude.lua followed by its own file: the

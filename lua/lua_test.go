@@ -37,6 +37,11 @@ var allScripts = map[string]*redis.Script{
 	"semaphore_release":  lua.SemaphoreRelease,
 	"semaphore_renew":    lua.SemaphoreRenew,
 	"semaphore_inspect":  lua.SemaphoreInspect,
+
+	"singleflight_claim":    lua.SingleflightClaim,
+	"singleflight_renew":    lua.SingleflightRenew,
+	"singleflight_complete": lua.SingleflightComplete,
+	"singleflight_forget":   lua.SingleflightForget,
 }
 
 // bare names the scripts whose text is their file alone, without the
