@@ -385,6 +385,8 @@ func (c *switchClient) Process(ctx context.Context, cmd redis.Cmder) error {
 		cmd.SetErr(err)
 		return err
 	}
-	cmd.(interface{ SetVal(any) }).SetVal([]any{int64(1), int64(4), int64(0), int64(0)})
+	// lua.TokenBucket's admission of one token of 5 per second: a debt of
+	// one token, P = 200000 units (1 per µs).
+	cmd.(interface{ SetVal(any) }).SetVal([]any{int64(1), int64(200000)})
 	return nil
 }

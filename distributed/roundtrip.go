@@ -68,7 +68,9 @@ func (s *Store) runCall(ctx context.Context, c *call) (any, error) {
 	}
 	caller := ctx
 	if s.timeout > 0 {
-		if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > s.timeout {
+		if dl, ok := ctx.Deadline(); (!ok || dl.Sub(start) > s.timeout) && s.lightDeadline {
+			ctx = &deadlineCtx{Context: ctx, d: start.Add(s.timeout)}
+		} else if !ok || dl.Sub(start) > s.timeout {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, start.Add(s.timeout))
 			defer cancel()

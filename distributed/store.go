@@ -253,7 +253,9 @@ type Store struct {
 	// sockets: calls then run on a goroutine of their own, at most
 	// cap(inflight) at once.
 	detached bool
-	inflight chan struct{}
+	// lightDeadline: a deadline alone bounds a call (see deadlineCtx).
+	lightDeadline bool
+	inflight      chan struct{}
 	// lanes batches calls when the client allows it (see WithBatching);
 	// nil: every call is its own round trip.
 	lanes   *lanes
@@ -314,6 +316,7 @@ func New(client Client, opts ...Option) (*Store, error) {
 		counter:     cfg.counter,
 		detached:    !honoursContext(client),
 	}
+	s.lightDeadline = deadlineBounds(client, s.timeout)
 	if s.detached {
 		s.inflight = make(chan struct{}, cfg.maxInFlight)
 	} else if cfg.lanes > 0 {

@@ -81,7 +81,7 @@ var (
 // Create one with [NewBreaker]; the zero value is not usable.
 type Breaker struct {
 	cfg        bulwark.BreakerConfig
-	clock      bulwark.Clock
+	clock      fastClock
 	obs        bulwark.Observer
 	name       string
 	timeCalls  bool  // read the clock in Allow: SlowCall set or observer present
@@ -102,6 +102,7 @@ type Breaker struct {
 	// Closed state: the sliding window and its running totals.
 	buckets             [BreakerBuckets]breakerBucket
 	head                int64 // absolute index of the newest bucket
+	headStart           int64 // its first µs: head × bucketSize
 	total               breakerBucket
 	consecutiveFailures int
 
@@ -152,7 +153,7 @@ func NewBreaker(c bulwark.BreakerConfig, opts ...Option) (*Breaker, error) {
 	}
 	b := &Breaker{
 		cfg:        c,
-		clock:      o.clock,
+		clock:      newFastClock(o.clock),
 		obs:        o.observer,
 		name:       o.name,
 		timeCalls:  c.SlowCall > 0 || o.observer != nil,
@@ -381,7 +382,11 @@ func (b *Breaker) ObserverPanics() uint64 { return b.events.Guard().Panics() }
 // dropping the buckets that left it. A clock that went backwards keeps
 // counting in the newest bucket. Requires b.mu held.
 func (b *Breaker) advanceLocked(now time.Time) {
-	idx := breakerFloorDiv(core.Micros(now), b.bucketSize)
+	m := core.Micros(now)
+	if m >= b.headStart && m-b.headStart < b.bucketSize {
+		return // still in the newest bucket: no division
+	}
+	idx := breakerFloorDiv(m, b.bucketSize)
 	if idx <= b.head {
 		return
 	}
@@ -398,6 +403,7 @@ func (b *Breaker) advanceLocked(now time.Time) {
 		}
 	}
 	b.head = idx
+	b.headStart = idx * b.bucketSize
 }
 
 func (b *Breaker) slot(i int64) int {

@@ -1,6 +1,8 @@
 package local
 
 import (
+	"math/bits"
+
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/internal/core"
 )
@@ -17,20 +19,24 @@ import (
 //
 // Only the number of events and the burst may change: the state is
 // meaningful for one period, so a new period needs a new limiter (fresh
-// state). The state carries over as tokens: a key that had spent 7 tokens
-// of a bucket still has 7 tokens spent, now refilling at the new rate, so
-// a shrunken limit denies at once what the new limit does not allow.
+// state). A window limiter's counts carry over as they are (tokens taken
+// in the current window still count, against the new limit). A token
+// bucket keeps each key's theoretical arrival time, as the Redis-backed
+// bucket does (lua.TokenBucket stores that time and reads it with the
+// limit of each call): a key that had spent its whole bucket still has,
+// under any new limit, a full bucket's worth of time to wait, and a key
+// that had spent part of it has spent the same share of time at the new
+// rate.
 
 // Relimit returns a token bucket enforcing l that shares b's buckets. l must
 // have b's Period; it returns an error wrapping bulwark.ErrInvalidConfig
-// when l is invalid or its period differs. b stays usable; the two share
-// state, so use the new one from now on.
+// when l is invalid or its period differs. b must not be used afterwards:
+// the two share state, which Relimit converts to l's units.
 //
-// Each key's debt (tokens spent and not yet refilled) carries over; it then
-// refills at l's rate and is capped by l's capacity, so a key holding more
-// debt than the new capacity is denied until enough has refilled. Relimit
-// walks every key once, under each shard's lock, to move its reset time to
-// the new rate.
+// Each key keeps its theoretical arrival time (rounded up to l's units),
+// so its debt, as time, carries over and refills at l's rate, capped by
+// l's capacity: the arithmetic of the Redis-backed bucket after a limit
+// change. Relimit walks every key once, under each shard's lock.
 func (b *TokenBucket) Relimit(l bulwark.Limit) (*TokenBucket, error) {
 	if err := relimitCheck(b.limit, l); err != nil {
 		return nil, err
@@ -42,11 +48,28 @@ func (b *TokenBucket) Relimit(l bulwark.Limit) (*TokenBucket, error) {
 		sh.mu.Lock()
 		for j := range sh.slots {
 			s := &sh.slots[j]
+			s.s.ahead = rescaleUp(s.s.ahead, nb.e, b.e)
 			s.reset = s.s.at + ceilDiv64(s.s.ahead, nb.e)
 		}
 		sh.mu.Unlock()
 	}
 	return nb, nil
+}
+
+// rescaleUp returns ⌈x × num / den⌉ for x ≥ 0 and positive num and den,
+// without overflowing the intermediate product, capped at
+// core.MaxSafeInteger (a debt that large only means "denied for a very long
+// time", and keeps the bucket's arithmetic within int64).
+func rescaleUp(x, num, den int64) int64 {
+	hi, lo := bits.Mul64(uint64(x), uint64(num))
+	if hi >= uint64(den) {
+		return core.MaxSafeInteger
+	}
+	q, r := bits.Div64(hi, lo, uint64(den))
+	if r != 0 {
+		q++
+	}
+	return int64(min(q, core.MaxSafeInteger))
 }
 
 // Relimit returns a sliding-window limiter enforcing l that shares w's
