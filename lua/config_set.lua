@@ -22,8 +22,6 @@
 -- the source of truth for every replica, so they must not expire. The
 -- history is bounded by ARGV[5] instead.
 
-redis.replicate_commands()
-
 local name = ARGV[1]
 local cur = 0
 local raw = redis.call('HGET', KEYS[2], name)
