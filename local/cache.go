@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // CacheConfig is the shape of a [Cache].
@@ -29,9 +29,9 @@ type CacheConfig struct {
 func (c CacheConfig) Validate() error {
 	switch {
 	case c.TTL <= 0:
-		return bulwark.ConfigError("cache TTL must be positive, got %v", c.TTL)
+		return core.ConfigError("cache TTL must be positive, got %v", c.TTL)
 	case c.MaxSize < 1:
-		return bulwark.ConfigError("cache max size must be at least 1, got %d", c.MaxSize)
+		return core.ConfigError("cache max size must be at least 1, got %d", c.MaxSize)
 	}
 	return nil
 }
@@ -135,7 +135,7 @@ func (c *Cache[T]) Invalidate(key string) {
 
 func (c *Cache[T]) emit(hit bool) {
 	if c.obs != nil {
-		bulwark.Emit(c.obs, bulwark.Event{Kind: bulwark.EventCache, Pattern: "cache", Name: c.name,
+		core.Emit(c.obs, bulwark.Event{Kind: bulwark.EventCache, Pattern: "cache", Name: c.name,
 			Time: c.clock.Now(), Allowed: hit})
 	}
 }
@@ -146,7 +146,7 @@ func (c *Cache[T]) emit(hit bool) {
 func (c *Cache[T]) Get(ctx context.Context, key string, compute func(context.Context) (T, error)) (T, error) {
 	var zero T
 	if compute == nil {
-		return zero, bulwark.ArgumentError("cache: nil compute function")
+		return zero, core.ArgumentError("cache: nil compute function")
 	}
 	for {
 		v, call, hit := c.lookup(key)
@@ -232,7 +232,7 @@ func (c *Cache[T]) Run(ctx context.Context, next bulwark.Next) error {
 	}
 	slot, ok := bulwark.ResultOf[T](next)
 	if !ok {
-		return bulwark.ArgumentError("cache: composition result is not of the cache's type")
+		return core.ArgumentError("cache: composition result is not of the cache's type")
 	}
 	if v, call, hit := c.lookup(key); hit {
 		c.emit(true)

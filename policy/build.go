@@ -12,6 +12,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/distributed"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/local"
 )
 
@@ -105,7 +106,7 @@ func Build(name string, spec Spec, opts ...Option) (*Stack, error) {
 		}
 	}
 	if s.opts.maxKeys < 0 {
-		return nil, bulwark.ConfigError("policy: max keys must not be negative, got %d", s.opts.maxKeys)
+		return nil, core.ConfigError("policy: max keys must not be negative, got %d", s.opts.maxKeys)
 	}
 	p, err := s.build(spec, nil, 1)
 	if err != nil {
@@ -132,7 +133,7 @@ func (s *Stack) Update(spec Spec) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
-		return bulwark.ArgumentError("policy: stack %q is closed", s.name)
+		return core.ArgumentError("policy: stack %q is closed", s.name)
 	}
 	old := s.cur.Load()
 	p, err := s.build(spec, old, old.Version+1)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/local"
 )
 
@@ -20,7 +21,7 @@ import (
 // consumers, gRPC); package openapi and bulwarkhttp serve HTTP.
 func (s *Stack) Do(ctx context.Context, fn func(context.Context) error) error {
 	if fn == nil {
-		return bulwark.ArgumentError("policy: nil function")
+		return core.ArgumentError("policy: nil function")
 	}
 	p := s.cur.Load()
 	if !p.Enabled || p.exec == nil {
@@ -132,7 +133,7 @@ func (p *Parts) clock(s *Stack) bulwark.Clock {
 }
 
 func rejected(obs bulwark.Observer, clk bulwark.Clock, name, pattern string, err error) {
-	bulwark.Emit(obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: pattern, Name: name,
+	core.Emit(obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: pattern, Name: name,
 		Time: clk.Now(), Shadow: true, Err: err})
 }
 
@@ -170,7 +171,7 @@ func shadowLimit(l bulwark.Limiter, key func(context.Context) string, obs bulwar
 	return bulwark.PolicyFunc(func(ctx context.Context, next bulwark.Next) error {
 		d, err := l.Allow(ctx, key(ctx), 1)
 		if err == nil {
-			bulwark.Emit(obs, bulwark.Event{Kind: bulwark.EventDecision, Pattern: "ratelimit", Name: name,
+			core.Emit(obs, bulwark.Event{Kind: bulwark.EventDecision, Pattern: "ratelimit", Name: name,
 				Time: clk.Now(), Shadow: true, Allowed: d.Allowed, Degraded: d.Degraded,
 				Limit: d.Limit, Remaining: d.Remaining, Duration: d.RetryAfter})
 		}
