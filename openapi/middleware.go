@@ -250,7 +250,7 @@ func wrap(h http.Handler, mk func(inner http.Handler) (func(http.Handler) http.H
 // shadowReject reports a rejection and serves the request anyway.
 func shadowReject(inner http.Handler, o *options, name, pattern string) bulwarkhttp.RejectFunc {
 	return func(w http.ResponseWriter, r *http.Request, rej bulwarkhttp.Rejection) {
-		bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRejected, Pattern: pattern, Name: name,
+		emit(o.observer, bulwark.Event{Kind: bulwark.EventRejected, Pattern: pattern, Name: name,
 			Time: o.clk().Now(), Shadow: true, Err: rej.Err})
 		w.Header().Del("Retry-After")
 		inner.ServeHTTP(w, r)

@@ -1,6 +1,7 @@
 package openapi
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/bulwark-go/bulwark"
@@ -65,7 +66,9 @@ func WithLegacyHeaders(on bool) Option { return func(o *options) { o.legacy = on
 // to register it with a control plane that updates it live
 // (policy.Stack.Update); the middleware picks an update up on the next
 // request.
-func WithStackHook(f func(op Operation, s *policy.Stack)) Option { return func(o *options) { o.hook = f } }
+func WithStackHook(f func(op Operation, s *policy.Stack)) Option {
+	return func(o *options) { o.hook = f }
+}
 
 // WithRetryBuffer sets how many bytes of a request body and of a response
 // the server-side retry keeps (default DefaultRetryBuffer): a larger body
@@ -81,11 +84,11 @@ func newOptions(opts []Option) (*options, error) {
 		}
 	}
 	if o.maxBuffer < 0 {
-		return nil, bulwark.ConfigError("openapi: retry buffer must not be negative, got %d", o.maxBuffer)
+		return nil, fmt.Errorf("%w: openapi: retry buffer must not be negative, got %d", bulwark.ErrInvalidConfig, o.maxBuffer)
 	}
 	for _, p := range o.trusted {
 		if !p.IsValid() {
-			return nil, bulwark.ConfigError("openapi: invalid trusted proxy prefix %v", p)
+			return nil, fmt.Errorf("%w: openapi: invalid trusted proxy prefix %v", bulwark.ErrInvalidConfig, p)
 		}
 	}
 	return o, nil
@@ -111,4 +114,11 @@ func (o *options) clk() bulwark.Clock {
 		return o.clock
 	}
 	return bulwark.SystemClock
+}
+
+// emit sends e to obs when there is one.
+func emit(obs bulwark.Observer, e bulwark.Event) {
+	if obs != nil {
+		obs.Observe(e)
+	}
 }

@@ -57,7 +57,7 @@ func (s *serverRetry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wait := s.jitter(s.plan.Wait(attempt))
-		bulwark.Emit(s.obs, bulwark.Event{Kind: bulwark.EventRetry, Pattern: PatternServerRetry, Name: s.name,
+		emit(s.obs, bulwark.Event{Kind: bulwark.EventRetry, Pattern: PatternServerRetry, Name: s.name,
 			Time: s.clock.Now(), Attempt: attempt + 1, Duration: wait, Err: &statusError{bw.code()}})
 		if !s.sleep(r, wait) {
 			bw.commit()

@@ -38,7 +38,7 @@ var telstraKeys = map[string]map[string]struct {
 		"max_executions": {tInt, "ratelimit.limit"}, "per_time_secs": {tNum, "ratelimit.per"},
 		"bucket_size": {tInt, "ratelimit.burst"}, "retry_after_strategy": {tStr, "ratelimit.retry_after"},
 		"p95_baseline": {tNum, "ratelimit.backpressure.baseline"}, "min_latency": {tNum, ""},
-		"min_retry_delay": {tNum, "ratelimit.backpressure.min_retry_after"},
+		"min_retry_delay":   {tNum, "ratelimit.backpressure.min_retry_after"},
 		"max_retry_penalty": {tNum, "ratelimit.backpressure.max_retry_after"}, "gradient_sensitivity": {tNum, ""},
 	},
 	"retry": {
@@ -49,7 +49,7 @@ var telstraKeys = map[string]map[string]struct {
 	"circuitbreaker": {
 		"enabled": {tBool, "circuitbreaker.enabled"}, "name": {tStr, "name"},
 		"failure_threshold": {tInt, "circuitbreaker.consecutive_failures"},
-		"recovery_timeout": {tNum, "circuitbreaker.open_for"}, "half_open_requests": {tInt, "circuitbreaker.half_open_calls"},
+		"recovery_timeout":  {tNum, "circuitbreaker.open_for"}, "half_open_requests": {tInt, "circuitbreaker.half_open_calls"},
 	},
 	"timeout": {
 		"enabled": {tBool, "timeout"}, "name": {tStr, "name"}, "seconds": {tNum, "timeout"},
@@ -74,7 +74,9 @@ type telstraLayer struct {
 	fields map[string]string
 }
 
-func telstraSec(f float64) *policy.Duration { return policy.D(time.Duration(math.Round(f * float64(time.Second)))) }
+func telstraSec(f float64) *policy.Duration {
+	return policy.D(time.Duration(math.Round(f * float64(time.Second))))
+}
 
 func keysOf[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
@@ -200,11 +202,8 @@ func decodeTelstra(v any) (telstraLayer, []policy.Problem) {
 			}
 		}
 	}
-	if len(ps) > 0 {
-		return l, ps
-	}
 	l.spec = telstraSpec(vals)
-	return l, nil
+	return l, ps
 }
 
 func checkTelstraKind(v any, k telstraKind) string {

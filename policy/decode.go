@@ -84,15 +84,13 @@ func Problems(err error) []Problem {
 // Durations are Go duration strings or numbers of seconds. It reports every
 // problem at once: unknown keys (with the nearest valid key), values of the
 // wrong type, non-integral counts. It does not check ranges or enumerations;
-// [Spec.Validate] does, on the merged Spec.
+// [Spec.Validate] does, on the merged Spec. With the error it returns the
+// fields that did decode, so that a linter can check them further.
 func Decode(v any) (Spec, error) {
 	var s Spec
 	var ps []Problem
 	decodeStruct(v, reflect.ValueOf(&s).Elem(), "", &ps)
-	if len(ps) > 0 {
-		return Spec{}, asError(ps)
-	}
-	return s, nil
+	return s, asError(ps)
 }
 
 // Parse reads a Spec from JSON, as Decode does.
