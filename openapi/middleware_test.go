@@ -1,0 +1,425 @@
+package openapi_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/distributed"
+	"github.com/bulwark-go/bulwark/internal/redistest"
+	"github.com/bulwark-go/bulwark/openapi"
+	"github.com/bulwark-go/bulwark/policy"
+)
+
+// served records which handler ran.
+type served struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (s *served) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.paths) }
+
+func newServer(t *testing.T, a *openapi.API, h http.Handler, opts ...openapi.Option) *httptest.Server {
+	t.Helper()
+	mw, err := a.Middleware(opts...)
+	if err != nil {
+		t.Fatalf("Middleware: %v", err)
+	}
+	srv := httptest.NewServer(mw(h))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func do(t *testing.T, method, url string, header ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp
+}
+
+func statuses(t *testing.T, n int, method, url string, header ...string) []int {
+	t.Helper()
+	var out []int
+	for range n {
+		out = append(out, do(t, method, url, header...).StatusCode)
+	}
+	return out
+}
+
+func eq(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func okHandler(s *served) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.paths = append(s.paths, r.Method+" "+r.URL.Path)
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+func TestMiddlewarePerOperation(t *testing.T) {
+	a := load(t, "pets.yaml")
+	var s served
+	srv := newServer(t, a, okHandler(&s))
+
+	// listPets: its own limit of 3 under its own policy name.
+	got := statuses(t, 4, "GET", srv.URL+"/v1/pets")
+	if !eq(got, []int{200, 200, 200, 429}) {
+		t.Errorf("listPets statuses = %v", got)
+	}
+	resp := do(t, "GET", srv.URL+"/v1/pets")
+	if p := resp.Header.Get("RateLimit-Policy"); p != `"listPets";q=3;w=60` {
+		t.Errorf("RateLimit-Policy = %q", p)
+	}
+	if resp.Header.Get("Retry-After") == "" || resp.Header.Get("RateLimit") == "" {
+		t.Errorf("429 without Retry-After or RateLimit: %v", resp.Header)
+	}
+
+	// getPet: the path item's limit of 2 per tenant, path parameters matched.
+	if got := statuses(t, 3, "GET", srv.URL+"/v1/pets/1", "X-Tenant", "a"); !eq(got, []int{200, 200, 429}) {
+		t.Errorf("getPet tenant a = %v", got)
+	}
+	if got := statuses(t, 1, "GET", srv.URL+"/v1/pets/2", "X-Tenant", "b"); !eq(got, []int{200}) {
+		t.Errorf("getPet tenant b = %v", got)
+	}
+	if p := do(t, "GET", srv.URL+"/v1/pets/3", "X-Tenant", "c").Header.Get("RateLimit-Policy"); !strings.HasPrefix(p, `"getPet";q=2`) {
+		t.Errorf("getPet policy = %q", p)
+	}
+
+	// createPet: enabled: false on the inherited limit.
+	for _, st := range statuses(t, 5, "POST", srv.URL+"/v1/pets") {
+		if st != 200 {
+			t.Errorf("createPet (limit disabled) got %d", st)
+		}
+	}
+	if h := do(t, "POST", srv.URL+"/v1/pets").Header.Get("RateLimit-Policy"); h != "" {
+		t.Errorf("createPet has a RateLimit-Policy %q", h)
+	}
+
+	// deletePet: shadow; over its limit it is still served, with the fields.
+	var last *http.Response
+	for range 4 {
+		last = do(t, "DELETE", srv.URL+"/v1/pets/9", "X-Tenant", "a")
+		if last.StatusCode != 200 {
+			t.Errorf("deletePet in shadow got %d", last.StatusCode)
+		}
+	}
+	if !strings.Contains(last.Header.Get("RateLimit"), "r=0") {
+		t.Errorf("shadow RateLimit = %q", last.Header.Get("RateLimit"))
+	}
+
+	// The whole stack switched off.
+	for _, st := range statuses(t, 3, "GET", srv.URL+"/v1/off") {
+		if st != 200 {
+			t.Errorf("off got %d", st)
+		}
+	}
+
+	// Unknown routes go through untouched.
+	before := s.count()
+	for _, u := range []string{"/v1/nope", "/pets", "/v1/pets/1/extra", "/v1/pets/"} {
+		resp := do(t, "GET", srv.URL+u)
+		if resp.StatusCode != 200 || resp.Header.Get("RateLimit-Policy") != "" {
+			t.Errorf("unknown route %s = %d %v", u, resp.StatusCode, resp.Header)
+		}
+	}
+	if resp := do(t, "PUT", srv.URL+"/v1/pets"); resp.StatusCode != 200 || resp.Header.Get("RateLimit") != "" {
+		t.Errorf("undeclared method = %d %v", resp.StatusCode, resp.Header)
+	}
+	if s.count()-before != 5 {
+		t.Errorf("unknown routes reached the handler %d times, want 5", s.count()-before)
+	}
+}
+
+func TestMiddleware504And503(t *testing.T) {
+	a := load(t, "pets.yaml")
+	hold := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	var flaky atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/slow":
+			<-r.Context().Done()
+		case "/v1/busy":
+			entered <- struct{}{}
+			<-hold
+		case "/v1/flaky":
+			flaky.Add(1)
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})
+	srv := newServer(t, a, h)
+	if st := do(t, "GET", srv.URL+"/v1/slow").StatusCode; st != http.StatusGatewayTimeout {
+		t.Errorf("slow = %d, want 504", st)
+	}
+
+	done := make(chan int)
+	go func() {
+		resp, err := http.Get(srv.URL + "/v1/busy")
+		if err != nil {
+			done <- 0
+			return
+		}
+		_ = resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	<-entered
+	if st := do(t, "GET", srv.URL+"/v1/busy").StatusCode; st != http.StatusServiceUnavailable {
+		t.Errorf("busy with its one slot taken = %d, want 503", st)
+	}
+	close(hold)
+	if st := <-done; st != 200 {
+		t.Errorf("the request holding the slot = %d", st)
+	}
+
+	if got := statuses(t, 4, "GET", srv.URL+"/v1/flaky"); !eq(got, []int{500, 500, 503, 503}) {
+		t.Errorf("flaky = %v, want the breaker open after 2 failures", got)
+	}
+	if flaky.Load() != 2 {
+		t.Errorf("the open breaker let %d calls through, want 2", flaky.Load())
+	}
+}
+
+func TestServerRetryReplaysBody(t *testing.T) {
+	a := load(t, "pets.yaml")
+	var mu sync.Mutex
+	var bodies []string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		n := len(bodies)
+		mu.Unlock()
+		w.Header().Set("X-Attempt", string(rune('0'+n)))
+		if n < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "try again")
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, "accepted "+string(b))
+	})
+	srv := newServer(t, a, h)
+	resp, err := http.Post(srv.URL+"/v1/jobs", "text/plain", strings.NewReader("job-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 202 || string(body) != "accepted job-1" || resp.Header.Get("X-Attempt") != "3" {
+		t.Errorf("retried job = %d %q attempt %q", resp.StatusCode, body, resp.Header.Get("X-Attempt"))
+	}
+	if len(bodies) != 3 || bodies[0] != "job-1" || bodies[2] != "job-1" {
+		t.Errorf("handler saw bodies %q", bodies)
+	}
+}
+
+func TestServerRetryNeverAfterStreaming(t *testing.T) {
+	a := load(t, "pets.yaml")
+	var calls atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "partial")
+		http.NewResponseController(w).Flush()
+	})
+	srv := newServer(t, a, h)
+	resp, err := http.Post(srv.URL+"/v1/jobs", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 503 || calls.Load() != 1 {
+		t.Errorf("streamed 503 = %d after %d calls, want one call", resp.StatusCode, calls.Load())
+	}
+	// A body larger than the buffer is not replayed: one call.
+	calls.Store(0)
+	srv2 := newServer(t, a, h, openapi.WithRetryBuffer(4))
+	resp, err = http.Post(srv2.URL+"/v1/jobs", "text/plain", strings.NewReader("much too long"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if calls.Load() != 1 {
+		t.Errorf("an unreplayable body ran %d times", calls.Load())
+	}
+}
+
+func TestShadowReportsBreakerAndBulkhead(t *testing.T) {
+	a, err := openapi.Parse([]byte(`openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /x:
+    get:
+      operationId: x
+      x-bulwark:
+        shadow: true
+        circuitbreaker: {consecutive_failures: 1, minimum_calls: 100}
+        timeout: 1ms
+      responses: {"200": {description: ok}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rejected atomic.Int32
+	obs := bulwark.ObserverFunc(func(e bulwark.Event) {
+		if e.Shadow && e.Kind == bulwark.EventRejected {
+			rejected.Add(1)
+		}
+	})
+	var calls atomic.Int32
+	srv := newServer(t, a, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		time.Sleep(5 * time.Millisecond) // longer than the timeout, which shadow does not apply
+		w.WriteHeader(500)
+	}), openapi.WithObserver(obs))
+	if got := statuses(t, 3, "GET", srv.URL+"/x"); !eq(got, []int{500, 500, 500}) {
+		t.Errorf("shadow statuses = %v", got)
+	}
+	if calls.Load() != 3 || rejected.Load() != 2 {
+		t.Errorf("calls %d, shadow rejections %d; want 3 and 2", calls.Load(), rejected.Load())
+	}
+}
+
+func TestStackHookUpdateApplies(t *testing.T) {
+	a := load(t, "pets.yaml")
+	stacks := map[string]*policy.Stack{}
+	srv := newServer(t, a, okHandler(&served{}), openapi.WithStackHook(func(op openapi.Operation, s *policy.Stack) { stacks[op.ID] = s }))
+	st := stacks["listPets"]
+	if st == nil || len(stacks) != 10 {
+		t.Fatalf("hook saw %d stacks", len(stacks))
+	}
+	spec := st.Load().Spec.Merge(policy.Spec{RateLimit: &policy.RateLimit{Limit: new(1)}})
+	if err := st.Update(spec); err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(t, 2, "GET", srv.URL+"/v1/pets"); !eq(got, []int{200, 429}) {
+		t.Errorf("after the update to 1 = %v", got)
+	}
+}
+
+func TestMiddlewareBadOptions(t *testing.T) {
+	a := load(t, "pets.yaml")
+	if _, err := a.Middleware(openapi.WithRetryBuffer(-1)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("WithRetryBuffer(-1) = %v", err)
+	}
+	if _, err := a.Transport(nil, openapi.WithRetryBuffer(-1)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("Transport WithRetryBuffer(-1) = %v", err)
+	}
+	mw, err := a.Middleware(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mw(nil) // nil next: 404 for unknown routes
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/nope", nil))
+	if rec.Code != 404 {
+		t.Errorf("nil next = %d", rec.Code)
+	}
+}
+
+func fleetStore(t *testing.T, prefix string) *distributed.Store {
+	t.Helper()
+	s, err := distributed.New(redistest.Default(t), distributed.WithPrefix(prefix), distributed.WithTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestFleetLimitAcrossThreeServers(t *testing.T) {
+	a, err := openapi.Parse([]byte(`openapi: 3.0.3
+info: {title: t, version: "1"}
+x-bulwark:
+  defaults:
+    ratelimit: {limit: 10, per: 1h, key: "header:X-Tenant", scope: fleet}
+paths:
+  /orders/{id}:
+    get:
+      operationId: getOrder
+      responses: {"200": {description: ok}}
+    put:
+      operationId: putOrder
+      x-bulwark:
+        ratelimit: {limit: 4}
+      responses: {"200": {description: ok}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := redistest.Prefix(t, redistest.Default(t))
+	var urls []string
+	for range 3 {
+		urls = append(urls, newServer(t, a, okHandler(&served{}), openapi.WithStore(fleetStore(t, prefix))).URL)
+	}
+	count := func(method string, n int) (admitted int) {
+		for i := range n {
+			if do(t, method, urls[i%3]+"/orders/"+string(rune('a'+i%7)), "X-Tenant", "t1").StatusCode == 200 {
+				admitted++
+			}
+		}
+		return admitted
+	}
+	if got := count("GET", 30); got != 10 {
+		t.Errorf("three servers admitted %d GETs, want the fleet limit 10", got)
+	}
+	if got := count("PUT", 12); got != 4 {
+		t.Errorf("three servers admitted %d PUTs, want 4 under putOrder's own policy", got)
+	}
+}
+
+func TestTelstraSpecBehaves(t *testing.T) {
+	a, err := openapi.Parse([]byte(`openapi: 3.1.0
+info: {title: t, version: "1"}
+paths:
+  /items:
+    get:
+      operationId: listItems
+      x-telstra:
+        resiliency:
+          ratelimit: {max_executions: 2, per_time_secs: 60}
+          circuitbreaker: {failure_threshold: 2}
+          timeout: {seconds: 0.05}
+      responses: {"200": {description: ok}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, a, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	if got := statuses(t, 3, "GET", srv.URL+"/items"); !eq(got, []int{200, 200, 429}) {
+		t.Errorf("x-telstra limit of 2 = %v", got)
+	}
+	resp := do(t, "GET", srv.URL+"/items")
+	if ra := resp.Header.Get("Retry-After"); ra == "" || resp.Header.Get("RateLimit-Policy") != `"listItems";q=2;w=60` {
+		t.Errorf("429 headers = %v", resp.Header)
+	}
+}
