@@ -42,9 +42,9 @@ const (
 type Option func(*config)
 
 type config struct {
-	prefix  string
-	api     []openapi.Option
-	reg     *prometheus.Registry
+	prefix string
+	api    []openapi.Option
+	reg    *prometheus.Registry
 }
 
 // WithPrefix sets the Redis key prefix of the fleet-wide state (default
