@@ -52,6 +52,7 @@ Usage:
                                               Redis is taken away and brought back
   bulwark inspect --redis URL [--prefix P]    list limiters, breakers and bulkheads under a prefix
   bulwark breaker reset|open NAME --redis URL act on a fleet-wide circuit breaker
+  bulwark openapi lint|gen FILE               check an OpenAPI document's policies; generate a service
   bulwark help                                show this text
 
 Run "bulwark COMMAND --help" for the flags of a command.
@@ -74,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runInspect(ctx, rest, stdout, stderr)
 	case "breaker":
 		err = runBreaker(ctx, rest, stdout, stderr)
+	case "openapi":
+		err = runOpenAPI(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -88,15 +88,24 @@ func New(specPath, redisURL string, h http.Handler, opts ...Option) (*Server, er
 	if h == nil {
 		return nil, fmt.Errorf("%w: serve: nil handler", bulwark.ErrInvalidConfig)
 	}
+	api, err := openapi.Load(specPath)
+	if err != nil {
+		return nil, err
+	}
+	return NewAPI(api, redisURL, h, opts...)
+}
+
+// NewAPI is New for a document already loaded (for instance parsed from an
+// embedded copy with openapi.Parse).
+func NewAPI(api *openapi.API, redisURL string, h http.Handler, opts ...Option) (*Server, error) {
+	if api == nil || h == nil {
+		return nil, fmt.Errorf("%w: serve: nil API or handler", bulwark.ErrInvalidConfig)
+	}
 	cfg := &config{}
 	for _, o := range opts {
 		if o != nil {
 			o(cfg)
 		}
-	}
-	api, err := openapi.Load(specPath)
-	if err != nil {
-		return nil, err
 	}
 	s := &Server{API: api, Registry: cfg.reg, mux: http.NewServeMux()}
 	if s.Registry == nil {
