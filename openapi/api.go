@@ -81,16 +81,29 @@ func Lint(path string) ([]Problem, error) {
 	return nil, err
 }
 
-// Document returns the kin-openapi document.
-func (a *API) Document() *openapi3.T { return a.doc }
+// Document returns the kin-openapi document (nil for a nil API).
+func (a *API) Document() *openapi3.T {
+	if a == nil {
+		return nil
+	}
+	return a.doc
+}
 
 // BasePath returns the path prefix of the document's first server URL
 // ("/v1" for https://api.example.com/v1), which requests carry before
 // the operations' paths; "" when there is none.
-func (a *API) BasePath() string { return a.basePath }
+func (a *API) BasePath() string {
+	if a == nil {
+		return ""
+	}
+	return a.basePath
+}
 
 // Operations returns the document's operations, sorted by path, then method.
 func (a *API) Operations() []Operation {
+	if a == nil {
+		return nil
+	}
 	out := make([]Operation, len(a.ops))
 	for i, op := range a.ops {
 		out[i] = *op
@@ -102,8 +115,12 @@ func (a *API) Operations() []Operation {
 // Match returns the operation serving method and the URL path urlPath
 // (with the base path), as the middleware routes requests: literal
 // segments before parameters, each parameter matching one non-empty
-// segment. It allocates nothing.
+// segment; a HEAD request without an operation of its own is matched as GET,
+// as net/http serves it. It allocates nothing.
 func (a *API) Match(method, urlPath string) (Operation, bool) {
+	if a == nil {
+		return Operation{}, false
+	}
 	i := a.router.match(method, urlPath, a.basePath)
 	if i < 0 {
 		return Operation{}, false
@@ -182,6 +199,18 @@ func parse(data []byte) (*API, error) {
 				a.ops = append(a.ops, p.operation(path, m, op, itemLayers))
 			}
 		}
+	}
+	seen := map[string]*Operation{}
+	for _, op := range a.ops {
+		if op.ID == "" {
+			continue
+		}
+		if first, dup := seen[op.ID]; dup {
+			p.add([]string{"paths", op.Path, strings.ToLower(op.Method), "operationId"}, false,
+				fmt.Sprintf("operationId %q is also %s %s's: operations would share their policies' state", op.ID, first.Method, first.Path))
+			continue
+		}
+		seen[op.ID] = op
 	}
 	if len(p.problems) > 0 {
 		return nil, &Error{Problems: sortProblems(p.problems)}

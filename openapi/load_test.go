@@ -173,3 +173,46 @@ paths:
 		t.Errorf("timeout default = %v", s.TimeoutDuration())
 	}
 }
+
+func TestParseJSONPositionsAndDuplicateIDs(t *testing.T) {
+	doc := `{
+  "openapi": "3.0.3",
+  "info": {"title": "j", "version": "1"},
+  "paths": {
+    "/a": {"get": {"operationId": "same", "x-bulwark": {"ratelimit": {"limit": 0}}, "responses": {"200": {"description": "ok"}}}},
+    "/b": {"get": {"operationId": "same", "responses": {"200": {"description": "ok"}}}}
+  }
+}`
+	_, err := openapi.Parse([]byte(doc))
+	var e *openapi.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Parse = %v", err)
+	}
+	var got []string
+	for _, p := range e.Problems {
+		got = append(got, e.Format(p))
+	}
+	want := []string{
+		`spec:5:80: paths./a.get.x-bulwark.ratelimit.limit: must be at least 1, got 0`,
+		`spec:6:35: paths./b.get.operationId: operationId "same" is also GET /a's: operations would share their policies' state`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestNilAPI(t *testing.T) {
+	var a *openapi.API
+	if a.Operations() != nil || a.BasePath() != "" || a.Document() != nil {
+		t.Error("a nil API is not empty")
+	}
+	if _, ok := a.Match("GET", "/"); ok {
+		t.Error("a nil API matched")
+	}
+	if _, err := a.Middleware(); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("nil Middleware = %v", err)
+	}
+	if _, err := a.Transport(nil); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("nil Transport = %v", err)
+	}
+}

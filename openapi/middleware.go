@@ -52,6 +52,9 @@ import (
 // Middleware returns an error wrapping bulwark.ErrInvalidConfig when an
 // option is invalid or a stack cannot be built.
 func (a *API) Middleware(opts ...Option) (func(http.Handler) http.Handler, error) {
+	if a == nil {
+		return nil, fmt.Errorf("%w: openapi: nil API", bulwark.ErrInvalidConfig)
+	}
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err

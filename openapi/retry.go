@@ -204,6 +204,10 @@ func (b *bufferedWriter) commit() {
 	b.startStreaming()
 }
 
+// Unwrap returns the underlying writer, for http.ResponseController's
+// deadlines.
+func (b *bufferedWriter) Unwrap() http.ResponseWriter { return b.w }
+
 // Flush streams the response: it will not be retried.
 func (b *bufferedWriter) Flush() {
 	b.startStreaming()

@@ -130,7 +130,11 @@ func (r *router) match(method, urlPath, base string) int {
 	if len(urlPath) == 0 || urlPath[0] != '/' {
 		return -1
 	}
-	return int(r.root.match(urlPath[1:], mi)) - 1
+	got := r.root.match(urlPath[1:], mi)
+	if got == 0 && mi == 1 { // HEAD without its own operation is served as GET, as net/http does
+		got = r.root.match(urlPath[1:], 0)
+	}
+	return int(got) - 1
 }
 
 func (n *node) match(rest string, mi int) int32 {

@@ -51,6 +51,8 @@ func TestRouting(t *testing.T) {
 		{"GET", "/users/me/settings", "mySettings"},
 		{"GET", "/users/me/posts", "userPosts"}, // backtracks from the literal "me"
 		{"GET", "/v2/status", "status"},
+		{"HEAD", "/users/42", "getUser"}, // HEAD is served as GET
+		{"HEAD", "/nope", ""},
 		{"GET", "/v/status", ""}, // a parameter matches at least one character
 		{"GET", "/users/", ""},
 		{"GET", "/users//posts", ""},

@@ -38,6 +38,9 @@ import (
 // an error wrapping bulwark.ErrInvalidConfig when an option is invalid or
 // a stack cannot be built.
 func (a *API) Transport(base http.RoundTripper, opts ...Option) (http.RoundTripper, error) {
+	if a == nil {
+		return nil, fmt.Errorf("%w: openapi: nil API", bulwark.ErrInvalidConfig)
+	}
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err

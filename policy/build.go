@@ -116,11 +116,21 @@ func Build(name string, spec Spec, opts ...Option) (*Stack, error) {
 	return s, nil
 }
 
-// Name returns the name the stack was built with.
-func (s *Stack) Name() string { return s.name }
+// Name returns the name the stack was built with ("" for a nil Stack).
+func (s *Stack) Name() string {
+	if s == nil {
+		return ""
+	}
+	return s.name
+}
 
-// Load returns the current Parts.
-func (s *Stack) Load() *Parts { return s.cur.Load() }
+// Load returns the current Parts (an empty, disabled Parts for a nil Stack).
+func (s *Stack) Load() *Parts {
+	if s == nil {
+		return &Parts{}
+	}
+	return s.cur.Load()
+}
 
 // Update validates spec, builds it and swaps it in whole: calls starting
 // after Update returns use the new Parts, calls in flight finish on the
@@ -130,6 +140,9 @@ func (s *Stack) Load() *Parts { return s.cur.Load() }
 // invalid, or a pattern cannot be built, Update returns the error and the
 // current Parts stays: nothing half-applies.
 func (s *Stack) Update(spec Spec) error {
+	if s == nil {
+		return core.ArgumentError("policy: update of a nil stack")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
@@ -148,6 +161,9 @@ func (s *Stack) Update(spec Spec) error {
 // Close closes the fleet-wide patterns the stack built (their goroutines
 // stop; the store stays the caller's). Idempotent.
 func (s *Stack) Close() error {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {

@@ -331,3 +331,20 @@ func TestDoBreakerOpens(t *testing.T) {
 		t.Errorf("after two failures Do = %v, want ErrOpen", err)
 	}
 }
+
+func TestNilStack(t *testing.T) {
+	var s *policy.Stack
+	if s.Name() != "" || s.Load() == nil || s.Load().Enabled || s.Close() != nil {
+		t.Error("a nil Stack is not inert")
+	}
+	if err := s.Update(policy.Spec{}); !errors.Is(err, bulwark.ErrInvalidArgument) {
+		t.Errorf("nil Update = %v", err)
+	}
+	if err := s.Do(context.Background(), func(context.Context) error { return nil }); !errors.Is(err, bulwark.ErrInvalidArgument) {
+		t.Errorf("nil Do = %v", err)
+	}
+	var p *policy.Parts
+	if pols, err := p.Policies(nil); pols != nil || err != nil {
+		t.Errorf("nil Parts.Policies = %v, %v", pols, err)
+	}
+}
