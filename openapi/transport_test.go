@@ -147,3 +147,46 @@ func TestTransportLimitAndBreaker(t *testing.T) {
 		t.Errorf("guarded call after a failure = %v, want ErrOpen", err)
 	}
 }
+
+func TestTransportHedge(t *testing.T) {
+	a, err := openapi.Parse([]byte(`openapi: 3.0.3
+info: {title: dep, version: "1"}
+paths:
+  /report:
+    get:
+      operationId: report
+      x-bulwark:
+        hedge: {delay: 20ms, max: 1}
+      responses: {"200": {description: ok}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int32
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			select { // the first copy is stuck
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		_, _ = io.WriteString(w, "fast")
+	}))
+	defer srv.Close()
+	rt, err := a.Transport(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: rt, Timeout: 10 * time.Second}).Get(srv.URL + "/report")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if string(body) != "fast" || hits.Load() != 2 {
+		t.Errorf("hedged GET = %q after %d hits, want the second copy's answer", body, hits.Load())
+	}
+}
