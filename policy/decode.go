@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -96,10 +97,13 @@ func Decode(v any) (Spec, error) {
 // Parse reads a Spec from JSON, as Decode does.
 func Parse(data []byte) (Spec, error) {
 	var v any
-	d := json.NewDecoder(strings.NewReader(string(data)))
+	d := json.NewDecoder(bytes.NewReader(data))
 	d.UseNumber()
 	if err := d.Decode(&v); err != nil {
 		return Spec{}, fmt.Errorf("%w: %v", bulwark.ErrInvalidConfig, err)
+	}
+	if d.More() {
+		return Spec{}, fmt.Errorf("%w: data after the JSON object", bulwark.ErrInvalidConfig)
 	}
 	return Decode(v)
 }

@@ -8,11 +8,11 @@ import (
 	"go/format"
 	"go/token"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"text/template"
@@ -77,15 +77,28 @@ func runOpenAPIGen(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if g.Module == "" {
 		g.Module = slug(g.Title)
 	}
+	if strings.ContainsAny(g.Module, " \t\r\n\"'`\\") {
+		return usagef("--module %q is not a module path", g.Module)
+	}
 	if err := g.setReplace(*out, *checkout); err != nil {
 		return err
 	}
-	files := []struct{ name, tmpl string }{
-		{"go.mod", goModTemplate}, {"policies.go", policiesTemplate}, {"main.go", mainTemplate},
-		{"handlers.go", handlersTemplate}, {"main_test.go", mainTestTemplate}, {"Dockerfile", dockerTemplate},
+	// policies.go and openapi.yaml follow the document: always rewritten.
+	// The other files are the service's own once written: kept.
+	files := []struct {
+		name, tmpl string
+		keep       bool
+	}{
+		{"policies.go", policiesTemplate, false}, {"go.mod", goModTemplate, true}, {"main.go", mainTemplate, true},
+		{"handlers.go", handlersTemplate, true}, {"main_test.go", mainTestTemplate, true}, {"Dockerfile", dockerTemplate, true},
 	}
 	for _, f := range files {
-		if err := g.write(filepath.Join(*out, f.name), f.tmpl, "main"); err != nil {
+		path := filepath.Join(*out, f.name)
+		if _, err := os.Stat(path); err == nil && f.keep {
+			fmt.Fprintf(stdout, "kept %s (delete it to generate it again)\n", path)
+			continue
+		}
+		if err := g.write(path, f.tmpl, "main"); err != nil {
 			return err
 		}
 	}
@@ -148,6 +161,9 @@ func newGenerator(api *openapi.API, spec []byte) (*generator, error) {
 			return nil, fmt.Errorf("%s %s: the route %q is taken by another operation", op.Method, op.Path, key)
 		}
 		patterns[key] = true
+		if err := checkPattern(key); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", op.Method, op.Path, err)
+		}
 		js, err := json.Marshal(op.Spec)
 		if err != nil {
 			return nil, err
@@ -157,7 +173,36 @@ func newGenerator(api *openapi.API, spec []byte) (*generator, error) {
 			Pattern: key, Example: example, Name: op.Name, Policy: goString(string(js)), Declared: op.Declared,
 		})
 	}
+	if err := checkPatterns(g.Ops); err != nil {
+		return nil, err
+	}
 	return g, nil
+}
+
+// checkPattern reports a pattern net/http.ServeMux would refuse.
+func checkPattern(p string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("net/http cannot route %q: %v", p, r)
+		}
+	}()
+	http.NewServeMux().HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
+	return nil
+}
+
+// checkPatterns reports routes that net/http.ServeMux finds in conflict
+// (it would panic when the generated service starts).
+func checkPatterns(ops []genOp) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the document's routes conflict in net/http: %v", r)
+		}
+	}()
+	mux := http.NewServeMux()
+	for _, op := range ops {
+		mux.HandleFunc(op.Pattern, func(http.ResponseWriter, *http.Request) {})
+	}
+	return nil
 }
 
 var paramRe = regexp.MustCompile(`\{([^}]*)\}`)
@@ -323,14 +368,4 @@ func (g *generator) write(path, tmpl, pkg string) error {
 		}
 	}
 	return os.WriteFile(path, out, 0o644)
-}
-
-// sortedOps is used by tests to check the generated routes.
-func (g *generator) sortedOps() []string {
-	var out []string
-	for _, op := range g.Ops {
-		out = append(out, op.Pattern)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -192,3 +192,55 @@ func TestOpenAPIGenPoliciesOnly(t *testing.T) {
 		t.Errorf("--package on a service exits %d", code)
 	}
 }
+
+func TestOpenAPIGenKeepsTheServiceCode(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "spec.yaml")
+	if err := os.WriteFile(spec, []byte(genSpec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "svc")
+	if code, stdout, stderr := runCLI(t, "openapi", "gen", spec, "-o", out, "--no-tidy"); code != exitOK {
+		t.Fatalf("gen = %d %s %s", code, stdout, stderr)
+	}
+	mine := []byte("package main\n\n// my handlers\n")
+	if err := os.WriteFile(filepath.Join(out, "handlers.go"), mine, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "policies.go"), []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ := runCLI(t, "openapi", "gen", spec, "-o", out, "--no-tidy")
+	if code != exitOK || !strings.Contains(stdout, "kept "+filepath.Join(out, "handlers.go")) {
+		t.Errorf("regenerate = %d %q", code, stdout)
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "handlers.go")); string(got) != string(mine) {
+		t.Error("regenerating overwrote handlers.go")
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "policies.go")); !strings.Contains(string(got), "DO NOT EDIT") {
+		t.Error("regenerating did not rewrite policies.go")
+	}
+	if code, _, _ := runCLI(t, "openapi", "gen", spec, "-o", out, "--module", "bad module", "--no-tidy"); code != exitUsage {
+		t.Errorf("a bad --module exits %d", code)
+	}
+}
+
+func TestOpenAPIGenRejectsConflictingRoutes(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "spec.yaml")
+	doc := `openapi: 3.0.3
+info: {title: c, version: "1"}
+paths:
+  /a/{x}:
+    get: {operationId: one, responses: {"200": {description: ok}}}
+  /{y}/b:
+    get: {operationId: two, responses: {"200": {description: ok}}}
+`
+	if err := os.WriteFile(spec, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "openapi", "gen", spec, "-o", filepath.Join(dir, "svc"), "--no-tidy")
+	if code != exitFailure || !strings.Contains(stderr, "conflict") {
+		t.Errorf("conflicting routes: %d %q", code, stderr)
+	}
+}
