@@ -193,6 +193,7 @@ type TimeoutError struct {
 	Timeout   time.Duration
 }
 
+// Error says which operation ran out of time.
 func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("openapi: %s: no response within %v", e.Operation, e.Timeout)
 }
