@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/bulwarkhttp"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/bulwark-go/bulwark/openapi"
@@ -421,5 +422,112 @@ paths:
 	resp := do(t, "GET", srv.URL+"/items")
 	if ra := resp.Header.Get("Retry-After"); ra == "" || resp.Header.Get("RateLimit-Policy") != `"listItems";q=2;w=60` {
 		t.Errorf("429 headers = %v", resp.Header)
+	}
+}
+
+func TestQueryKeyLegacyHeadersRejectAndShed(t *testing.T) {
+	a, err := openapi.Parse([]byte(`openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /search:
+    get:
+      operationId: search
+      x-bulwark:
+        ratelimit: {limit: 1, per: 1h, key: "query:api_key", algorithm: fixed_window, scope: local}
+      responses: {"200": {description: ok}}
+  /work:
+    get:
+      operationId: work
+      x-bulwark:
+        shed: {max_in_flight: 2, priority: "header:X-Priority"}
+      responses: {"200": {description: ok}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/work" && r.Header.Get("X-Hold") != "" {
+			entered <- struct{}{}
+			<-hold
+		}
+	})
+	reject := func(w http.ResponseWriter, _ *http.Request, rej bulwarkhttp.Rejection) {
+		w.WriteHeader(rej.Status)
+		_, _ = io.WriteString(w, "custom")
+	}
+	srv := newServer(t, a, h, openapi.WithLegacyHeaders(true), openapi.WithRejectHandler(reject))
+
+	if got := statuses(t, 2, "GET", srv.URL+"/search?q=x&api_key=k1"); !eq(got, []int{200, 429}) {
+		t.Errorf("api_key k1 = %v", got)
+	}
+	resp := do(t, "GET", srv.URL+"/search?api_key=k2&q=y")
+	if resp.StatusCode != 200 || resp.Header.Get("RateLimit-Limit") != "1" {
+		t.Errorf("api_key k2 = %d, legacy limit %q", resp.StatusCode, resp.Header.Get("RateLimit-Limit"))
+	}
+	r, err := http.Get(srv.URL + "/search?api_key=k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	_ = r.Body.Close()
+	if r.StatusCode != 429 || string(body) != "custom" {
+		t.Errorf("rejection through the custom handler = %d %q", r.StatusCode, body)
+	}
+
+	// One call in flight of 2: low priority work is shed, critical is not.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequest("GET", srv.URL+"/work", nil)
+		req.Header.Set("X-Hold", "1")
+		req.Header.Set("X-Priority", "critical")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = resp.Body.Close()
+		}
+	}()
+	<-entered
+	if st := do(t, "GET", srv.URL+"/work", "X-Priority", "low").StatusCode; st != http.StatusServiceUnavailable {
+		t.Errorf("low priority with one of two slots taken = %d, want 503", st)
+	}
+	if st := do(t, "GET", srv.URL+"/work", "X-Priority", "3").StatusCode; st != 200 {
+		t.Errorf("critical priority = %d, want 200", st)
+	}
+	close(hold)
+	<-done
+}
+
+func TestServerRetryStreamsLargeResponse(t *testing.T) {
+	a := load(t, "pets.yaml")
+	var calls atomic.Int32
+	big := strings.Repeat("x", 100)
+	srv := newServer(t, a, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, big)
+	}), openapi.WithRetryBuffer(10))
+	resp, err := http.Post(srv.URL+"/v1/jobs", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 503 || string(body) != big || calls.Load() != 1 {
+		t.Errorf("a response larger than the buffer = %d, %d bytes, %d calls; want it streamed once", resp.StatusCode, len(body), calls.Load())
+	}
+	// A handler that writes nothing answers 200 after its single attempt.
+	calls.Store(0)
+	srv2 := newServer(t, a, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("X-Seen", "1")
+	}))
+	resp, err = http.Post(srv2.URL+"/v1/jobs", "text/plain", strings.NewReader("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Seen") != "1" || calls.Load() != 1 {
+		t.Errorf("silent handler = %d %q after %d calls", resp.StatusCode, resp.Header.Get("X-Seen"), calls.Load())
 	}
 }
