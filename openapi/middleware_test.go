@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -408,20 +409,61 @@ paths:
       x-telstra:
         resiliency:
           ratelimit: {max_executions: 2, per_time_secs: 60}
-          circuitbreaker: {failure_threshold: 2}
+      responses: {"200": {description: ok}}
+  /fail:
+    get:
+      operationId: fail
+      x-telstra:
+        resiliency:
+          circuitbreaker: {failure_threshold: 2, recovery_timeout: 60}
+      responses: {"200": {description: ok}}
+  /slow:
+    get:
+      operationId: slowItems
+      x-telstra:
+        resiliency:
           timeout: {seconds: 0.05}
+      responses: {"200": {description: ok}}
+  /flaky:
+    post:
+      operationId: flakyItems
+      x-telstra:
+        resiliency:
+          retry: {attempts: 3, delay: 0.001, max_delay: 0.002}
       responses: {"200": {description: ok}}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newServer(t, a, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	var flaky atomic.Int32
+	srv := newServer(t, a, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/fail":
+			w.WriteHeader(500)
+		case "/slow":
+			<-r.Context().Done()
+		case "/flaky":
+			if flaky.Add(1) < 3 {
+				w.WriteHeader(500) // x-telstra retries every failure: 500 included
+			}
+		}
+	}))
 	if got := statuses(t, 3, "GET", srv.URL+"/items"); !eq(got, []int{200, 200, 429}) {
 		t.Errorf("x-telstra limit of 2 = %v", got)
 	}
 	resp := do(t, "GET", srv.URL+"/items")
-	if ra := resp.Header.Get("Retry-After"); ra == "" || resp.Header.Get("RateLimit-Policy") != `"listItems";q=2;w=60` {
+	// min_retry_delay defaults to 1s: Retry-After is at least that.
+	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); ra < 1 || resp.Header.Get("RateLimit-Policy") != `"listItems";q=2;w=60` {
 		t.Errorf("429 headers = %v", resp.Header)
+	}
+	if got := statuses(t, 3, "GET", srv.URL+"/fail"); !eq(got, []int{500, 500, 503}) {
+		t.Errorf("failure_threshold 2 = %v", got)
+	}
+	if got := statuses(t, 1, "GET", srv.URL+"/slow"); !eq(got, []int{504}) {
+		t.Errorf("timeout 0.05s = %v", got)
+	}
+	if got := statuses(t, 1, "POST", srv.URL+"/flaky"); !eq(got, []int{200}) || flaky.Load() != 3 {
+		t.Errorf("retry of 3 attempts = %v after %d calls", got, flaky.Load())
 	}
 }
 
