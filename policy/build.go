@@ -138,7 +138,10 @@ func (s *Stack) Load() *Parts {
 // state included; a changed fleet-wide pattern keeps its shared state in
 // Redis when its shape (algorithm, period) is the same. When spec is
 // invalid, or a pattern cannot be built, Update returns the error and the
-// current Parts stays: nothing half-applies.
+// current Parts stays: nothing half-applies. A fleet-wide breaker or
+// bulkhead that was replaced is closed once the new Parts is in place; a
+// call that loaded the old Parts an instant before may then see its
+// distributed.ErrClosed.
 func (s *Stack) Update(spec Spec) error {
 	if s == nil {
 		return core.ArgumentError("policy: update of a nil stack")
