@@ -92,6 +92,9 @@ type Stack struct {
 	mu   sync.Mutex // serialises Update and Close
 	cur  atomic.Pointer[Parts]
 	done bool
+	// retired holds the fleet patterns the last Update replaced, closed at
+	// the next one.
+	retired []io.Closer
 }
 
 // Build validates spec and builds its patterns for the operation called name
@@ -138,10 +141,9 @@ func (s *Stack) Load() *Parts {
 // state included; a changed fleet-wide pattern keeps its shared state in
 // Redis when its shape (algorithm, period) is the same. When spec is
 // invalid, or a pattern cannot be built, Update returns the error and the
-// current Parts stays: nothing half-applies. A fleet-wide breaker or
-// bulkhead that was replaced is closed once the new Parts is in place; a
-// call that loaded the old Parts an instant before may then see its
-// distributed.ErrClosed.
+// current Parts stays: nothing half-applies. To leave calls in flight time to finish, a
+// replaced fleet-wide breaker or bulkhead is closed at the next Update (or
+// at Close), not at once.
 func (s *Stack) Update(spec Spec) error {
 	if s == nil {
 		return core.ArgumentError("policy: update of a nil stack")
@@ -157,7 +159,10 @@ func (s *Stack) Update(spec Spec) error {
 		return err
 	}
 	s.cur.Store(p)
-	closeUnused(old, p)
+	for _, c := range s.retired {
+		_ = c.Close()
+	}
+	s.retired = unused(old, p)
 	return nil
 }
 
@@ -174,14 +179,16 @@ func (s *Stack) Close() error {
 	}
 	s.done = true
 	var errs []error
-	for _, c := range s.cur.Load().owned {
+	for _, c := range append(s.retired, s.cur.Load().owned...) {
 		errs = append(errs, c.Close())
 	}
+	s.retired = nil
 	return errors.Join(errs...)
 }
 
-// closeUnused closes what old owned and next does not.
-func closeUnused(old, next *Parts) {
+// unused returns what old owned and next does not.
+func unused(old, next *Parts) []io.Closer {
+	var out []io.Closer
 	for _, c := range old.owned {
 		kept := false
 		for _, k := range next.owned {
@@ -191,8 +198,16 @@ func closeUnused(old, next *Parts) {
 			}
 		}
 		if !kept {
-			_ = c.Close()
+			out = append(out, c)
 		}
+	}
+	return out
+}
+
+// closeUnused closes what old owned and next does not.
+func closeUnused(old, next *Parts) {
+	for _, c := range unused(old, next) {
+		_ = c.Close()
 	}
 }
 

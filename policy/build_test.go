@@ -241,6 +241,32 @@ func TestUpdateFleetKeepsState(t *testing.T) {
 	}
 }
 
+func TestUpdateRetiresReplacedFleetPatterns(t *testing.T) {
+	store := testStore(t, redistest.Prefix(t, redistest.Default(t)))
+	spec := policy.Spec{CircuitBreaker: &policy.CircuitBreaker{}}
+	st := mustBuild(t, "op", spec, policy.WithStore(store))
+	first := st.Load().Breaker
+	if err := st.Update(policy.Spec{CircuitBreaker: &policy.CircuitBreaker{OpenFor: policy.D(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	if st.Load().Breaker == first {
+		t.Fatal("a changed breaker was carried over")
+	}
+	// A call that loaded the old Parts still works...
+	done, err := first.Allow(context.Background())
+	if err != nil {
+		t.Fatalf("the replaced breaker right after the update: %v", err)
+	}
+	done(true)
+	// ...until the next update closes it.
+	if err := st.Update(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Allow(context.Background()); !errors.Is(err, distributed.ErrClosed) {
+		t.Errorf("the breaker replaced two updates ago = %v, want ErrClosed", err)
+	}
+}
+
 func TestDo(t *testing.T) {
 	ctx := context.Background()
 	var calls atomic.Int32
