@@ -168,9 +168,7 @@ func parse(data []byte) (*API, error) {
 	if err := yaml.Unmarshal(data, &probe); err != nil {
 		return nil, &Error{Problems: []Problem{yamlProblem(err)}}
 	}
-	loader := openapi3.NewLoader()
-	loader.IsExternalRefsAllowed = false
-	doc, err := loader.LoadFromData(data)
+	doc, err := loadDocument(data)
 	if err != nil {
 		return nil, &Error{Problems: []Problem{{Message: "not an OpenAPI document: " + err.Error(), Line: 1, Column: 1}}}
 	}
@@ -221,6 +219,19 @@ func parse(data []byte) (*API, error) {
 	}
 	a.router = rt
 	return a, nil
+}
+
+// loadDocument reads the document with kin-openapi, without external
+// references; a panic inside the library is reported as an error.
+func loadDocument(data []byte) (doc *openapi3.T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			doc, err = nil, fmt.Errorf("the OpenAPI reader failed: %v", r)
+		}
+	}()
+	loader := openapi3.NewLoader()
+	loader.IsExternalRefsAllowed = false
+	return loader.LoadFromData(data)
 }
 
 func yamlProblem(err error) Problem {
