@@ -210,7 +210,9 @@ var paramRe = regexp.MustCompile(`\{([^}]*)\}`)
 // muxPattern turns an OpenAPI path template into a ServeMux pattern and a
 // concrete example path: {name} segments become wildcards; a segment with
 // a parameter and literal text around it ({id}.json) becomes a wildcard
-// of the whole segment, since ServeMux wildcards are whole segments.
+// of the whole segment, since ServeMux wildcards are whole segments; a
+// parameter name that is not a Go identifier is made one (r.PathValue
+// takes the pattern's name).
 func muxPattern(base, path string) (pattern, example string) {
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	pat := make([]string, len(segs))
@@ -225,7 +227,10 @@ func muxPattern(base, path string) (pattern, example string) {
 		if m[0] != 0 || m[1] != len(s) {
 			name = fmt.Sprintf("seg%d", i)
 		}
-		pat[i] = "{" + identOf(name, false) + "}"
+		if !token.IsIdentifier(name) {
+			name = identOf(name, false) // ServeMux wildcards are Go identifiers
+		}
+		pat[i] = "{" + name + "}"
 		ex[i] = paramRe.ReplaceAllString(s, "1")
 	}
 	p := base + "/" + strings.Join(pat, "/")

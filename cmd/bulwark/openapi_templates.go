@@ -159,7 +159,9 @@ func routes() *http.ServeMux {
 	return mux
 }
 {{range .Ops}}
-// {{.Func}} serves {{.Method}} {{.Path}} (policies: {{.Name}}). Replace the stub.
+// {{.Func}} serves {{.Method}} {{.Path}} (policies: {{.Name}}); path
+// parameters come from r.PathValue with the names of the pattern above.
+// Replace the stub.
 func {{.Func}}(w http.ResponseWriter, r *http.Request) { notImplemented(w, r) }
 {{end}}
 func notImplemented(w http.ResponseWriter, _ *http.Request) {
