@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/bulwark-go/bulwark v0.0.0
-	github.com/bulwark-go/bulwark/telemetry v0.0.0
+	github.com/bulwark-go/bulwark/telemetry/bulwarkprom v0.0.0
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
@@ -22,8 +22,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
-	go.opentelemetry.io/otel v1.47.0 // indirect
-	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v4 v4.0.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
@@ -33,5 +31,5 @@ require (
 
 replace (
 	github.com/bulwark-go/bulwark => ..
-	github.com/bulwark-go/bulwark/telemetry => ../telemetry
+	github.com/bulwark-go/bulwark/telemetry/bulwarkprom => ../telemetry/bulwarkprom
 )

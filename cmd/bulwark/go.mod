@@ -27,5 +27,5 @@ require (
 replace (
 	github.com/bulwark-go/bulwark => ../..
 	github.com/bulwark-go/bulwark/openapi => ../../openapi
-	github.com/bulwark-go/bulwark/telemetry => ../../telemetry
+	github.com/bulwark-go/bulwark/telemetry/bulwarkprom => ../../telemetry/bulwarkprom
 )

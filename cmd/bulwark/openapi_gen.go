@@ -326,7 +326,7 @@ func (g *generator) setReplace(dir, checkout string) error {
 	if findCheckout(root) != root {
 		return usagef("--bulwark %s is not a checkout of %s", root, coreModule)
 	}
-	for _, m := range []struct{ mod, sub string }{{coreModule, ""}, {coreModule + "/openapi", "openapi"}, {coreModule + "/telemetry", "telemetry"}} {
+	for _, m := range []struct{ mod, sub string }{{coreModule, ""}, {coreModule + "/openapi", "openapi"}, {coreModule + "/telemetry/bulwarkprom", "telemetry/bulwarkprom"}} {
 		rel, err := filepath.Rel(abs, filepath.Join(root, m.sub))
 		if err != nil {
 			rel = filepath.Join(root, m.sub)

@@ -7,7 +7,7 @@ go 1.26.0
 require (
 	github.com/bulwark-go/bulwark v0.0.0
 	github.com/bulwark-go/bulwark/openapi v0.0.0
-	github.com/bulwark-go/bulwark/telemetry v0.0.0
+	github.com/bulwark-go/bulwark/telemetry/bulwarkprom v0.0.0
 )
 {{if .Replaces}}
 // A local checkout of bulwark (bulwark openapi gen --bulwark DIR). Before

@@ -11,7 +11,7 @@
 //
 // It lives apart from package openapi so that a program using openapi
 // alone does not link the Prometheus client: only this package imports the
-// telemetry module.
+// bulwarkprom module.
 package serve
 
 import (
@@ -29,7 +29,7 @@ import (
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/openapi"
-	"github.com/bulwark-go/bulwark/telemetry"
+	"github.com/bulwark-go/bulwark/telemetry/bulwarkprom"
 )
 
 // The paths Server answers itself, before the policies.
@@ -112,7 +112,7 @@ func NewAPI(api *openapi.API, redisURL string, h http.Handler, opts ...Option) (
 		s.Registry = prometheus.NewRegistry()
 		s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	obs, err := telemetry.NewPrometheus(s.Registry)
+	obs, err := bulwarkprom.New(s.Registry)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ replace (
 	github.com/bulwark-go/bulwark => ../../..
 	github.com/bulwark-go/bulwark/cmd/bulwark => ../../../cmd/bulwark
 	github.com/bulwark-go/bulwark/openapi => ../..
-	github.com/bulwark-go/bulwark/telemetry => ../../../telemetry
+	github.com/bulwark-go/bulwark/telemetry/bulwarkprom => ../../../telemetry/bulwarkprom
 )
 
 tool github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen
