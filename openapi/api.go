@@ -329,9 +329,9 @@ func (p *parser) operation(path, method string, op *openapi3.Operation, inherite
 	}
 	if o.Name == "" {
 		o.Name = method + ":" + path
-	} else if err := (policy.Spec{Name: o.Name}).Validate(); err != nil && o.Spec.Name == "" {
-		p.add(append(opPath, "operationId"), false, "operationId names the operation's policies (metrics, RateLimit-Policy) and "+
-			strings.TrimPrefix(policy.Problems(err)[0].Message, "")+"; set x-bulwark name")
+	} else if err := (policy.Spec{Name: o.Name}).Validate(); err != nil && o.Spec.Name == "" && o.Declared {
+		p.add(append(opPath, "operationId"), false, fmt.Sprintf("operationId %q cannot name the operation's policies (metrics, RateLimit-Policy): it %s; set x-bulwark name",
+			o.ID, policy.Problems(err)[0].Message))
 	}
 	return o
 }

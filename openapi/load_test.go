@@ -216,3 +216,33 @@ func TestNilAPI(t *testing.T) {
 		t.Errorf("nil Transport = %v", err)
 	}
 }
+
+func TestOperationIDAsName(t *testing.T) {
+	doc := `openapi: 3.0.3
+info: {title: n, version: "1"}
+paths:
+  /a:
+    get:
+      operationId: "list all"
+      x-bulwark: {timeout: 1s}
+      responses: {"200": {description: ok}}
+  /b:
+    get:
+      operationId: "no policies here"
+      responses: {"200": {description: ok}}
+  /c:
+    get:
+      operationId: "named apart"
+      x-bulwark: {name: c-read, timeout: 1s}
+      responses: {"200": {description: ok}}
+`
+	_, err := openapi.Parse([]byte(doc))
+	var e *openapi.Error
+	if !errors.As(err, &e) || len(e.Problems) != 1 {
+		t.Fatalf("Parse = %v", err)
+	}
+	if p := e.Problems[0]; p.Path != "paths./a.get.operationId" || p.Line != 6 ||
+		!strings.Contains(p.Message, `operationId "list all" cannot name the operation's policies`) {
+		t.Errorf("problem = %+v", p)
+	}
+}
