@@ -4,6 +4,7 @@
 //	bulwark demo [--redis URL]                 three replicas share one limit; Redis goes away and comes back
 //	bulwark inspect --redis URL [--prefix P]   list the limiters, breakers and bulkheads stored under a prefix
 //	bulwark breaker reset|open NAME --redis URL
+//	bulwark openapi lint|gen FILE              check a spec's x-bulwark blocks; generate a protected service
 //
 // Run "bulwark help" or "bulwark COMMAND --help" for the flags of each
 // command. Exit codes: 0 success, 1 a failure at run time (Redis
