@@ -25,10 +25,12 @@ const (
 // table compiled from its paths. An API is immutable and safe for
 // concurrent use.
 type API struct {
-	doc      *openapi3.T
-	ops      []*Operation
-	router   *router
-	basePath string
+	doc         *openapi3.T
+	ops         []*Operation
+	router      *router
+	basePath    string
+	defaults    policy.Spec // the document's x-bulwark defaults
+	hasDefaults bool
 }
 
 // Operation is one operation of the document.
@@ -79,6 +81,15 @@ func Lint(path string) ([]Problem, error) {
 		return e.Problems, nil
 	}
 	return nil, err
+}
+
+// Defaults returns the document's x-bulwark defaults, and whether it
+// declares any.
+func (a *API) Defaults() (policy.Spec, bool) {
+	if a == nil {
+		return policy.Spec{}, false
+	}
+	return a.defaults.Clone(), a.hasDefaults
 }
 
 // Document returns the kin-openapi document (nil for a nil API).
@@ -174,6 +185,9 @@ func parse(data []byte) (*API, error) {
 	}
 	a := &API{doc: doc, basePath: serverBasePath(doc)}
 	rootLayers := p.rootLayers(doc)
+	for _, l := range rootLayers {
+		a.defaults, a.hasDefaults = l.spec, true
+	}
 	var paths []string
 	if doc.Paths != nil {
 		paths = doc.Paths.InMatchingOrder()

@@ -48,7 +48,8 @@
 // literal prefix and suffix ({id}.json), and a dead end backtracks. The
 // document's first server URL gives the base path requests carry (/v1 for
 // https://api.example.com/v1; WithBasePath overrides it). Matching allocates
-// nothing. Requests that match no operation pass through untouched.
+// nothing. Requests that match no operation pass through untouched, or run
+// under the document's defaults with WithUnknownRoutes.
 //
 // # x-telstra
 //

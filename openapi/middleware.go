@@ -31,8 +31,10 @@ import (
 //   - timeout: 504 when the handler has not answered in time (per attempt).
 //
 // Requests that match no operation (an unknown path, or a method the path
-// does not declare) pass to the next handler untouched; so do operations
-// without any declaration, and those whose stack is disabled. A stack in
+// does not declare) pass to the next handler untouched, unless
+// WithUnknownRoutes puts them under the document's defaults; operations
+// without any declaration, and those whose stack is disabled, pass
+// untouched too. A stack in
 // shadow mode reports its rejections (events with Shadow set) and lets every
 // request through.
 //
@@ -63,11 +65,30 @@ func (a *API) Middleware(opts ...Option) (func(http.Handler) http.Handler, error
 	if err != nil {
 		return nil, err
 	}
+	var unknownOp *Operation
+	var unknownStack *policy.Stack
+	if o.unknown != "" && a.hasDefaults {
+		unknownOp = &Operation{Name: o.unknown, Path: "*", Spec: a.defaults.Clone(), Declared: true}
+		// A hedge of the defaults is a client-side pattern; a server's unknown
+		// routes take every method, so it does not apply there.
+		unknownOp.Spec.Hedge = nil
+		if unknownStack, err = policy.Build(o.unknown, unknownOp.Spec, o.policyOptions()...); err != nil {
+			return nil, fmt.Errorf("openapi: unknown routes: %w", err)
+		}
+		if o.hook != nil {
+			o.hook(*unknownOp, unknownStack)
+		}
+		stacks = append(stacks, unknownStack)
+	}
 	// Build every chain once now, so that a problem is an error here rather
 	// than at the first request.
+	ops := a.ops
+	if unknownOp != nil {
+		ops = append(append([]*Operation(nil), a.ops...), unknownOp)
+	}
 	for i, st := range stacks {
 		if st != nil {
-			if _, err := buildChain(a.ops[i], st.Load(), http.NotFoundHandler(), o); err != nil {
+			if _, err := buildChain(ops[i], st.Load(), http.NotFoundHandler(), o); err != nil {
 				return nil, err
 			}
 		}
@@ -77,15 +98,19 @@ func (a *API) Middleware(opts ...Option) (func(http.Handler) http.Handler, error
 		if next == nil {
 			next = http.NotFoundHandler()
 		}
-		hs := make([]*opHandler, len(a.ops))
+		hs := make([]*opHandler, len(ops))
 		for i, st := range stacks {
 			if st != nil {
-				h := &opHandler{op: a.ops[i], stack: st, next: next, o: o}
+				h := &opHandler{op: ops[i], stack: st, next: next, o: o}
 				h.refresh(st.Load())
 				hs[i] = h
 			}
 		}
-		return &server{router: a.router, base: base, ops: hs, next: next}
+		s := &server{router: a.router, base: base, ops: hs[:len(a.ops)], next: next}
+		if unknownOp != nil {
+			s.unknown = hs[len(a.ops)]
+		}
+		return s
 	}, nil
 }
 
@@ -113,19 +138,23 @@ func (a *API) buildStacks(o *options) ([]*policy.Stack, error) {
 }
 
 type server struct {
-	router *router
-	base   string
-	ops    []*opHandler
-	next   http.Handler
+	router  *router
+	base    string
+	ops     []*opHandler
+	unknown *opHandler // WithUnknownRoutes; nil: unknown routes pass untouched
+	next    http.Handler
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	i := s.router.match(r.Method, r.URL.Path, s.base)
-	if i < 0 || s.ops[i] == nil {
+	switch {
+	case i >= 0 && s.ops[i] != nil:
+		s.ops[i].ServeHTTP(w, r)
+	case i < 0 && s.unknown != nil:
+		s.unknown.ServeHTTP(w, r)
+	default:
 		s.next.ServeHTTP(w, r)
-		return
 	}
-	s.ops[i].ServeHTTP(w, r)
 }
 
 // opHandler serves one operation with the chain built from its stack's

@@ -573,3 +573,44 @@ func TestServerRetryStreamsLargeResponse(t *testing.T) {
 		t.Errorf("silent handler = %d %q after %d calls", resp.StatusCode, resp.Header.Get("X-Seen"), calls.Load())
 	}
 }
+
+func TestUnknownRoutesUnderDefaults(t *testing.T) {
+	a, err := openapi.Parse([]byte(`openapi: 3.0.3
+info: {title: t, version: "1"}
+x-bulwark:
+  defaults:
+    ratelimit: {limit: 2, per: 1h, key: global}
+    hedge: {delay: 10ms}
+paths:
+  /known:
+    get:
+      operationId: known
+      responses: {"200": {description: ok}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := a.Defaults(); !ok || *d.RateLimit.Limit != 2 {
+		t.Errorf("Defaults = %+v, %v", d, ok)
+	}
+	var names []string
+	srv := newServer(t, a, okHandler(&served{}), openapi.WithUnknownRoutes("unlisted"),
+		openapi.WithStackHook(func(op openapi.Operation, _ *policy.Stack) { names = append(names, op.Name) }))
+	if got := statuses(t, 3, "POST", srv.URL+"/anything/else"); !eq(got, []int{200, 200, 429}) {
+		t.Errorf("unknown routes under the defaults = %v", got)
+	}
+	if p := do(t, "GET", srv.URL+"/other").Header.Get("RateLimit-Policy"); p != `"unlisted";q=2;w=3600` {
+		t.Errorf("unknown route policy = %q", p)
+	}
+	if got := statuses(t, 2, "GET", srv.URL+"/known"); !eq(got, []int{200, 200}) {
+		t.Errorf("the known operation keeps its own budget: %v", got)
+	}
+	if len(names) != 2 || names[1] != "unlisted" {
+		t.Errorf("hook saw %v", names)
+	}
+	// Without the option they stay untouched.
+	plain := newServer(t, a, okHandler(&served{}))
+	if got := statuses(t, 3, "POST", plain.URL+"/anything/else"); !eq(got, []int{200, 200, 200}) {
+		t.Errorf("unknown routes without the option = %v", got)
+	}
+}

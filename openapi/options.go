@@ -24,6 +24,7 @@ type options struct {
 	legacy    bool
 	hook      func(Operation, *policy.Stack)
 	maxBuffer int64
+	unknown   string // stack name for requests matching no operation; "" leaves them untouched
 }
 
 // DefaultRetryBuffer is how many bytes of a request body, and of a
@@ -69,6 +70,13 @@ func WithLegacyHeaders(on bool) Option { return func(o *options) { o.legacy = on
 func WithStackHook(f func(op Operation, s *policy.Stack)) Option {
 	return func(o *options) { o.hook = f }
 }
+
+// WithUnknownRoutes makes the middleware run requests that match no
+// operation under the document's x-bulwark defaults, as one stack called
+// name (its metrics and RateLimit-Policy name), instead of passing them
+// through untouched: endpoints the document does not list are protected
+// too. Without defaults in the document it changes nothing.
+func WithUnknownRoutes(name string) Option { return func(o *options) { o.unknown = name } }
 
 // WithRetryBuffer sets how many bytes of a request body and of a response
 // the server-side retry keeps (default DefaultRetryBuffer): a larger body
