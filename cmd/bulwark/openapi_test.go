@@ -244,3 +244,31 @@ paths:
 		t.Errorf("conflicting routes: %d %q", code, stderr)
 	}
 }
+
+func TestOpenAPIGenInsideTheCheckoutReplaces(t *testing.T) {
+	dir, err := os.MkdirTemp(".", "gen-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if code, stdout, stderr := runCLI(t, "openapi", "gen", "../../openapi/testdata/pets.yaml", "-o", dir, "--no-tidy"); code != exitOK {
+		t.Fatalf("gen = %d %s %s", code, stdout, stderr)
+	}
+	mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"github.com/bulwark-go/bulwark => ../../..",
+		"github.com/bulwark-go/bulwark/openapi => ../../../openapi",
+		"github.com/bulwark-go/bulwark/telemetry/bulwarkprom => ../../../telemetry/bulwarkprom",
+		"module pets",
+	} {
+		if !strings.Contains(string(mod), want) {
+			t.Errorf("go.mod lacks %q:\n%s", want, mod)
+		}
+	}
+	if code, _, _ := runCLI(t, "openapi", "gen", "../../openapi/testdata/pets.yaml", "-o", t.TempDir(), "--bulwark", t.TempDir(), "--no-tidy"); code != exitUsage {
+		t.Errorf("--bulwark at a directory that is no checkout exits %d", code)
+	}
+}
