@@ -145,7 +145,7 @@ func buildCluster(run Runner, dirs []string, owner testing.TB, cfg ClusterConfig
 	errs := make([]error, len(dirs))
 	var wg sync.WaitGroup
 	for i := range dirs {
-		wg.Go(func() { c.nodes[i], errs[i] = newServer(run, dirs[i], owner, true, args) })
+		wg.Go(func() { c.nodes[i], errs[i] = newServer(run, dirs[i], owner, true, args, 0) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

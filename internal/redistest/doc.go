@@ -25,7 +25,7 @@
 //     drops replies, resets connections or refuses new ones; [Cluster.Proxies]
 //     and [ViaProxies] put one in front of every cluster node.
 //   - [Runner] starts the processes: [BinaryRunner] (the default) runs the
-//     redis-server binary; [StartServerWith], [StartSentinelWith] and
+//     redis-server binary; [StartServerConfig], [StartSentinelWith] and
 //     ClusterConfig.Runner take another one, such as the container runner of
 //     the public test kit (module bulwarktest).
 //   - [Child] re-executes the test binary to run one test in a subprocess

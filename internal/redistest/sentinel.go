@@ -139,7 +139,7 @@ func (s *Sentinel) build(run Runner, owner testing.TB, replicas int) error {
 	var wg sync.WaitGroup
 	for i := range s.data {
 		dir := owner.TempDir()
-		wg.Go(func() { s.data[i], errs[i] = newServer(run, dir, owner, false, nil) })
+		wg.Go(func() { s.data[i], errs[i] = newServer(run, dir, owner, false, nil, 0) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

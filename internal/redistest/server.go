@@ -105,15 +105,27 @@ type Server struct {
 // failed with the server's log when it does not come up within ReadyTimeout.
 func StartServer(tb testing.TB, extraArgs ...string) *Server {
 	tb.Helper()
-	return StartServerWith(tb, nil, extraArgs...)
+	return StartServerConfig(tb, ServerConfig{Args: extraArgs})
 }
 
-// StartServerWith is StartServer with the process started by r (nil: the
-// redis-server binary, as StartServer).
-func StartServerWith(tb testing.TB, r Runner, extraArgs ...string) *Server {
+// ServerConfig describes a server for StartServerConfig.
+type ServerConfig struct {
+	Runner Runner   // starts the process; nil means the redis-server binary
+	Port   int      // the port to listen on; 0 means a free one
+	Args   []string // appended to the command line, as StartServer's extraArgs
+}
+
+// StartServerConfig is StartServer with every setting of cfg. A Port that is
+// in use fails the test with an error saying so (ErrPortTaken), without
+// trying another.
+func StartServerConfig(tb testing.TB, cfg ServerConfig) *Server {
 	tb.Helper()
-	r = requireRunner(tb, r)
-	s, err := newServer(r, tb.TempDir(), tb, false, extraArgs)
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		tb.Fatalf("redistest: port %d out of range", cfg.Port)
+		return nil
+	}
+	r := requireRunner(tb, cfg.Runner)
+	s, err := newServer(r, tb.TempDir(), tb, false, cfg.Args, cfg.Port)
 	if err != nil {
 		tb.Fatalf("redistest: %v", err)
 	}
@@ -128,11 +140,18 @@ func StartServerWith(tb testing.TB, r Runner, extraArgs ...string) *Server {
 
 // newServer picks a free port, writes the configuration file into dir and
 // starts the process, retrying on another port when the chosen one was taken
-// in the meantime. cluster reserves port+10000 for the cluster bus too.
-func newServer(run Runner, dir string, owner testing.TB, cluster bool, extra []string) (*Server, error) {
+// in the meantime. cluster reserves port+10000 for the cluster bus too. A
+// fixed port (not 0) is used as it is, without retries.
+func newServer(run Runner, dir string, owner testing.TB, cluster bool, extra []string, fixed int) (*Server, error) {
 	var lastErr error
 	for attempt := 0; attempt < startAttempts; attempt++ {
-		port, err := pickPort(cluster)
+		var port int
+		var err error
+		if fixed != 0 {
+			port, err = reserveFixedPort(fixed)
+		} else {
+			port, err = pickPort(cluster)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -154,6 +173,9 @@ func newServer(run Runner, dir string, owner testing.TB, cluster bool, extra []s
 		}
 		lastErr = err
 		s.stop()
+		if s.portTaken() && fixed != 0 {
+			return nil, fmt.Errorf("%w: port %d (redis-server says Address already in use)", ErrPortTaken, port)
+		}
 		if !s.portTaken() {
 			return nil, fmt.Errorf("%w\nredis-server log:\n%s", err, tail(s.Log(), 16<<10))
 		}
@@ -537,6 +559,25 @@ func reservePort(cluster bool) (int, error) {
 		return port, nil
 	}
 	return 0, errors.New("redistest: no free loopback port found")
+}
+
+// ErrPortTaken is the error (wrapped) of a server asked to listen on a port
+// that is in use.
+var ErrPortTaken = errors.New("port taken")
+
+// reserveFixedPort reserves port if it is free, for a server that must
+// listen on it.
+func reserveFixedPort(port int) (int, error) {
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.used[port] {
+		return 0, fmt.Errorf("%w: port %d is used by another server of this test binary", ErrPortTaken, port)
+	}
+	if _, err := probePort(port); err != nil {
+		return 0, fmt.Errorf("%w: port %d: %v", ErrPortTaken, port, err)
+	}
+	ports.used[port] = true
+	return port, nil
 }
 
 func probePort(port int) (int, error) {
