@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
 )
@@ -211,4 +212,19 @@ func addHostFile(tw *tar.Writer, src, name string) error {
 		return err
 	}
 	return addFile(tw, name, data, int64(fi.Mode().Perm()))
+}
+
+// ImageExists reports whether the Docker engine has the image.
+func ImageExists(ctx context.Context, image string) (bool, error) {
+	e, err := sharedEngine()
+	if err != nil {
+		return false, err
+	}
+	if _, err := e.cli.ImageInspect(ctx, image); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
 }

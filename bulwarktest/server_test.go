@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bulwark-go/bulwark/internal/redistest"
 )
 
 func TestRedis(t *testing.T) {
@@ -160,5 +162,5 @@ func TestSentinel(t *testing.T) {
 // RequireBinaryOrSkip is redistest's rule for the binary backend.
 func RequireBinaryOrSkip(t *testing.T) {
 	t.Helper()
-	StartRedis(t, WithBackend(Binary)).Kill()
+	redistest.RequireServer(t)
 }
