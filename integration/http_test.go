@@ -16,8 +16,8 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/bulwarkhttp"
-	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/bulwarktest"
+	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 )
 

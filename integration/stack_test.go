@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
-	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/bulwarktest"
+	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/bulwark-go/bulwark/local"
 	"github.com/bulwark-go/bulwark/sync/semaphore"
