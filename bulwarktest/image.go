@@ -72,30 +72,57 @@ func (e *engine) ensureImage(ctx context.Context, image string) error {
 	return nil
 }
 
-const dockerfile = `FROM scratch
-COPY rootfs/ /
-ENV PATH=/usr/local/bin:/usr/bin:/bin
-LABEL org.bulwark-go.bulwarktest.image="redis"
-CMD ["redis-server"]
-`
-
 func (e *engine) buildImage(ctx context.Context, tag string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, ImageBuildTimeout)
-	defer cancel()
 	bin, err := serverBinary()
 	if err != nil {
 		return "", fmt.Errorf("%w (the image is built from the redis-server binary: install redis-server, or pass WithImage)", err)
 	}
-	var files []string
-	if files, err = sharedLibraries(bin); err != nil {
+	// The file is stored as redis-server: the binary picks its mode from
+	// the name it runs under.
+	return e.imageFromBinary(ctx, tag, bin, "/usr/bin/redis-server",
+		"ENV PATH=/usr/local/bin:/usr/bin:/bin", `CMD ["redis-server"]`)
+}
+
+// ImageFromBinary builds the image tag on the Docker engine FROM scratch,
+// holding the host's executable bin at dest (an absolute path), the shared
+// libraries ldd lists for it at their own paths, an empty /tmp (mode 1777),
+// and then the Dockerfile instructions given (ENV, ENTRYPOINT, CMD, USER,
+// ...). Nothing is pulled. It is how the kit builds LocalImage, and works
+// for any dynamically or statically linked program, e.g.
+//
+//	bulwarktest.ImageFromBinary(ctx, "local/prometheus", "/usr/bin/prometheus", "/bin/prometheus",
+//		`ENTRYPOINT ["/bin/prometheus"]`)
+//
+// It returns the build's output.
+func ImageFromBinary(ctx context.Context, tag, bin, dest string, instructions ...string) (string, error) {
+	e, err := sharedEngine()
+	if err != nil {
 		return "", err
 	}
+	return e.imageFromBinary(ctx, tag, bin, dest, instructions...)
+}
+
+func (e *engine) imageFromBinary(ctx context.Context, tag, bin, dest string, instructions ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, ImageBuildTimeout)
+	defer cancel()
+	if !filepath.IsAbs(dest) {
+		return "", fmt.Errorf("destination %q is not an absolute path", dest)
+	}
+	real, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return "", err
+	}
+	files, err := sharedLibraries(real)
+	if err != nil {
+		return "", err
+	}
+	dockerfile := "FROM scratch\nCOPY rootfs/ /\nLABEL " + LabelKit + "=\"1\"\n" + strings.Join(instructions, "\n") + "\n"
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	if err := addFile(tw, "Dockerfile", []byte(dockerfile), 0o644); err != nil {
 		return "", err
 	}
-	if err := addHostFile(tw, bin, "rootfs/usr/bin/redis-server"); err != nil {
+	if err := addHostFile(tw, real, "rootfs"+dest); err != nil {
 		return "", err
 	}
 	for _, f := range files {
@@ -103,7 +130,6 @@ func (e *engine) buildImage(ctx context.Context, tag string) (string, error) {
 			return "", err
 		}
 	}
-	// redis-server writes nothing outside its dir, but a /tmp helps tools.
 	if err := tw.WriteHeader(&tar.Header{Name: "rootfs/tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}); err != nil {
 		return "", err
 	}
@@ -115,7 +141,6 @@ func (e *engine) buildImage(ctx context.Context, tag string) (string, error) {
 		Remove:      true,
 		ForceRemove: true,
 		Version:     build.BuilderV1,
-		Labels:      map[string]string{LabelKit: "1"},
 	})
 	if err != nil {
 		return "", fmt.Errorf("docker build: %w", err)
