@@ -136,6 +136,10 @@ func (e *engine) imageFromBinary(ctx context.Context, tag, bin, dest string, ins
 	if err := tw.Close(); err != nil {
 		return "", err
 	}
+	var oldID string
+	if old, err := e.cli.ImageInspect(ctx, tag); err == nil {
+		oldID = old.ID
+	}
 	res, err := e.cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{
 		Tags:        []string{tag},
 		Remove:      true,
@@ -145,8 +149,16 @@ func (e *engine) imageFromBinary(ctx context.Context, tag, bin, dest string, ins
 	if err != nil {
 		return "", fmt.Errorf("docker build: %w", err)
 	}
-	defer res.Body.Close()
-	return readBuildOutput(res.Body)
+	out, err := readBuildOutput(res.Body)
+	_ = res.Body.Close()
+	if err == nil && oldID != "" {
+		// The image the tag named before is left without a name: remove it
+		// unless a container still uses it.
+		if now, ierr := e.cli.ImageInspect(ctx, tag); ierr == nil && now.ID != oldID {
+			_, _ = e.cli.ImageRemove(ctx, oldID, client.ImageRemoveOptions{})
+		}
+	}
+	return out, err
 }
 
 // readBuildOutput collects the build's JSON message stream and returns the
