@@ -1,7 +1,9 @@
 // Package redistest starts real Redis processes for tests and injects faults
-// between a client and a server. It is imported only from _test.go files.
+// between a client and a server. It is imported only from _test.go files
+// and by the public test kit (module bulwarktest), which wraps it.
 //
-// Everything here runs on one machine without Docker:
+// Everything here runs on one machine without Docker (the kit adds a
+// container Runner):
 //
 //   - [RequireServer] finds redis-server, or skips the test when it is missing
 //     and BULWARK_REQUIRE_REDIS is unset (with it set, a missing binary fails
