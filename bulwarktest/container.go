@@ -47,10 +47,33 @@ func containerRunnerFor(tb testing.TB, image string) redistest.Runner {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ImageBuildTimeout)
 	defer cancel()
+	if image == LocalImage {
+		requireImageSource(ctx, tb, e, image)
+	}
 	if err := e.ensureImage(ctx, image); err != nil {
 		tb.Fatalf("bulwarktest: image %s: %v", image, err)
 	}
 	return &containerRunner{eng: e, image: image, log: quietLogger{}}
+}
+
+// requireImageSource skips the test, or fails it when EnvRequireDocker or
+// EnvRequireRedis is set, when image (LocalImage) is missing and there is
+// no redis-server binary to build it from.
+func requireImageSource(ctx context.Context, tb testing.TB, e *engine, image string) {
+	tb.Helper()
+	if _, err := e.cli.ImageInspect(ctx, image); err == nil {
+		return
+	}
+	_, err := serverBinary()
+	if err == nil {
+		return
+	}
+	msg := fmt.Sprintf("bulwarktest: the image %s is missing and there is no redis-server binary to build it from (%v): install redis-server, or pass WithImage(\"redis:7\") where a registry can be reached", image, err)
+	if os.Getenv(EnvRequireDocker) != "" || os.Getenv(EnvRequireRedis) != "" {
+		tb.Fatalf("%s; %s or %s is set, so the test must run", msg, EnvRequireDocker, EnvRequireRedis)
+		return
+	}
+	tb.Skipf("%s; set %s=1 to make this a failure", msg, EnvRequireDocker)
 }
 
 func (r *containerRunner) String() string { return "container of " + r.image }

@@ -149,3 +149,34 @@ func TestWrongOptions(t *testing.T) {
 		t.Fatalf("StartRedis with %s=podman: failed=%v %q", EnvBackend, f.failed, f.text())
 	}
 }
+
+func TestImageWithoutBinary(t *testing.T) {
+	RequireDocker(t)
+	e, err := sharedEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.ensureImage(ctx, LocalImage); err != nil { // while redis-server is still on PATH
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv(EnvServerPath, "")
+	const missing = "bulwarktest/no-such-image:none"
+	t.Setenv(EnvRequireDocker, "")
+	t.Setenv(EnvRequireRedis, "")
+	f := (&fakeTB{TB: t}).run(func(tb testing.TB) { requireImageSource(ctx, tb, e, missing) })
+	if !f.skipped || !strings.Contains(f.text(), "no redis-server binary to build it from") {
+		t.Fatalf("missing image, no binary: skipped=%v %q; want a skip", f.skipped, f.text())
+	}
+	t.Setenv(EnvRequireDocker, "1")
+	f = (&fakeTB{TB: t}).run(func(tb testing.TB) { requireImageSource(ctx, tb, e, missing) })
+	if !f.failed || f.skipped {
+		t.Fatalf("missing image, no binary, %s set: failed=%v skipped=%v; want a failure", EnvRequireDocker, f.failed, f.skipped)
+	}
+	// An image that exists needs no binary.
+	f = (&fakeTB{TB: t}).run(func(tb testing.TB) { requireImageSource(ctx, tb, e, LocalImage) })
+	if f.failed || f.skipped {
+		t.Fatalf("existing image: failed=%v skipped=%v %q", f.failed, f.skipped, f.text())
+	}
+}
