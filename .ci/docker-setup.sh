@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes a Docker engine available for the Docker-backed tests, idempotently:
-# installs docker.io (and docker-compose) when missing, starts dockerd in the
+# installs docker.io, docker-compose and prometheus when missing, starts dockerd in the
 # background when no engine answers (there is no service manager here),
 # waits until it answers, and builds the kit's Redis image
 # (bulwarktest/redis:local) from the installed redis-server when missing.
@@ -22,6 +22,13 @@ if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev
   apt_install docker-compose
 fi
 
+# Prometheus for the compose test: its image cannot be pulled, so the test
+# builds one from Debian's binary.
+if [ ! -x /usr/bin/prometheus ]; then
+  echo "== installing prometheus (for a local Prometheus image)"
+  apt_install --no-install-recommends prometheus
+fi
+
 if ! docker info >/dev/null 2>&1; then
   echo "== starting dockerd (log: /tmp/dockerd.log)"
   setsid nohup dockerd >/tmp/dockerd.log 2>&1 < /dev/null &
@@ -29,7 +36,14 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 && break
     sleep 0.5
   done
-  if ! docker info >/dev/null 2>&1; then
+  # Prometheus for the compose test: its image cannot be pulled, so the test
+# builds one from Debian's binary.
+if [ ! -x /usr/bin/prometheus ]; then
+  echo "== installing prometheus (for a local Prometheus image)"
+  apt_install --no-install-recommends prometheus
+fi
+
+if ! docker info >/dev/null 2>&1; then
     echo "dockerd did not answer within 60s; its log:"; tail -50 /tmp/dockerd.log; exit 1
   fi
 fi

@@ -1,6 +1,7 @@
 package bulwarktest
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -21,7 +22,16 @@ const LeakGrace = 3 * time.Second
 // It runs the tests, closes the kit's connection to the Docker engine, and
 // fails the binary if goroutines leaked (goleak.Find with opts, retried for
 // up to LeakGrace); then it exits with the tests' status.
+//
+// When neither a redis-server binary nor a Docker engine is there (and
+// neither EnvRequireRedis nor EnvRequireDocker is set), Main makes the test
+// binary skip its Example functions, saying why: an Example cannot skip
+// itself, and its output would not match.
 func Main(m *testing.M, opts ...goleak.Option) {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	skipExamplesWithoutBackend()
 	code := m.Run()
 	closeEngine()
 	if code == 0 {
@@ -31,6 +41,23 @@ func Main(m *testing.M, opts ...goleak.Option) {
 		}
 	}
 	os.Exit(code)
+}
+
+func skipExamplesWithoutBackend() {
+	if os.Getenv(EnvRequireRedis) != "" || os.Getenv(EnvRequireDocker) != "" || autoBackend() == Binary {
+		return
+	}
+	if _, err := sharedEngine(); err == nil {
+		return
+	}
+	if f := flag.Lookup("test.skip"); f != nil {
+		skip := "^Example"
+		if cur := f.Value.String(); cur != "" {
+			skip = cur + "|^Example"
+		}
+		_ = f.Value.Set(skip)
+		fmt.Fprintf(os.Stderr, "bulwarktest: neither redis-server nor a Docker engine: skipping the Example functions (install one, or set %s=1 or %s=1 to make this a failure)\n", EnvRequireRedis, EnvRequireDocker)
+	}
 }
 
 func findLeaks(opts ...goleak.Option) error {

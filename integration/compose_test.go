@@ -73,7 +73,7 @@ func TestComposeFleet(t *testing.T) {
 		t.Logf("Prometheus is not started: its image cannot be pulled without a registry, and there is no /usr/bin/prometheus to build one from (apt-get install prometheus)")
 	}
 	bin := filepath.Join(root, "examples/httpservice/bin/httpservice")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./httpservice")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./httpservice")
 	build.Dir = filepath.Join(root, "examples")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
