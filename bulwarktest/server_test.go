@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/bulwark-go/bulwark/internal/redistest"
 )
 
 func TestRedis(t *testing.T) {
@@ -90,8 +88,11 @@ func TestCluster(t *testing.T) {
 }
 
 func TestClusterFaultOnOneNode(t *testing.T) {
-	RequireBinaryOrSkip(t)
-	c := StartCluster(t, WithBackend(Binary))
+	eachBackend(t, testClusterFaultOnOneNode)
+}
+
+func testClusterFaultOnOneNode(t *testing.T, b Backend) {
+	c := StartCluster(t, WithBackend(b))
 	proxies := c.Proxies(t)
 	cc := c.Client(t, ViaProxies(proxies...), func(o *redis.ClusterOptions) {
 		o.ReadTimeout, o.WriteTimeout, o.MaxRetries = 200*time.Millisecond, 200*time.Millisecond, -1
@@ -157,10 +158,4 @@ func TestSentinel(t *testing.T) {
 			t.Fatalf("GET k2 on the new master = %v, want v", got)
 		}
 	})
-}
-
-// RequireBinaryOrSkip is redistest's rule for the binary backend.
-func RequireBinaryOrSkip(t *testing.T) {
-	t.Helper()
-	redistest.RequireServer(t)
 }
