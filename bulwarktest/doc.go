@@ -62,6 +62,16 @@
 // back to Redis within a bound after the fault healed) and
 // [Record.MaxLatency].
 //
+// [RequireDocker] skips or fails a test as above when no engine answers;
+// [ImageFromBinary] builds an image FROM scratch from any binary installed
+// here (the kit's own [LocalImage] is one), for other services a test needs
+// in containers.
+//
+// # Outside Test functions
+//
+// [Run] gives code that has no testing.TB (an Example function, a smoke
+// check in a deployment script) one whose cleanups run when it returns.
+//
 // # Leak checks
 //
 // [Main] is a TestMain body that runs the tests and then fails the binary if
