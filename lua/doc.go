@@ -12,6 +12,10 @@
 //	SemaphoreRenew    semaphore_renew.lua     sync/semaphore and distributed.Bulkhead (keepalive)
 //	SemaphoreInspect  semaphore_inspect.lua   Holders and Waiting of both, `bulwark inspect` (read only)
 //	Membership        membership.lua          cluster.Membership (heartbeat and live count)
+//	SingleflightClaim    singleflight_claim.lua     sync/singleflight (stored outcome, leadership or wait)
+//	SingleflightRenew    singleflight_renew.lua     sync/singleflight (the leader's keepalive)
+//	SingleflightComplete singleflight_complete.lua  sync/singleflight (store the outcome, drop the lease, wake)
+//	SingleflightForget   singleflight_forget.lua    sync/singleflight (drop a stored outcome)
 //
 // Every script's text is prelude.lua followed by its own file: the prelude
 // holds the helpers they share (exact integer floor/ceil division, the time
