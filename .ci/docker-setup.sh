@@ -36,14 +36,7 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 && break
     sleep 0.5
   done
-  # Prometheus for the compose test: its image cannot be pulled, so the test
-# builds one from Debian's binary.
-if [ ! -x /usr/bin/prometheus ]; then
-  echo "== installing prometheus (for a local Prometheus image)"
-  apt_install --no-install-recommends prometheus
-fi
-
-if ! docker info >/dev/null 2>&1; then
+  if ! docker info >/dev/null 2>&1; then
     echo "dockerd did not answer within 60s; its log:"; tail -50 /tmp/dockerd.log; exit 1
   fi
 fi
