@@ -291,6 +291,14 @@ func TestFleetBulkheadKeepsLeases(t *testing.T) {
 	for _, st := range f.stacks {
 		eventually(t, 2*time.Second, "cap 2 applied", func() bool { return st.Load().BulkheadConfig.MaxConcurrent == 2 })
 	}
+	// A second change retires the bulkhead the first one replaced: it must
+	// stay open while its leases are held.
+	if _, err := s.Assign(ctx, "checkout", []string{"bulkhead.max_waiting=5"}, control.Meta{Why: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range f.stacks {
+		eventually(t, 2*time.Second, "second change applied", func() bool { return st.Load().BulkheadConfig.MaxWaiting == 5 })
+	}
 	// Longer than the lease TTL: the old bulkhead keeps renewing its
 	// leases, so they still count.
 	time.Sleep(600 * time.Millisecond)

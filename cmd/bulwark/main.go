@@ -6,6 +6,7 @@
 //	bulwark breaker reset|open NAME --redis URL
 //	bulwark config get|set|history|rollback ...  live configuration of named policies
 //	bulwark console --redis URL [--prefix P]   web console of the fleet
+//	bulwark openapi lint|gen FILE              check a spec's x-bulwark blocks; generate a protected service
 //
 // Run "bulwark help" or "bulwark COMMAND --help" for the flags of each
 // command. Exit codes: 0 success, 1 a failure at run time (Redis
@@ -56,6 +57,7 @@ Usage:
   bulwark breaker reset|open NAME --redis URL act on a fleet-wide circuit breaker
   bulwark config get|set|history|rollback     live configuration of named policies, no redeploy
   bulwark console --redis URL [--prefix P]    web console: replicas, policies, breakers, history
+  bulwark openapi lint|gen FILE               check an OpenAPI document's policies; generate a service
   bulwark help                                show this text
 
 Run "bulwark COMMAND --help" for the flags of a command.
@@ -82,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runConfig(ctx, rest, stdout, stderr)
 	case "console":
 		err = runConsole(ctx, rest, stdout, stderr)
+	case "openapi":
+		err = runOpenAPI(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
