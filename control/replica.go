@@ -120,6 +120,7 @@ type Replica struct {
 	panics  atomic.Uint64 // observer panics recovered
 	refresh sync.Mutex    // one load at a time
 	kick    chan struct{}
+	beatNow chan struct{} // a stack was built: register its defaults now
 	cancel  context.CancelFunc
 	done    chan struct{}
 	counts  counters
@@ -173,7 +174,7 @@ func NewReplica(client ReplicaClient, opts ...ReplicaOption) (*Replica, error) {
 		return nil, core.ConfigError("control: replica id %q must be 1 to 128 printable ASCII bytes without spaces or quotes", c.id)
 	}
 	r := &Replica{client: client, k: newKeys(c.prefix), cfg: c,
-		live: map[string]liveValue{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+		live: map[string]liveValue{}, kick: make(chan struct{}, 1), beatNow: make(chan struct{}, 1), done: make(chan struct{})}
 	bc, err := cluster.NewBroadcast(client, r.k.channel)
 	if err != nil {
 		return nil, err
@@ -232,6 +233,8 @@ func (r *Replica) loop(ctx context.Context) {
 		case <-r.kick:
 			_ = r.load(ctx, true)
 		case <-beat.C:
+			r.heartbeat(ctx)
+		case <-r.beatNow:
 			r.heartbeat(ctx)
 		}
 	}
@@ -407,6 +410,10 @@ func (r *Replica) Build(name string, defaults policy.Spec, opts ...policy.Option
 	r.stacks = append(r.stacks, ls)
 	r.mu.Unlock()
 	r.emit(ev)
+	select { // publish its defaults with a heartbeat now, not at the next one
+	case r.beatNow <- struct{}{}:
+	default:
+	}
 	return st, nil
 }
 
