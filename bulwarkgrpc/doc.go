@@ -1,0 +1,2 @@
+// Package bulwarkgrpc puts bulwark's patterns in gRPC interceptors.
+package bulwarkgrpc
