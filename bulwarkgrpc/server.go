@@ -21,9 +21,9 @@ const PatternServer = "grpc_server"
 
 // call is what a server guard knows of the call it guards.
 type call struct {
-	method string
-	stream bool
-	header func(metadata.MD) // adds to the response headers
+	method  string
+	stream  bool
+	header  func(metadata.MD) // adds to the response headers
 	trailer func(metadata.MD) // adds to the trailer
 }
 

@@ -1,0 +1,521 @@
+package bulwarkgrpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/bulwarkhttp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// PatternClient is the Event.Pattern of the events a [Client] emits.
+const PatternClient = "grpc_client"
+
+// Client holds the client-side patterns for one or more connections:
+// retries that honour the server's pushback, a breaker per method,
+// hedging of idempotent methods, deadline rules and self-pacing. Install
+// its interceptors with grpc.WithChainUnaryInterceptor and
+// grpc.WithChainStreamInterceptor:
+//
+//	cl, err := bulwarkgrpc.NewClient(bulwarkgrpc.WithMaxRetries(2))
+//	if err != nil { ... }
+//	conn, err := grpc.NewClient(target,
+//		grpc.WithChainUnaryInterceptor(cl.Unary()),
+//		grpc.WithChainStreamInterceptor(cl.Stream()))
+//
+// Retrying follows gRPC's retry design (A6). A failed attempt is retried
+// only when:
+//   - it was not committed: the server sent no response headers (a
+//     trailers-only response), so no part of an answer was seen;
+//   - the server did not forbid it: a grpc-retry-pushback-ms trailer that
+//     is negative, malformed or repeated ends retrying;
+//   - its code is retryable: [WithRetryCodes] (UNAVAILABLE by default),
+//     and RESOURCE_EXHAUSTED when the server said how long to wait;
+//   - the wait fits: within [WithMaxPushback] and before the context's
+//     deadline (otherwise the status is returned at once), and the
+//     [WithRetryBudget] budget allows it.
+//
+// The wait is exactly the server's pushback (grpc-retry-pushback-ms), or
+// else exactly its google.rpc.RetryInfo delay, or else an exponential
+// back-off with jitter. Streams are retried only when they fail to open;
+// once open, a stream is the caller's to restart.
+//
+// Waits run on the clock of [WithClock]. A Client is safe for concurrent
+// use, and one Client may serve many connections.
+type Client struct {
+	o        *clientOptions
+	mu       sync.RWMutex
+	breakers map[string]bulwark.Breaker
+}
+
+// NewClient returns a Client, or an error wrapping bulwark.ErrInvalidConfig
+// when an option is invalid.
+func NewClient(opts ...ClientOption) (*Client, error) {
+	o, err := buildClientOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{o: o, breakers: make(map[string]bulwark.Breaker)}, nil
+}
+
+// attempt is what one try of a unary call saw.
+type attempt struct {
+	header, trailer metadata.MD
+	err             error
+}
+
+// Unary returns the client interceptor for unary calls.
+func (c *Client) Unary() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx, cancel, err := c.deadline(ctx)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		o := c.o
+		br := c.breaker(method)
+		hedge := o.maxHedges > 0 && c.isIdempotent(method)
+		target := ""
+		if cc != nil {
+			target = cc.Target()
+		}
+		if o.budget != nil {
+			o.budget.Deposit()
+		}
+		sinceAdvice := 0
+		for try := 0; ; try++ {
+			a := c.once(ctx, method, req, reply, cc, invoker, opts, br, hedge, target)
+			if a.err == nil {
+				return nil
+			}
+			wait, advised, ok := c.retryWait(ctx, try, sinceAdvice, a)
+			if !ok {
+				return a.err
+			}
+			if advised {
+				sinceAdvice = 0
+			} else {
+				sinceAdvice++
+			}
+			if o.budget != nil && !o.budget.Withdraw() {
+				return a.err
+			}
+			bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRetry, Pattern: PatternClient, Name: o.name,
+				Time: o.clock.Now(), Attempt: try + 1, Duration: wait, Err: a.err})
+			if err := sleep(ctx, o.clock, wait); err != nil {
+				return status.FromContextError(err).Err()
+			}
+		}
+	}
+}
+
+// once makes one attempt: pacer, breaker, then the call (hedged or not).
+func (c *Client) once(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker,
+	opts []grpc.CallOption, br bulwark.Breaker, hedge bool, target string) attempt {
+	o := c.o
+	var tk bulwarkhttp.Ticket
+	if o.pacer != nil {
+		var err error
+		if tk, err = o.pacer.Acquire(ctx, target); err != nil {
+			return attempt{err: pacedError(err)}
+		}
+	}
+	var done func(bool)
+	if br != nil {
+		var err error
+		if done, err = br.Allow(ctx); err != nil {
+			tk.Cancel()
+			if errors.Is(err, bulwark.ErrOpen) {
+				return attempt{err: rejection(codes.Unavailable, "circuit breaker open", err)}
+			}
+			return attempt{err: fromError(err, codes.Unavailable, "circuit breaker unavailable")}
+		}
+	}
+	var a attempt
+	if hedge {
+		a = c.hedged(ctx, method, req, reply, cc, invoker, opts)
+	} else {
+		a = invokeOnce(ctx, method, req, reply, cc, invoker, opts)
+	}
+	if done != nil {
+		done(!(o.isFailure(status.Code(a.err)) && ctx.Err() == nil))
+	}
+	if o.pacer != nil {
+		tk.Done(quotaOf(a.header, a.trailer, a.err, o.clock.Now()))
+	}
+	return a
+}
+
+func invokeOnce(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) attempt {
+	var a attempt
+	all := append(opts[:len(opts):len(opts)], grpc.Header(&a.header), grpc.Trailer(&a.trailer))
+	a.err = invoker(ctx, method, req, reply, cc, all...)
+	return a
+}
+
+// pacedError turns a pacer's refusal into RESOURCE_EXHAUSTED with the
+// wait as RetryInfo, like a server's.
+func pacedError(err error) error {
+	var rl *bulwark.RateLimitedError
+	if errors.As(err, &rl) {
+		st := status.New(codes.ResourceExhausted, "held back: server quota spent")
+		if ds, e := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(rl.RetryAfter)}); e == nil {
+			st = ds
+		}
+		return &Error{st: st, cause: err}
+	}
+	return fromError(err, codes.ResourceExhausted, "held back")
+}
+
+// retryWait decides whether the failed attempt try (0-based) is retried
+// and after how long; advised reports that the wait came from the server.
+func (c *Client) retryWait(ctx context.Context, try, sinceAdvice int, a attempt) (wait time.Duration, advised, ok bool) {
+	o := c.o
+	if try >= o.maxRetries || ctx.Err() != nil || a.header != nil {
+		return 0, false, false
+	}
+	var rl *bulwark.RateLimitedError
+	if errors.As(a.err, &rl) {
+		return 0, false, false // held back locally: the pacer already waited what it may
+	}
+	if errors.Is(a.err, bulwark.ErrOpen) {
+		return 0, false, false
+	}
+	st := status.Convert(a.err)
+	wait, advised, forbidden := serverAdvice(a.trailer, st)
+	if forbidden {
+		return 0, false, false
+	}
+	code := st.Code()
+	if !o.retryCodes[code] && !(code == codes.ResourceExhausted && advised) {
+		return 0, false, false
+	}
+	if advised {
+		if wait > o.maxPushback {
+			return 0, false, false
+		}
+	} else {
+		wait = min(o.backoff(sinceAdvice), o.maxPushback)
+	}
+	if dl, has := ctx.Deadline(); has && dl.Sub(o.clock.Now()) <= wait {
+		return 0, false, false
+	}
+	return wait, advised, true
+}
+
+// serverAdvice reads the server's retry advice: the pushback trailer
+// first (as gRPC does), then a RetryInfo detail. forbidden is true when
+// the pushback says not to retry.
+func serverAdvice(trailer metadata.MD, st *status.Status) (wait time.Duration, advised, forbidden bool) {
+	if v := trailer.Get(PushbackKey); len(v) > 0 {
+		if len(v) > 1 {
+			return 0, false, true
+		}
+		ms, err := strconv.ParseInt(strings.TrimSpace(v[0]), 10, 64)
+		if err != nil || ms < 0 {
+			return 0, false, true
+		}
+		return time.Duration(ms) * time.Millisecond, true, false
+	}
+	if d, ok := retryInfo(st); ok {
+		return d, true, false
+	}
+	return 0, false, false
+}
+
+func retryInfo(st *status.Status) (time.Duration, bool) {
+	if st == nil {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			if err := ri.GetRetryDelay().CheckValid(); err != nil {
+				continue
+			}
+			if w := ri.GetRetryDelay().AsDuration(); w >= 0 {
+				return w, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// quotaOf reads what a response said of the caller's quota.
+func quotaOf(header, trailer metadata.MD, err error, now time.Time) bulwarkhttp.Quota {
+	get := func(name string) []string {
+		return append(header.Get(name), trailer.Get(name)...)
+	}
+	q := bulwarkhttp.ParseQuota(get, now)
+	if err != nil {
+		st := status.Convert(err)
+		if w, advised, _ := serverAdvice(trailer, st); advised {
+			q.RetryAfter = max(q.RetryAfter, w)
+			q.Refused = true
+		} else if st.Code() == codes.ResourceExhausted {
+			q.Refused = true
+		}
+	}
+	return q
+}
+
+func (c *Client) deadline(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	o := c.o
+	dl, has := ctx.Deadline()
+	if has && o.minRemaining > 0 && dl.Sub(o.clock.Now()) < o.minRemaining {
+		return ctx, nil, rejection(codes.DeadlineExceeded, "deadline too close to send the call", bulwark.ErrTimeout)
+	}
+	if !has && o.defaultTimeout > 0 {
+		ctx, cancel := context.WithTimeout(ctx, o.defaultTimeout)
+		return ctx, cancel, nil
+	}
+	return ctx, func() {}, nil
+}
+
+func (c *Client) breaker(method string) bulwark.Breaker {
+	if c.o.breakerFor == nil {
+		return nil
+	}
+	c.mu.RLock()
+	b, ok := c.breakers[method]
+	c.mu.RUnlock()
+	if ok {
+		return b
+	}
+	b = c.o.breakerFor(method) // user code: never under the lock
+	if isNil(b) {
+		b = nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.breakers[method]; ok {
+		return prev
+	}
+	c.breakers[method] = b
+	return b
+}
+
+func (c *Client) isIdempotent(method string) bool {
+	for _, m := range c.o.idempotent {
+		if m == method {
+			return true
+		}
+		if svc, ok := strings.CutSuffix(m, "/*"); ok && strings.HasPrefix(method, svc+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// hedged sends the call, and a copy every hedge delay while none has won,
+// each into its own reply; the winner's reply is copied into reply.
+func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) attempt {
+	o := c.o
+	rt := reflect.TypeOf(reply)
+	if rt == nil || rt.Kind() != reflect.Pointer {
+		return invokeOnce(ctx, method, req, reply, cc, invoker, opts)
+	}
+	type result struct {
+		a     attempt
+		reply any
+	}
+	maxAttempts := 1 + o.maxHedges
+	results := make(chan result, maxAttempts)
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the losers stop; their goroutines end with their calls
+	launched := 0
+	launch := func() {
+		launched++
+		r := reflect.New(rt.Elem()).Interface()
+		go func() {
+			results <- result{invokeOnce(hctx, method, req, r, cc, invoker, opts), r}
+		}()
+	}
+	launch()
+	pending := 1
+	var last attempt
+	for {
+		var tick <-chan time.Time
+		var tm bulwark.Timer
+		if launched < maxAttempts {
+			tm = bulwark.NewTimer(o.clock, o.hedgeDelay)
+			tick = tm.C()
+		}
+		select {
+		case r := <-results:
+			if tm != nil {
+				tm.Stop()
+			}
+			pending--
+			if r.a.err == nil || !o.isFailure(status.Code(r.a.err)) {
+				copyReply(reply, r.reply)
+				return r.a
+			}
+			last = r.a
+			if pending == 0 && launched == maxAttempts {
+				return last
+			}
+			if pending == 0 {
+				launch() // every attempt so far failed: do not wait for the delay
+				pending++
+				bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventHedge, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: launched - 1})
+			}
+		case <-tick:
+			launch()
+			pending++
+			bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventHedge, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: launched - 1})
+		case <-ctx.Done():
+			if tm != nil {
+				tm.Stop()
+			}
+			return attempt{err: status.FromContextError(ctx.Err()).Err()}
+		}
+	}
+}
+
+func copyReply(dst, src any) {
+	if dm, ok := dst.(proto.Message); ok {
+		if sm, ok := src.(proto.Message); ok {
+			proto.Reset(dm)
+			proto.Merge(dm, sm)
+			return
+		}
+	}
+	reflect.ValueOf(dst).Elem().Set(reflect.ValueOf(src).Elem())
+}
+
+func sleep(ctx context.Context, clock bulwark.Clock, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	tm := bulwark.NewTimer(clock, d)
+	select {
+	case <-tm.C():
+		return nil
+	case <-ctx.Done():
+		tm.Stop()
+		return ctx.Err()
+	}
+}
+
+// Stream returns the client interceptor for streaming calls: deadline
+// rules, pacing, the method's breaker (one outcome when the stream ends:
+// io.EOF from RecvMsg is a success, another error is counted by its
+// code), and retries of a stream that failed to open.
+func (c *Client) Stream() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		ctx, cancel, err := c.deadline(ctx)
+		if err != nil {
+			return nil, err
+		}
+		o := c.o
+		br := c.breaker(method)
+		target := ""
+		if cc != nil {
+			target = cc.Target()
+		}
+		sinceAdvice := 0
+		for try := 0; ; try++ {
+			var tk bulwarkhttp.Ticket
+			if o.pacer != nil {
+				if tk, err = o.pacer.Acquire(ctx, target); err != nil {
+					cancel()
+					return nil, pacedError(err)
+				}
+			}
+			var done func(bool)
+			if br != nil {
+				if done, err = br.Allow(ctx); err != nil {
+					tk.Cancel()
+					cancel()
+					if errors.Is(err, bulwark.ErrOpen) {
+						return nil, rejection(codes.Unavailable, "circuit breaker open", err)
+					}
+					return nil, fromError(err, codes.Unavailable, "circuit breaker unavailable")
+				}
+			}
+			cs, err := streamer(ctx, desc, cc, method, opts...)
+			if err == nil {
+				return &clientStream{ClientStream: cs, c: c, ctx: ctx, done: done, cancel: cancel, ticket: tk}, nil
+			}
+			if done != nil {
+				done(!(o.isFailure(status.Code(err)) && ctx.Err() == nil))
+			}
+			tk.Done(quotaOf(nil, nil, err, o.clock.Now()))
+			wait, advised, ok := c.retryWait(ctx, try, sinceAdvice, attempt{err: err})
+			if !ok {
+				cancel()
+				return nil, err
+			}
+			if advised {
+				sinceAdvice = 0
+			} else {
+				sinceAdvice++
+			}
+			bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRetry, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: try + 1, Duration: wait, Err: err})
+			if err := sleep(ctx, o.clock, wait); err != nil {
+				cancel()
+				return nil, status.FromContextError(err).Err()
+			}
+		}
+	}
+}
+
+// clientStream reports the stream's outcome once it ends.
+type clientStream struct {
+	grpc.ClientStream
+	c      *Client
+	ctx    context.Context
+	done   func(bool)
+	cancel context.CancelFunc
+	ticket bulwarkhttp.Ticket
+	once   sync.Once
+}
+
+func (s *clientStream) finish(err error) {
+	s.once.Do(func() {
+		o := s.c.o
+		if s.done != nil {
+			ok := err == nil || errors.Is(err, io.EOF) || !(o.isFailure(status.Code(err)) && s.ctx.Err() == nil)
+			s.done(ok)
+		}
+		if o.pacer != nil {
+			h, _ := s.ClientStream.Header()
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			s.ticket.Done(quotaOf(h, s.ClientStream.Trailer(), err, o.clock.Now()))
+		}
+		s.cancel()
+	})
+}
+
+func (s *clientStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil {
+		s.finish(err)
+	}
+	return err
+}
+
+func (s *clientStream) SendMsg(m any) error {
+	err := s.ClientStream.SendMsg(m)
+	if err != nil && !errors.Is(err, io.EOF) {
+		// io.EOF from SendMsg means the stream ended; its status comes
+		// from RecvMsg.
+		s.finish(err)
+	}
+	return err
+}
