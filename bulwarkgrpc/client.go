@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -180,6 +181,9 @@ func pacedError(err error) error {
 	return fromError(err, codes.ResourceExhausted, "held back")
 }
 
+// Deadlines are wall-clock times, so they are compared with time.Now, not
+// with the injected clock.
+//
 // retryWait decides whether the failed attempt try (0-based) is retried
 // and after how long; advised reports that the wait came from the server.
 func (c *Client) retryWait(ctx context.Context, try, sinceAdvice int, a attempt) (wait time.Duration, advised, ok bool) {
@@ -210,7 +214,7 @@ func (c *Client) retryWait(ctx context.Context, try, sinceAdvice int, a attempt)
 	} else {
 		wait = min(o.backoff(sinceAdvice), o.maxPushback)
 	}
-	if dl, has := ctx.Deadline(); has && dl.Sub(o.clock.Now()) <= wait {
+	if dl, has := ctx.Deadline(); has && time.Until(dl) <= wait {
 		return 0, false, false
 	}
 	return wait, advised, true
@@ -274,7 +278,7 @@ func quotaOf(header, trailer metadata.MD, err error, now time.Time) bulwarkhttp.
 func (c *Client) deadline(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	o := c.o
 	dl, has := ctx.Deadline()
-	if has && o.minRemaining > 0 && dl.Sub(o.clock.Now()) < o.minRemaining {
+	if has && o.minRemaining > 0 && time.Until(dl) < o.minRemaining {
 		return ctx, nil, rejection(codes.DeadlineExceeded, "deadline too close to send the call", bulwark.ErrTimeout)
 	}
 	if !has && o.defaultTimeout > 0 {
@@ -330,7 +334,11 @@ func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *
 	type result struct {
 		a     attempt
 		reply any
+		peer  *peer.Peer
 	}
+	// The caller's Header, Trailer and Peer options receive the winner's
+	// metadata only; concurrent attempts must not write them.
+	opts, deliver := ownOptions(opts)
 	maxAttempts := 1 + o.maxHedges
 	results := make(chan result, maxAttempts)
 	hctx, cancel := context.WithCancel(ctx)
@@ -340,7 +348,9 @@ func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *
 		launched++
 		r := reflect.New(rt.Elem()).Interface()
 		go func() {
-			results <- result{invokeOnce(hctx, method, req, r, cc, invoker, opts), r}
+			p := new(peer.Peer)
+			a := invokeOnce(hctx, method, req, r, cc, invoker, append(opts[:len(opts):len(opts)], grpc.Peer(p)))
+			results <- result{a, r, p}
 		}()
 	}
 	launch()
@@ -360,11 +370,15 @@ func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *
 			}
 			pending--
 			if r.a.err == nil || !o.isFailure(status.Code(r.a.err)) {
-				copyReply(reply, r.reply)
+				if r.a.err == nil {
+					copyReply(reply, r.reply)
+				}
+				deliver(r.a, r.peer)
 				return r.a
 			}
 			last = r.a
 			if pending == 0 && launched == maxAttempts {
+				deliver(last, r.peer)
 				return last
 			}
 			if pending == 0 {
@@ -381,6 +395,39 @@ func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *
 				tm.Stop()
 			}
 			return attempt{err: status.FromContextError(ctx.Err()).Err()}
+		}
+	}
+}
+
+// ownOptions removes the Header, Trailer and Peer call options from opts
+// and returns a function that fills them from the winning attempt.
+func ownOptions(opts []grpc.CallOption) ([]grpc.CallOption, func(attempt, *peer.Peer)) {
+	var keep []grpc.CallOption
+	var headers, trailers []*metadata.MD
+	var peers []*peer.Peer
+	for _, opt := range opts {
+		switch v := opt.(type) {
+		case grpc.HeaderCallOption:
+			headers = append(headers, v.HeaderAddr)
+		case grpc.TrailerCallOption:
+			trailers = append(trailers, v.TrailerAddr)
+		case grpc.PeerCallOption:
+			peers = append(peers, v.PeerAddr)
+		default:
+			keep = append(keep, opt)
+		}
+	}
+	return keep, func(a attempt, p *peer.Peer) {
+		for _, h := range headers {
+			*h = a.header
+		}
+		for _, t := range trailers {
+			*t = a.trailer
+		}
+		for _, dst := range peers {
+			if p != nil {
+				*dst = *p
+			}
 		}
 	}
 }

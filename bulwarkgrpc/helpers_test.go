@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -46,7 +48,10 @@ type echo struct {
 func newEcho() *echo { return &echo{release: make(chan struct{})} }
 
 func (e *echo) say(ctx context.Context, in string) (string, error) {
-	e.calls.Add(1)
+	n := e.calls.Add(1)
+	if strings.HasPrefix(in, "first ") && n > 1 {
+		return "ok", nil // the command applies to the first call only
+	}
 	if e.entered != nil {
 		e.entered <- in
 	}
@@ -72,6 +77,10 @@ func (e *echo) say(ctx context.Context, in string) (string, error) {
 			}
 		case "block-hard":
 			<-e.release
+		case "retryinfo":
+			ms, _ := strconv.Atoi(v)
+			st, _ := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Duration(ms) * time.Millisecond)})
+			return "", st.Err()
 		case "deadline":
 			dl, ok := ctx.Deadline()
 			if !ok {

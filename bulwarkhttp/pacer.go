@@ -188,7 +188,7 @@ func (p *Pacer) Acquire(ctx context.Context, key string) (Ticket, error) {
 			k.mu.Unlock()
 			return Ticket{}, refusal(wait)
 		}
-		if dl, has := ctx.Deadline(); has && wait > 0 && dl.Sub(now) < wait {
+		if dl, has := ctx.Deadline(); has && wait > 0 && time.Until(dl) < wait {
 			k.mu.Unlock()
 			return Ticket{}, refusal(wait)
 		}
