@@ -60,7 +60,7 @@ func ParseState(s string) (State, error) {
 	case "half-open":
 		return HalfOpen, nil
 	}
-	return Closed, ArgumentError("unknown breaker state %q", s)
+	return Closed, argumentError("unknown breaker state %q", s)
 }
 
 // BreakerConfig is the shape of a circuit breaker.

@@ -24,7 +24,7 @@ type TimerClock interface {
 	NewTimer(d time.Duration) Timer
 }
 
-// SystemClock is the wall clock.
+// SystemClock is the wall clock. It is also a [TimerClock], with real timers.
 var SystemClock Clock = systemClock{}
 
 type systemClock struct{}
@@ -37,17 +37,3 @@ type realTimer struct{ t *time.Timer }
 
 func (r realTimer) C() <-chan time.Time { return r.t.C }
 func (r realTimer) Stop() bool          { return r.t.Stop() }
-
-// NewTimer returns a timer from c when it is a [TimerClock], and a real timer
-// otherwise. A nil c means [SystemClock].
-func NewTimer(c Clock, d time.Duration) Timer {
-	if tc, ok := c.(TimerClock); ok {
-		return tc.NewTimer(d)
-	}
-	return realTimer{time.NewTimer(d)}
-}
-
-// Micros returns t as whole microseconds since the Unix epoch, rounded
-// down. Both the local and the Redis implementations reason in these units,
-// so their decisions agree field for field.
-func Micros(t time.Time) int64 { return t.UnixMicro() }

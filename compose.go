@@ -72,7 +72,7 @@ type Next struct {
 // result, whatever the error, is left in the slot that [ResultOf] returns.
 func (n Next) Run(ctx context.Context) error {
 	if n.c == nil {
-		return ArgumentError("next step run outside a composition")
+		return argumentError("next step run outside a composition")
 	}
 	if n.i < len(n.c.policies) {
 		p := n.c.policies[n.i]
@@ -169,7 +169,10 @@ func Compose[T any](policies ...Policy) (*Executor[T], error) {
 		}
 		if v, ok := p.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
-				return nil, fmt.Errorf("policy %d (%T): %w", i, p, err)
+				if errors.Is(err, ErrInvalidConfig) {
+					return nil, fmt.Errorf("policy %d (%T): %w", i, p, err)
+				}
+				return nil, fmt.Errorf("%w: policy %d (%T): %w", ErrInvalidConfig, i, p, err)
 			}
 		}
 		if r, ok := p.(ResultPolicy); ok && !r.AcceptsResult((*T)(nil)) {
@@ -201,7 +204,7 @@ func invoke[T any](ctx context.Context, fn, slot any) error {
 func (e *Executor[T]) Run(ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
 	if fn == nil {
 		var zero T
-		return zero, ArgumentError("nil function")
+		return zero, argumentError("nil function")
 	}
 	if len(e.c.policies) == 0 {
 		return fn(ctx)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -327,7 +328,7 @@ type ctxKey struct{}
 type failingLimiter struct{}
 
 func (failingLimiter) Allow(context.Context, string, int) (bulwark.Decision, error) {
-	return bulwark.Decision{}, bulwark.ArgumentError("n too large")
+	return bulwark.Decision{}, fmt.Errorf("%w: n too large", bulwark.ErrInvalidArgument)
 }
 
 func TestLimiterPolicyPassesAllowErrors(t *testing.T) {
@@ -654,4 +655,21 @@ func ExampleDo() {
 	}, timeout)
 	fmt.Println(n, err)
 	// Output: 42 <nil>
+}
+
+// badPolicy is a custom policy whose Validate reports a plain error, one
+// that does not wrap ErrInvalidConfig itself.
+type badPolicy struct{}
+
+func (badPolicy) Run(ctx context.Context, next bulwark.Next) error { return next.Run(ctx) }
+func (badPolicy) Validate() error                                  { return errors.New("threshold out of range") }
+
+func TestComposeWrapsCustomValidateError(t *testing.T) {
+	_, err := bulwark.Compose[int](badPolicy{})
+	if !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Fatalf("Compose(custom policy with a bad Validate) error = %v, want ErrInvalidConfig", err)
+	}
+	if got := err.Error(); !strings.Contains(got, "threshold out of range") {
+		t.Errorf("error %q lost the policy's own message", got)
+	}
 }

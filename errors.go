@@ -49,13 +49,7 @@ func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 }
 
-// ConfigError returns an error wrapping [ErrInvalidConfig] with a formatted
-// message. Packages implementing patterns use it so every configuration error
-// reads the same way.
-func ConfigError(format string, args ...any) error { return configError(format, args...) }
-
-// ArgumentError returns an error wrapping [ErrInvalidArgument] with a
-// formatted message.
-func ArgumentError(format string, args ...any) error {
+// argumentError builds an error wrapping ErrInvalidArgument.
+func argumentError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
 }

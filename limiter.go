@@ -45,12 +45,6 @@ func (d Decision) Err() error {
 	return &RateLimitedError{RetryAfter: d.RetryAfter, Decision: d}
 }
 
-// MaxSafeInteger is the largest integer a Lua number (an IEEE double) holds
-// exactly. Limits are validated so that every intermediate value of the
-// limiter arithmetic, in microseconds, stays below it on both the local and
-// the Redis side.
-const MaxSafeInteger = 1<<53 - 1
-
 // maxLimitProduct bounds capacity × period (µs): intermediate sums reach
 // twice this value and must stay exact in a double.
 const maxLimitProduct = 1 << 52

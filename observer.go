@@ -154,10 +154,3 @@ type Event struct {
 	Duration  time.Duration // wait, hold, back-off or call duration, as the kind says
 	Err       error
 }
-
-// Emit sends e to o when o is not nil.
-func Emit(o Observer, e Event) {
-	if o != nil {
-		o.Observe(e)
-	}
-}

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/bulwark-go/bulwark/internal/leakcheck"
 
 	"github.com/bulwark-go/bulwark"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 // scriptedLimiter returns its decisions in order (repeating the last one)
 // and records what it was asked.

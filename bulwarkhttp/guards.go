@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Event patterns of the middleware in this file.
@@ -29,7 +30,7 @@ const (
 // option is invalid.
 func Breaker(b bulwark.Breaker, opts ...Option) (func(http.Handler) http.Handler, error) {
 	if b == nil {
-		return nil, bulwark.ConfigError("bulwarkhttp: breaker must not be nil")
+		return nil, core.ConfigError("bulwarkhttp: breaker must not be nil")
 	}
 	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
 		done, err := b.Allow(r.Context())
@@ -57,7 +58,7 @@ func Breaker(b bulwark.Breaker, opts ...Option) (func(http.Handler) http.Handler
 // invalid.
 func Bulkhead(b bulwark.Bulkhead, opts ...Option) (func(http.Handler) http.Handler, error) {
 	if b == nil {
-		return nil, bulwark.ConfigError("bulwarkhttp: bulkhead must not be nil")
+		return nil, core.ConfigError("bulwarkhttp: bulkhead must not be nil")
 	}
 	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
 		release, err := b.Acquire(r.Context())
@@ -99,7 +100,7 @@ func (f ShedderFunc) Acquire(ctx context.Context, priority int) (func(), error) 
 // option is invalid.
 func Shed(s Shedder, opts ...Option) (func(http.Handler) http.Handler, error) {
 	if s == nil {
-		return nil, bulwark.ConfigError("bulwarkhttp: shedder must not be nil")
+		return nil, core.ConfigError("bulwarkhttp: shedder must not be nil")
 	}
 	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
 		p := 0
@@ -169,7 +170,7 @@ func rejectAdvised(o *options, w http.ResponseWriter, r *http.Request, status in
 // option is invalid.
 func Timeout(d time.Duration, opts ...Option) (func(http.Handler) http.Handler, error) {
 	if d <= 0 {
-		return nil, bulwark.ConfigError("bulwarkhttp: timeout must be positive, got %v", d)
+		return nil, core.ConfigError("bulwarkhttp: timeout must be positive, got %v", d)
 	}
 	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), d)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // PatternLimit is the Event.Pattern of the events [Limit] emits.
@@ -46,7 +47,7 @@ const PatternLimit = "http_limit"
 // or an option is invalid.
 func Limit(l bulwark.Limiter, opts ...Option) (func(http.Handler) http.Handler, error) {
 	if l == nil {
-		return nil, bulwark.ConfigError("bulwarkhttp: limiter must not be nil")
+		return nil, core.ConfigError("bulwarkhttp: limiter must not be nil")
 	}
 	o, err := buildOptions(opts)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
@@ -345,7 +346,7 @@ func second[T any](_ T, err error) error { return err }
 func netipZeroPrefix() netip.Prefix { return netip.Prefix{} }
 
 func TestLimitShadowLetsLimiterErrorsThrough(t *testing.T) {
-	l := &scriptedLimiter{err: bulwark.ArgumentError("cost 5 above capacity 3")}
+	l := &scriptedLimiter{err: core.ArgumentError("cost 5 above capacity 3")}
 	mw := must(t)(Limit(l, WithShadow(true)))
 	if rec := serve(mw(okHandler), httptest.NewRequest("GET", "/", nil)); rec.Code != 200 {
 		t.Errorf("status = %d, want 200 in shadow mode", rec.Code)

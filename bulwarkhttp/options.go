@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Option configures a server middleware built by [Limit], [Breaker],
@@ -104,7 +105,7 @@ type options struct {
 
 func (o *options) fail(format string, args ...any) {
 	if o.err == nil {
-		o.err = bulwark.ConfigError(format, args...)
+		o.err = core.ConfigError(format, args...)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // PatternClient is the Event.Pattern of the events [Transport] emits.
@@ -291,7 +292,7 @@ func (t *Transport) waitLimiter(ctx context.Context, host string) error {
 }
 
 func (t *Transport) sleep(ctx context.Context, d time.Duration) error {
-	tm := bulwark.NewTimer(t.o.clock, d)
+	tm := core.NewTimer(t.o.clock, d)
 	select {
 	case <-tm.C():
 		return nil
@@ -387,7 +388,7 @@ func (t *Transport) hedged(req *http.Request, host string) (*http.Response, erro
 		var tick <-chan time.Time
 		if len(cancels) < maxAttempts {
 			if timer == nil {
-				timer = bulwark.NewTimer(o.clock, o.hedgeDelay)
+				timer = core.NewTimer(o.clock, o.hedgeDelay)
 			}
 			tick = timer.C()
 		}

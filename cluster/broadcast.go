@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Subscriber is the part of a go-redis v9 client a [Broadcast] uses.
@@ -107,11 +107,11 @@ type entry struct{ h Handler }
 // non-positive ping interval. It does not wait for the subscription: a
 // handler learns that it is live from its first Resync message.
 func NewBroadcast(client Subscriber, channel string, opts ...BroadcastOption) (*Broadcast, error) {
-	if client == nil {
-		return nil, bulwark.ConfigError("broadcast needs a redis client, got nil")
+	if core.IsNil(client) {
+		return nil, core.ConfigError("broadcast needs a redis client, got %T(nil)", client)
 	}
 	if channel == "" {
-		return nil, bulwark.ConfigError("broadcast channel must not be empty")
+		return nil, core.ConfigError("broadcast channel must not be empty")
 	}
 	b := &Broadcast{client: client, channel: channel, ping: DefaultPingInterval, done: make(chan struct{})}
 	for _, o := range opts {
@@ -120,7 +120,7 @@ func NewBroadcast(client Subscriber, channel string, opts ...BroadcastOption) (*
 		}
 	}
 	if b.ping <= 0 {
-		return nil, bulwark.ConfigError("broadcast ping interval must be positive, got %v", b.ping)
+		return nil, core.ConfigError("broadcast ping interval must be positive, got %v", b.ping)
 	}
 	empty := map[string][]*entry{}
 	b.handlers.Store(&empty)
@@ -142,7 +142,7 @@ func (b *Broadcast) Channel() string { return b.channel }
 // returns an error wrapping bulwark.ErrInvalidArgument.
 func (b *Broadcast) Handle(topic string, h Handler) (remove func(), err error) {
 	if h == nil || topic == "" || strings.IndexByte(topic, ' ') >= 0 {
-		return nil, bulwark.ArgumentError("broadcast topic must be one non-empty word and the handler not nil, got %q", topic)
+		return nil, core.ArgumentError("broadcast topic must be one non-empty word and the handler not nil, got %q", topic)
 	}
 	e := &entry{h}
 	// Registering under deliver orders this handler against a confirmation:
@@ -312,7 +312,7 @@ func (b *Broadcast) resync() {
 // topic that is empty or holds a space, and Redis's error otherwise.
 func Publish(ctx context.Context, client Publisher, channel, topic, payload string) error {
 	if topic == "" || strings.IndexByte(topic, ' ') >= 0 {
-		return bulwark.ArgumentError("broadcast topic must be one non-empty word, got %q", topic)
+		return core.ArgumentError("broadcast topic must be one non-empty word, got %q", topic)
 	}
 	return client.Publish(ctx, channel, topic+" "+payload).Err()
 }

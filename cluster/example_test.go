@@ -4,22 +4,19 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark/cluster"
 	"github.com/bulwark-go/bulwark/distributed"
+	"github.com/bulwark-go/bulwark/internal/redistest"
 )
 
 // Each replica joins the group; a store that counts replicas through the
 // membership gives each one its fair share of a limit while Redis is away.
 // The example runs on an embedded Redis.
 func ExampleJoin() {
-	mr := miniredis.NewMiniRedis()
-	if err := mr.Start(); err != nil {
-		panic(err)
-	}
-	defer mr.Close()
+	mr := redistest.ExampleServer()
+	defer mr.Kill()
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 
@@ -64,11 +61,8 @@ func ExampleJoin() {
 // subscribed to a channel. Each handler first hears a Resync when the
 // subscription is live, and again after every reconnection.
 func ExampleNewBroadcast() {
-	mr := miniredis.NewMiniRedis()
-	if err := mr.Start(); err != nil {
-		panic(err)
-	}
-	defer mr.Close()
+	mr := redistest.ExampleServer()
+	defer mr.Kill()
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/lua"
 )
 
@@ -37,6 +38,7 @@ type config struct {
 	prefix   string
 	group    string
 	id       string
+	idSet    bool
 	ttl      time.Duration
 	interval time.Duration
 	timeout  time.Duration
@@ -53,8 +55,9 @@ func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
 func WithGroup(g string) Option { return func(c *config) { c.group = g } }
 
 // WithID sets this replica's member id (default: 128 random bits in hex):
-// 1 to 256 bytes. Two live replicas with one id count once.
-func WithID(id string) Option { return func(c *config) { c.id = id } }
+// 1 to 256 bytes (Join rejects an empty or longer one). Two live replicas
+// with one id count once.
+func WithID(id string) Option { return func(c *config) { c.id, c.idSet = id, true } }
 
 // WithTTL sets how long a member counts after its last heartbeat (default
 // [DefaultTTL], at least 10ms). A replica that stops heartbeating (crashed,
@@ -114,8 +117,8 @@ type Membership struct {
 // heartbeat succeeds. A nil client or a bad option returns an error
 // wrapping bulwark.ErrInvalidConfig.
 func Join(client redis.Scripter, opts ...Option) (*Membership, error) {
-	if client == nil {
-		return nil, bulwark.ConfigError("cluster membership needs a redis client, got nil")
+	if core.IsNil(client) {
+		return nil, core.ConfigError("cluster membership needs a redis client, got %T(nil)", client)
 	}
 	cfg := config{prefix: DefaultPrefix, group: DefaultGroup, ttl: DefaultTTL, timeout: DefaultTimeout}
 	for _, o := range opts {
@@ -158,26 +161,28 @@ func (c *config) validate() error {
 		return err
 	}
 	switch {
-	case len(c.id) > 256:
-		return bulwark.ConfigError("member id must be at most 256 bytes, got %d", len(c.id))
+	case c.idSet && (c.id == "" || len(c.id) > 256):
+		return core.ConfigError("member id must be 1 to 256 bytes, got %d", len(c.id))
+	case c.clock != nil && core.IsNil(c.clock):
+		return core.ConfigError("membership clock is a nil %T", c.clock)
 	case c.ttl < 10*time.Millisecond:
-		return bulwark.ConfigError("membership TTL must be at least 10ms, got %v", c.ttl)
+		return core.ConfigError("membership TTL must be at least 10ms, got %v", c.ttl)
 	case c.interval <= 0 || c.interval >= c.ttl:
-		return bulwark.ConfigError("heartbeat interval must be positive and below the TTL %v, got %v", c.ttl, c.interval)
+		return core.ConfigError("heartbeat interval must be positive and below the TTL %v, got %v", c.ttl, c.interval)
 	case c.timeout <= 0:
-		return bulwark.ConfigError("heartbeat timeout must be positive, got %v", c.timeout)
+		return core.ConfigError("heartbeat timeout must be positive, got %v", c.timeout)
 	}
 	return nil
 }
 
 func validName(what, s string, maxLen int) error {
 	if s == "" || len(s) > maxLen {
-		return bulwark.ConfigError("membership %s must be 1 to %d bytes, got %d", what, maxLen, len(s))
+		return core.ConfigError("membership %s must be 1 to %d bytes, got %d", what, maxLen, len(s))
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c <= ' ' || c >= 0x7f || strings.IndexByte("{}*?[]\\", c) >= 0 {
-			return bulwark.ConfigError("membership %s %q must be printable ASCII without braces, spaces or *?[]\\", what, s)
+			return core.ConfigError("membership %s %q must be printable ASCII without braces, spaces or *?[]\\", what, s)
 		}
 	}
 	return nil
@@ -222,7 +227,7 @@ func (m *Membership) loop() {
 	defer close(m.done)
 	for {
 		_, _ = m.Heartbeat(context.Background())
-		t := bulwark.NewTimer(m.clock, m.interval)
+		t := core.NewTimer(m.clock, m.interval)
 		select {
 		case <-m.stop:
 			t.Stop()

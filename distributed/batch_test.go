@@ -437,7 +437,7 @@ func countTrue(b []bool) int {
 }
 
 // TestBatchingClose: calls queued when the store closes return ErrClosed,
-// and Close waits for a pipeline in flight (goleak in TestMain checks that
+// and Close waits for a pipeline in flight (the leak check in TestMain checks that
 // no goroutine outlives the store).
 func TestBatchingClose(t *testing.T) {
 	addr := redistest.Default(t).(*redis.Client).Options().Addr

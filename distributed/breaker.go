@@ -14,6 +14,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/cluster"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/local"
 	"github.com/bulwark-go/bulwark/lua"
 )
@@ -246,10 +247,10 @@ func (s *Store) Breaker(name string, c bulwark.BreakerConfig, opts ...BreakerOpt
 		}
 	}
 	if o.flush <= 0 {
-		return nil, bulwark.ConfigError("breaker flush interval must be positive, got %v", o.flush)
+		return nil, core.ConfigError("breaker flush interval must be positive, got %v", o.flush)
 	}
 	if o.refresh <= 0 {
-		return nil, bulwark.ConfigError("breaker refresh interval must be positive, got %v", o.refresh)
+		return nil, core.ConfigError("breaker refresh interval must be positive, got %v", o.refresh)
 	}
 	state, counts, topic := breakerKeys(s.prefix, name)
 	b := &Breaker{
@@ -758,7 +759,7 @@ func (b *Breaker) exec(ctx context.Context, op string, opArgs ...any) (breakerRe
 	var nowArg any = ""
 	if b.s.clock != nil {
 		sent = b.s.clock.Now()
-		nowArg = bulwark.Micros(sent)
+		nowArg = core.Micros(sent)
 	}
 	args := make([]any, 0, 12+len(opArgs))
 	args = append(args, nowArg, b.s.minTTLms, op, b.channel, b.topic)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/cluster"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/internal/fakeclock"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 )
@@ -66,7 +67,7 @@ func TestBreakerStaleReopenMessage(t *testing.T) {
 	b.mu.Lock()
 	gotOpened, gotUntil := b.openedAt, b.openUntil
 	b.mu.Unlock()
-	if want := bulwark.Micros(reopened); gotOpened != want {
+	if want := core.Micros(reopened); gotOpened != want {
 		t.Errorf("opened after the stale message: got %d, want %d", gotOpened, want)
 	}
 	if want := reopened.Add(cfg.OpenFor); !gotUntil.Equal(want) {

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/local"
 	"github.com/bulwark-go/bulwark/sync/semaphore"
 )
@@ -222,7 +223,7 @@ func (s *Store) Bulkhead(name string, c bulwark.BulkheadConfig, opts ...Bulkhead
 		return nil, err
 	}
 	if name == "" {
-		return nil, bulwark.ConfigError("bulkhead name must not be empty")
+		return nil, core.ConfigError("bulkhead name must not be empty")
 	}
 	o := bulkheadOptions{policy: s.policy}
 	for _, opt := range opts {
@@ -231,7 +232,7 @@ func (s *Store) Bulkhead(name string, c bulwark.BulkheadConfig, opts ...Bulkhead
 		}
 	}
 	if o.hasPolicy && !o.policy.valid() {
-		return nil, bulwark.ConfigError("unknown failure policy %d", o.policy)
+		return nil, core.ConfigError("unknown failure policy %d", o.policy)
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = bulwark.DefaultLeaseTTL
@@ -283,7 +284,7 @@ func (b *Bulkhead) runScript(ctx context.Context, script *redis.Script, keys []s
 func (s *Store) semaphoreClient() (semaphore.Client, error) {
 	sc, ok := s.client.(semaphore.Client)
 	if !ok {
-		return nil, bulwark.ConfigError("a fleet-wide bulkhead needs a client with Subscribe for its wake-ups, got %T", s.client)
+		return nil, core.ConfigError("a fleet-wide bulkhead needs a client with Subscribe for its wake-ups, got %T", s.client)
 	}
 	return sc, nil
 }
@@ -409,7 +410,7 @@ func (b *Bulkhead) emitDequeued(lease *semaphore.Lease, start time.Time, err err
 		}
 	}()
 	now := b.s.eventTime()
-	bulwark.Emit(b.s.observer, bulwark.Event{
+	core.Emit(b.s.observer, bulwark.Event{
 		Kind:     bulwark.EventBulkheadDequeued,
 		Pattern:  patternBulkhead,
 		Name:     b.name,
@@ -674,7 +675,7 @@ func (b *Bulkhead) emit(kind bulwark.EventKind, degraded bool, limit int, now ti
 	if b.s.observer == nil {
 		return
 	}
-	bulwark.Emit(b.s.observer, bulwark.Event{
+	core.Emit(b.s.observer, bulwark.Event{
 		Kind:     kind,
 		Pattern:  patternBulkhead,
 		Name:     b.name,
@@ -730,7 +731,7 @@ func (s *Store) BulkheadHolders(ctx context.Context, name string) ([]semaphore.L
 		return nil, ErrClosed
 	}
 	if name == "" {
-		return nil, bulwark.ArgumentError("bulkhead name must not be empty")
+		return nil, core.ArgumentError("bulkhead name must not be empty")
 	}
 	sc, err := s.semaphoreClient()
 	if err != nil {

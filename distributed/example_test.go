@@ -6,26 +6,23 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/distributed"
+	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/bulwark-go/bulwark/local"
 )
 
-// The examples run on an embedded Redis (miniredis), so they need no
+// The examples run on a throw-away redis-server started for each, so they need no
 // server; on a real deployment the client points at Redis, Sentinel or a
 // Redis Cluster instead.
 
 // A token bucket shared by every replica that builds it from a store with
 // the same prefix and name.
 func ExampleStore_TokenBucket() {
-	mr := miniredis.NewMiniRedis()
-	if err := mr.Start(); err != nil {
-		panic(err)
-	}
-	defer mr.Close()
+	mr := redistest.ExampleServer()
+	defer mr.Kill()
 	rdb := redis.NewClient(distributed.ClientOptions(&redis.Options{Addr: mr.Addr()}, 0))
 	defer rdb.Close()
 
@@ -60,11 +57,8 @@ func ExampleStore_TokenBucket() {
 // At most 2 requests per hour per replica, and 3 across the fleet: the
 // local tier is asked first, so a request it refuses costs no round trip.
 func ExampleNewTiered() {
-	mr := miniredis.NewMiniRedis()
-	if err := mr.Start(); err != nil {
-		panic(err)
-	}
-	defer mr.Close()
+	mr := redistest.ExampleServer()
+	defer mr.Kill()
 	rdb := redis.NewClient(distributed.ClientOptions(&redis.Options{Addr: mr.Addr()}, 0))
 	defer rdb.Close()
 	store, err := distributed.New(rdb)
@@ -109,11 +103,8 @@ func ExampleNewTiered() {
 // Several token-bucket limits checked and charged together in one script:
 // a request takes a token from every limit or from none.
 func ExampleStore_Multi() {
-	mr := miniredis.NewMiniRedis()
-	if err := mr.Start(); err != nil {
-		panic(err)
-	}
-	defer mr.Close()
+	mr := redistest.ExampleServer()
+	defer mr.Kill()
 	rdb := redis.NewClient(distributed.ClientOptions(&redis.Options{Addr: mr.Addr()}, 0))
 	defer rdb.Close()
 	store, err := distributed.New(rdb)
@@ -145,11 +136,8 @@ func ExampleStore_Multi() {
 // A circuit breaker shared by the fleet: two failures in a row, reported
 // by any replica, open it for every replica.
 func ExampleStore_Breaker() {
-	mr := miniredis.NewMiniRedis()
-	if err := mr.Start(); err != nil {
-		panic(err)
-	}
-	defer mr.Close()
+	mr := redistest.ExampleServer()
+	defer mr.Kill()
 	rdb := redis.NewClient(distributed.ClientOptions(&redis.Options{Addr: mr.Addr()}, 0))
 	defer rdb.Close()
 	store, err := distributed.New(rdb)
@@ -198,11 +186,8 @@ func ExampleStore_Breaker() {
 // A bulkhead shared by the fleet: at most MaxConcurrent calls run at once
 // across every replica.
 func ExampleStore_Bulkhead() {
-	mr := miniredis.NewMiniRedis()
-	if err := mr.Start(); err != nil {
-		panic(err)
-	}
-	defer mr.Close()
+	mr := redistest.ExampleServer()
+	defer mr.Kill()
 	rdb := redis.NewClient(distributed.ClientOptions(&redis.Options{Addr: mr.Addr()}, 0))
 	defer rdb.Close()
 	store, err := distributed.New(rdb)
@@ -252,10 +237,7 @@ func ExampleStore_Bulkhead() {
 // in a row the store stops calling Redis. With FailLocal (the default) and
 // two replicas, this replica enforces half of the limit on its own.
 func ExampleFailurePolicy() {
-	mr := miniredis.NewMiniRedis()
-	if err := mr.Start(); err != nil {
-		panic(err)
-	}
+	mr := redistest.ExampleServer()
 	rdb := redis.NewClient(distributed.ClientOptions(&redis.Options{Addr: mr.Addr()}, 0))
 	defer rdb.Close()
 	store, err := distributed.New(rdb,
@@ -279,7 +261,7 @@ func ExampleFailurePolicy() {
 	d, _ := lim.Allow(ctx, "k", 1)
 	fmt.Printf("Redis up:   allowed %v, limit %d, degraded %v\n", d.Allowed, d.Limit, d.Degraded)
 
-	mr.Close() // Redis goes away
+	mr.Kill() // Redis goes away
 	for range 3 {
 		d, _ = lim.Allow(ctx, "k", 1)
 	}

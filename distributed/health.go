@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/lua"
 )
 
@@ -376,7 +377,7 @@ func (s *Store) emitHealth(degraded bool, cause error) {
 	if s.observer == nil {
 		return
 	}
-	bulwark.Emit(s.observer, bulwark.Event{
+	core.Emit(s.observer, bulwark.Event{
 		Kind:     bulwark.EventStoreHealth,
 		Pattern:  "store",
 		Time:     s.eventTime(),
@@ -394,7 +395,7 @@ func (s *Store) probeLoop() {
 	h := &s.health
 	defer h.wg.Done()
 	for {
-		t := bulwark.NewTimer(s.clock, h.interval)
+		t := core.NewTimer(s.clock, h.interval)
 		select {
 		case <-h.stop:
 			t.Stop()

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/lua"
 )
 
@@ -83,7 +84,7 @@ func (l *limiter) allow(ctx context.Context, key string, n int) (bulwark.Decisio
 		return bulwark.Decision{}, err
 	}
 	if n < 1 || n > l.max {
-		return bulwark.Decision{}, bulwark.ArgumentError("%s %q: n must be between 1 and %d, got %d", l.pattern, l.name, l.max, n)
+		return bulwark.Decision{}, core.ArgumentError("%s %q: n must be between 1 and %d, got %d", l.pattern, l.name, l.max, n)
 	}
 	s := l.store
 	if s.closed.Load() {
@@ -140,7 +141,7 @@ func (s *Store) emitDecision(pattern, name string, d bulwark.Decision) {
 	if s.observer == nil {
 		return
 	}
-	bulwark.Emit(s.observer, bulwark.Event{
+	core.Emit(s.observer, bulwark.Event{
 		Kind:      bulwark.EventDecision,
 		Pattern:   pattern,
 		Name:      name,

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/lua"
 )
 
@@ -63,7 +64,7 @@ var _ bulwark.Limiter = (*Multi)(nil)
 // Bad limits return an error wrapping bulwark.ErrInvalidConfig.
 func (s *Store) Multi(name string, limits ...NamedLimit) (*Multi, error) {
 	if len(limits) == 0 || len(limits) > MaxMultiLimits {
-		return nil, bulwark.ConfigError("multi-limit %q needs 1 to %d limits, got %d", name, MaxMultiLimits, len(limits))
+		return nil, core.ConfigError("multi-limit %q needs 1 to %d limits, got %d", name, MaxMultiLimits, len(limits))
 	}
 	m := &Multi{
 		store:  s,
@@ -77,7 +78,7 @@ func (s *Store) Multi(name string, limits ...NamedLimit) (*Multi, error) {
 			return nil, err
 		}
 		if seen[nl.Name] {
-			return nil, bulwark.ConfigError("multi-limit %q: limit name %q used twice", name, nl.Name)
+			return nil, core.ConfigError("multi-limit %q: limit name %q used twice", name, nl.Name)
 		}
 		seen[nl.Name] = true
 		c := nl.Limit.Capacity()
@@ -108,7 +109,7 @@ func (m *Multi) Allow(ctx context.Context, key string, n int) (bulwark.Decision,
 // all in a Redis Cluster. len(keys) must equal the number of limits.
 func (m *Multi) AllowKeys(ctx context.Context, tag string, keys []string, n int) (bulwark.Decision, error) {
 	if len(keys) != len(m.limits) {
-		return bulwark.Decision{}, bulwark.ArgumentError("multi-limit %q: %d keys for %d limits", m.name, len(keys), len(m.limits))
+		return bulwark.Decision{}, core.ArgumentError("multi-limit %q: %d keys for %d limits", m.name, len(keys), len(m.limits))
 	}
 	return m.allow(ctx, tag, keys, "", n)
 }
@@ -120,7 +121,7 @@ func (m *Multi) allow(ctx context.Context, tag string, keys []string, key string
 		return bulwark.Decision{}, err
 	}
 	if n < 1 || n > m.max {
-		return bulwark.Decision{}, bulwark.ArgumentError("multi-limit %q: n must be between 1 and %d, got %d", m.name, m.max, n)
+		return bulwark.Decision{}, core.ArgumentError("multi-limit %q: n must be between 1 and %d, got %d", m.name, m.max, n)
 	}
 	s := m.store
 	if s.closed.Load() {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // FailurePolicy says how a Redis-backed limiter decides when it cannot ask
@@ -134,7 +135,7 @@ func (s *Store) limiterPolicy(opts []LimiterOption) (FailurePolicy, error) {
 		return s.policy, nil
 	}
 	if !c.policy.valid() {
-		return 0, bulwark.ConfigError("unknown failure policy %d", c.policy)
+		return 0, core.ConfigError("unknown failure policy %d", c.policy)
 	}
 	return c.policy, nil
 }

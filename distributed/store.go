@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Client is the part of a go-redis v9 client a [Store] uses. *redis.Client
@@ -217,8 +218,8 @@ type Store struct {
 // loaded by the first call that needs them, and the prober starts when the
 // store degrades.
 func New(client Client, opts ...Option) (*Store, error) {
-	if client == nil {
-		return nil, bulwark.ConfigError("distributed store needs a redis client, got nil")
+	if core.IsNil(client) {
+		return nil, core.ConfigError("distributed store needs a redis client, got %T(nil)", client)
 	}
 	cfg := config{
 		prefix:            DefaultPrefix,
@@ -268,28 +269,34 @@ func (c *config) validate() error {
 		return err
 	}
 	switch {
+	case c.clock != nil && core.IsNil(c.clock):
+		return core.ConfigError("store clock is a nil %T", c.clock)
+	case c.observer != nil && core.IsNil(c.observer):
+		return core.ConfigError("store observer is a nil %T", c.observer)
+	case c.counter != nil && core.IsNil(c.counter):
+		return core.ConfigError("replica counter is a nil %T", c.counter)
 	case c.timeout < 0:
-		return bulwark.ConfigError("store timeout must not be negative, got %v", c.timeout)
+		return core.ConfigError("store timeout must not be negative, got %v", c.timeout)
 	case c.minTTL < 0:
-		return bulwark.ConfigError("store min TTL must not be negative, got %v", c.minTTL)
+		return core.ConfigError("store min TTL must not be negative, got %v", c.minTTL)
 	case !c.policy.valid():
-		return bulwark.ConfigError("unknown failure policy %d", c.policy)
+		return core.ConfigError("unknown failure policy %d", c.policy)
 	case c.replicas < 1:
-		return bulwark.ConfigError("replica count must be at least 1, got %d", c.replicas)
+		return core.ConfigError("replica count must be at least 1, got %d", c.replicas)
 	case c.failureThreshold < 1 || c.failureThreshold > 1<<20:
-		return bulwark.ConfigError("failure threshold must be between 1 and 2^20, got %d", c.failureThreshold)
+		return core.ConfigError("failure threshold must be between 1 and 2^20, got %d", c.failureThreshold)
 	case c.recoveryThreshold < 1:
-		return bulwark.ConfigError("recovery threshold must be at least 1, got %d", c.recoveryThreshold)
+		return core.ConfigError("recovery threshold must be at least 1, got %d", c.recoveryThreshold)
 	case c.probeInterval < time.Millisecond:
-		return bulwark.ConfigError("probe interval must be at least 1ms, got %v", c.probeInterval)
+		return core.ConfigError("probe interval must be at least 1ms, got %v", c.probeInterval)
 	case c.minDegraded < 0:
-		return bulwark.ConfigError("min degraded time must not be negative, got %v", c.minDegraded)
+		return core.ConfigError("min degraded time must not be negative, got %v", c.minDegraded)
 	case c.maxDegraded < c.minDegraded:
-		return bulwark.ConfigError("max degraded time %v must not be below the min %v", c.maxDegraded, c.minDegraded)
+		return core.ConfigError("max degraded time %v must not be below the min %v", c.maxDegraded, c.minDegraded)
 	case c.maxInFlight < 1:
-		return bulwark.ConfigError("max in-flight calls must be at least 1, got %d", c.maxInFlight)
+		return core.ConfigError("max in-flight calls must be at least 1, got %d", c.maxInFlight)
 	case c.lanes < 0 || c.lanes > 1<<10:
-		return bulwark.ConfigError("batching lanes must be between 0 and 1024, got %d", c.lanes)
+		return core.ConfigError("batching lanes must be between 0 and 1024, got %d", c.lanes)
 	}
 	return nil
 }
@@ -310,12 +317,12 @@ func honoursContext(client Client) bool {
 
 func validPrefix(p string) error {
 	if p == "" || len(p) > 128 {
-		return bulwark.ConfigError("store prefix must be 1 to 128 bytes, got %d", len(p))
+		return core.ConfigError("store prefix must be 1 to 128 bytes, got %d", len(p))
 	}
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		if c <= ' ' || c >= 0x7f || strings.IndexByte("{}*?[]\\", c) >= 0 {
-			return bulwark.ConfigError("store prefix %q must be printable ASCII without braces, spaces or *?[]\\", p)
+			return core.ConfigError("store prefix %q must be printable ASCII without braces, spaces or *?[]\\", p)
 		}
 	}
 	return nil
@@ -346,7 +353,7 @@ func (s *Store) nowArg() any {
 	if s.clock == nil {
 		return ""
 	}
-	return bulwark.Micros(s.clock.Now())
+	return core.Micros(s.clock.Now())
 }
 
 // eventTime is the time stamped on events.
@@ -441,7 +448,7 @@ func (s *Store) emitCall(start time.Time, err error) {
 	if s.observer == nil {
 		return
 	}
-	bulwark.Emit(s.observer, bulwark.Event{
+	core.Emit(s.observer, bulwark.Event{
 		Kind:     bulwark.EventStoreCall,
 		Pattern:  "store",
 		Time:     s.eventTime(),

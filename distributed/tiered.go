@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Tiered admits a request only when a local, per-replica limiter and a
@@ -41,7 +42,7 @@ var _ bulwark.Limiter = (*Tiered)(nil)
 // Either being nil is an error wrapping bulwark.ErrInvalidConfig.
 func NewTiered(local, global bulwark.Limiter) (*Tiered, error) {
 	if local == nil || global == nil {
-		return nil, bulwark.ConfigError("tiered limiter needs a local and a global limiter")
+		return nil, core.ConfigError("tiered limiter needs a local and a global limiter")
 	}
 	return &Tiered{local: local, global: global}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // rejection is a sentinel error that also matches a root sentinel, so that
@@ -96,22 +97,22 @@ func DefaultAdaptiveConfig() AdaptiveConfig {
 func (c AdaptiveConfig) Validate() error {
 	switch {
 	case c.Algorithm > Gradient:
-		return bulwark.ConfigError("unknown adaptive algorithm %d", c.Algorithm)
+		return core.ConfigError("unknown adaptive algorithm %d", c.Algorithm)
 	case c.MinLimit < 1:
-		return bulwark.ConfigError("adaptive min limit must be at least 1, got %d", c.MinLimit)
+		return core.ConfigError("adaptive min limit must be at least 1, got %d", c.MinLimit)
 	case c.InitialLimit < c.MinLimit || c.InitialLimit > c.MaxLimit:
-		return bulwark.ConfigError("adaptive limits must satisfy min <= initial <= max, got %d <= %d <= %d",
+		return core.ConfigError("adaptive limits must satisfy min <= initial <= max, got %d <= %d <= %d",
 			c.MinLimit, c.InitialLimit, c.MaxLimit)
 	case c.BackoffRatio != 0 && !(c.BackoffRatio >= 0.1 && c.BackoffRatio < 1):
-		return bulwark.ConfigError("adaptive backoff ratio must be in [0.1,1), got %v", c.BackoffRatio)
+		return core.ConfigError("adaptive backoff ratio must be in [0.1,1), got %v", c.BackoffRatio)
 	case c.LatencyThreshold < 0:
-		return bulwark.ConfigError("adaptive latency threshold must not be negative, got %v", c.LatencyThreshold)
+		return core.ConfigError("adaptive latency threshold must not be negative, got %v", c.LatencyThreshold)
 	case c.Smoothing != 0 && !(c.Smoothing > 0 && c.Smoothing <= 1):
-		return bulwark.ConfigError("adaptive smoothing must be in (0,1], got %v", c.Smoothing)
+		return core.ConfigError("adaptive smoothing must be in (0,1], got %v", c.Smoothing)
 	case c.Tolerance != 0 && !(c.Tolerance >= 1 && !math.IsInf(c.Tolerance, 0)):
-		return bulwark.ConfigError("adaptive tolerance must be a finite number >= 1, got %v", c.Tolerance)
+		return core.ConfigError("adaptive tolerance must be a finite number >= 1, got %v", c.Tolerance)
 	case c.ProbeInterval != 0 && c.ProbeInterval < 10:
-		return bulwark.ConfigError("adaptive probe interval must be at least 10, got %d", c.ProbeInterval)
+		return core.ConfigError("adaptive probe interval must be at least 10, got %d", c.ProbeInterval)
 	}
 	return nil
 }
@@ -200,7 +201,7 @@ func (a *AdaptiveLimiter) Run(ctx context.Context, next bulwark.Next) error {
 	if a.inflight >= int(a.limit) {
 		limit := int(a.limit)
 		a.mu.Unlock()
-		bulwark.Emit(a.obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: "adaptive", Name: a.name,
+		core.Emit(a.obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: "adaptive", Name: a.name,
 			Time: a.clock.Now(), Limit: limit, Err: ErrLimitExceeded})
 		return ErrLimitExceeded
 	}
@@ -231,7 +232,7 @@ func (a *AdaptiveLimiter) Observe(rtt time.Duration, dropped bool) {
 	after := int(a.limit)
 	a.mu.Unlock()
 	if after != before {
-		bulwark.Emit(a.obs, bulwark.Event{Kind: bulwark.EventLimitChanged, Pattern: "adaptive", Name: a.name,
+		core.Emit(a.obs, bulwark.Event{Kind: bulwark.EventLimitChanged, Pattern: "adaptive", Name: a.name,
 			Time: a.clock.Now(), Limit: after, Duration: rtt})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // BackpressureConfig is the shape of a [Backpressure] estimator.
@@ -49,15 +50,15 @@ func DefaultBackpressureConfig() BackpressureConfig {
 func (c BackpressureConfig) Validate() error {
 	switch {
 	case c.Window < 4:
-		return bulwark.ConfigError("backpressure window must hold at least 4 samples, got %d", c.Window)
+		return core.ConfigError("backpressure window must hold at least 4 samples, got %d", c.Window)
 	case c.MaxAge < 0:
-		return bulwark.ConfigError("backpressure max age must not be negative, got %v", c.MaxAge)
+		return core.ConfigError("backpressure max age must not be negative, got %v", c.MaxAge)
 	case c.Baseline < 0:
-		return bulwark.ConfigError("backpressure baseline must not be negative, got %v", c.Baseline)
+		return core.ConfigError("backpressure baseline must not be negative, got %v", c.Baseline)
 	case c.MinRetryAfter <= 0:
-		return bulwark.ConfigError("backpressure min retry-after must be positive, got %v", c.MinRetryAfter)
+		return core.ConfigError("backpressure min retry-after must be positive, got %v", c.MinRetryAfter)
 	case c.MaxRetryAfter < 0:
-		return bulwark.ConfigError("backpressure max retry-after must not be negative, got %v", c.MaxRetryAfter)
+		return core.ConfigError("backpressure max retry-after must not be negative, got %v", c.MaxRetryAfter)
 	}
 	return nil
 }
@@ -154,7 +155,7 @@ func (b *Backpressure) Record(latency time.Duration) {
 	}
 	b.mu.Unlock()
 	if moved >= 0 {
-		bulwark.Emit(b.obs, bulwark.Event{Kind: bulwark.EventLimitChanged, Pattern: "backpressure", Name: b.name,
+		core.Emit(b.obs, bulwark.Event{Kind: bulwark.EventLimitChanged, Pattern: "backpressure", Name: b.name,
 			Time: now, Duration: moved})
 	}
 }
@@ -262,7 +263,7 @@ var _ bulwark.Limiter = (*BackpressureLimiter)(nil)
 // bulwark.ErrInvalidConfig.
 func NewBackpressureLimiter(l bulwark.Limiter, e *Backpressure) (*BackpressureLimiter, error) {
 	if l == nil || e == nil {
-		return nil, bulwark.ConfigError("backpressure limiter needs a limiter and an estimator")
+		return nil, core.ConfigError("backpressure limiter needs a limiter and an estimator")
 	}
 	return &BackpressureLimiter{l: l, e: e}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/internal/fakeclock"
 )
 
@@ -160,7 +161,7 @@ type denyAll struct{ retryAfter time.Duration }
 
 func (d denyAll) Allow(ctx context.Context, key string, n int) (bulwark.Decision, error) {
 	if n > 5 {
-		return bulwark.Decision{}, bulwark.ArgumentError("n above capacity")
+		return bulwark.Decision{}, core.ArgumentError("n above capacity")
 	}
 	return bulwark.Decision{Limit: 5, RetryAfter: d.retryAfter}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 var _ bulwark.Breaker = (*Breaker)(nil)
@@ -406,7 +407,7 @@ func (b *Breaker) drainLocked() {
 // dropping the buckets that left it. A clock that went backwards keeps
 // counting in the newest bucket. Requires b.mu held.
 func (b *Breaker) advanceLocked(now time.Time) {
-	idx := breakerFloorDiv(bulwark.Micros(now), b.bucketSize)
+	idx := breakerFloorDiv(core.Micros(now), b.bucketSize)
 	if idx <= b.head {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 var _ bulwark.Bulkhead = (*Bulkhead)(nil)
@@ -196,7 +197,7 @@ func (b *Bulkhead) AcquireSlot(ctx context.Context) (BulkheadSlot, error) {
 func (b *Bulkhead) wait(ctx context.Context, start time.Time) (BulkheadSlot, error) {
 	// Arm the timer before joining the queue, so that a waiter counted by
 	// Waiting always has its timer running.
-	timer := bulwark.NewTimer(b.clock, b.maxWait)
+	timer := core.NewTimer(b.clock, b.maxWait)
 	w := &bulkheadWaiter{ready: make(chan struct{}, 1)}
 
 	b.mu.Lock()

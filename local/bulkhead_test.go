@@ -588,3 +588,9 @@ func TestBulkheadObserverPanicOnQueuedLeavesQueue(t *testing.T) {
 	hold()
 	bhWantCounts(t, b, 0, 0)
 }
+
+// benchOpaque hides v's concrete type from the compiler, so benchmarks
+// measure calls through the interface as users make them.
+//
+//go:noinline
+func benchOpaque[T any](v T) T { return v }

@@ -3,14 +3,12 @@ package local
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
-
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // CacheConfig is the shape of a [Cache].
@@ -31,9 +29,9 @@ type CacheConfig struct {
 func (c CacheConfig) Validate() error {
 	switch {
 	case c.TTL <= 0:
-		return bulwark.ConfigError("cache TTL must be positive, got %v", c.TTL)
+		return core.ConfigError("cache TTL must be positive, got %v", c.TTL)
 	case c.MaxSize < 1:
-		return bulwark.ConfigError("cache max size must be at least 1, got %d", c.MaxSize)
+		return core.ConfigError("cache max size must be at least 1, got %d", c.MaxSize)
 	}
 	return nil
 }
@@ -68,7 +66,7 @@ type cacheCall[T any] struct {
 }
 
 // Cache keeps results of type T per key for TTL, at most MaxSize keys (an
-// LRU from github.com/hashicorp/golang-lru/v2), and protects against
+// least-recently-used map), and protects against
 // stampedes: while a key is being computed, other callers for that key wait
 // for that one computation instead of starting their own. Errors are never
 // cached; every waiter receives the computation's result or error, except
@@ -83,7 +81,7 @@ type cacheCall[T any] struct {
 // nothing.
 type Cache[T any] struct {
 	mu    sync.Mutex
-	lru   *simplelru.LRU[string, cacheEntry[T]]
+	lru   *lru[string, cacheEntry[T]]
 	calls map[string]*cacheCall[T]
 	ttl   time.Duration
 	key   func(context.Context) (string, bool)
@@ -104,10 +102,7 @@ func NewCache[T any](cfg CacheConfig, opts ...Option) (*Cache[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := simplelru.NewLRU[string, cacheEntry[T]](cfg.MaxSize, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", bulwark.ErrInvalidConfig, err)
-	}
+	l := newLRU[string, cacheEntry[T]](cfg.MaxSize)
 	c := &Cache[T]{lru: l, calls: make(map[string]*cacheCall[T]), ttl: cfg.TTL, key: cfg.Key,
 		clock: o.clock, obs: o.observer, name: o.name}
 	if c.key == nil {
@@ -140,7 +135,7 @@ func (c *Cache[T]) Invalidate(key string) {
 
 func (c *Cache[T]) emit(hit bool) {
 	if c.obs != nil {
-		bulwark.Emit(c.obs, bulwark.Event{Kind: bulwark.EventCache, Pattern: "cache", Name: c.name,
+		core.Emit(c.obs, bulwark.Event{Kind: bulwark.EventCache, Pattern: "cache", Name: c.name,
 			Time: c.clock.Now(), Allowed: hit})
 	}
 }
@@ -151,7 +146,7 @@ func (c *Cache[T]) emit(hit bool) {
 func (c *Cache[T]) Get(ctx context.Context, key string, compute func(context.Context) (T, error)) (T, error) {
 	var zero T
 	if compute == nil {
-		return zero, bulwark.ArgumentError("cache: nil compute function")
+		return zero, core.ArgumentError("cache: nil compute function")
 	}
 	for {
 		v, call, hit := c.lookup(key)
@@ -237,7 +232,7 @@ func (c *Cache[T]) Run(ctx context.Context, next bulwark.Next) error {
 	}
 	slot, ok := bulwark.ResultOf[T](next)
 	if !ok {
-		return bulwark.ArgumentError("cache: composition result is not of the cache's type")
+		return core.ArgumentError("cache: composition result is not of the cache's type")
 	}
 	if v, call, hit := c.lookup(key); hit {
 		c.emit(true)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // FallbackStep is one alternative of a [Fallback]: when When accepts the
@@ -52,7 +53,7 @@ var _ bulwark.ResultPolicy = (*Fallback[int])(nil)
 // WithObserver, WithName and WithClock (for event times) apply.
 func NewFallback[T any](steps []FallbackStep[T], opts ...Option) (*Fallback[T], error) {
 	if len(steps) == 0 {
-		return nil, bulwark.ConfigError("fallback needs at least one step")
+		return nil, core.ConfigError("fallback needs at least one step")
 	}
 	o, err := buildOptions(opts)
 	if err != nil {
@@ -76,7 +77,7 @@ func (f *Fallback[T]) Run(ctx context.Context, next bulwark.Next) error {
 	slot, ok := bulwark.ResultOf[T](next)
 	if !ok {
 		return fmt.Errorf("%w (fallback not applied: %w)", err,
-			bulwark.ArgumentError("composition result is not of the fallback's type"))
+			core.ArgumentError("composition result is not of the fallback's type"))
 	}
 	cur := err
 	for i := range f.steps {
@@ -93,7 +94,7 @@ func (f *Fallback[T]) Run(ctx context.Context, next bulwark.Next) error {
 			}
 		}
 		*slot = v
-		bulwark.Emit(f.obs, bulwark.Event{Kind: bulwark.EventFallback, Pattern: "fallback", Name: f.name,
+		core.Emit(f.obs, bulwark.Event{Kind: bulwark.EventFallback, Pattern: "fallback", Name: f.name,
 			Time: f.clock.Now(), Attempt: i + 1, Err: err})
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // FixedWindow is a keyed fixed-window rate limiter: each key may take at most
@@ -91,7 +92,7 @@ func (f *FixedWindow) Allow(ctx context.Context, key string, n int) (bulwark.Dec
 		return bulwark.Decision{}, badTokens(n, int(f.e))
 	}
 	wall := f.clock.Now()
-	now := bulwark.Micros(wall)
+	now := core.Micros(wall)
 	sh := f.store.shard(key)
 	sh.mu.Lock()
 	d := f.decide(sh, key, now, int64(n))

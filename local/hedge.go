@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // HedgeConfig is the shape of a [Hedge].
@@ -30,9 +31,9 @@ type HedgeConfig struct {
 func (c HedgeConfig) Validate() error {
 	switch {
 	case c.Delay <= 0:
-		return bulwark.ConfigError("hedge delay must be positive, got %v", c.Delay)
+		return core.ConfigError("hedge delay must be positive, got %v", c.Delay)
 	case c.MaxHedges < 1:
-		return bulwark.ConfigError("hedge max hedges must be at least 1, got %d", c.MaxHedges)
+		return core.ConfigError("hedge max hedges must be at least 1, got %d", c.MaxHedges)
 	}
 	return nil
 }
@@ -101,7 +102,7 @@ func (h *Hedge) Run(ctx context.Context, next bulwark.Next) error {
 	arm := func() {
 		timer, fire = nil, nil
 		if started <= h.cfg.MaxHedges {
-			timer = bulwark.NewTimer(h.clock, h.cfg.Delay)
+			timer = core.NewTimer(h.clock, h.cfg.Delay)
 			fire = timer.C()
 		}
 	}
@@ -132,7 +133,7 @@ func (h *Hedge) Run(ctx context.Context, next bulwark.Next) error {
 			start()
 			started++
 			running++
-			bulwark.Emit(h.obs, bulwark.Event{Kind: bulwark.EventHedge, Pattern: "hedge", Name: h.name,
+			core.Emit(h.obs, bulwark.Event{Kind: bulwark.EventHedge, Pattern: "hedge", Name: h.name,
 				Time: h.clock.Now(), Attempt: started, Duration: h.cfg.Delay})
 			arm()
 		case <-ctx.Done():

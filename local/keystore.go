@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Keyed state for the limiters.
@@ -233,7 +234,7 @@ func (c *keyedCore) observe(pattern string, at time.Time, d bulwark.Decision) {
 
 // badTokens is the error of Allow with n outside [1, most].
 func badTokens(n, most int) error {
-	return bulwark.ArgumentError("n must be between 1 and the limiter's capacity %d, got %d", most, n)
+	return core.ArgumentError("n must be between 1 and the limiter's capacity %d, got %d", most, n)
 }
 
 // micros turns a count of microseconds into a Duration.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/internal/fakeclock"
 )
 
@@ -494,7 +495,7 @@ func TestLimitersMatchReference(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					want := refs[key].decide(bulwark.Micros(clk.Now()), int64(n))
+					want := refs[key].decide(core.Micros(clk.Now()), int64(n))
 					if got != want {
 						t.Fatalf("seed %d, limit %v, call %d: Allow(%q, %d) = %+v, want %+v", seed, l, i, key, n, got, want)
 					}
@@ -531,7 +532,7 @@ func TestLimitersEvictionChangesNoDecision(t *testing.T) {
 					if refs[key] == nil {
 						refs[key] = kind.ref(l)
 					}
-					want := refs[key].decide(bulwark.Micros(clk.Now()), int64(n))
+					want := refs[key].decide(core.Micros(clk.Now()), int64(n))
 					if got != want {
 						t.Fatalf("seed %d, limit %v, call %d: Allow(%q, %d) = %+v, want %+v", seed, l, i, key, n, got, want)
 					}
@@ -985,7 +986,7 @@ func TestLimitersSlotResetIsResetAfter(t *testing.T) {
 					if !ok {
 						t.Fatalf("seed %d call %d: %q holds no state after %+v", seed, i, key, d)
 					}
-					if got, want := micros(reset-bulwark.Micros(clk.Now())), d.ResetAfter; got != want {
+					if got, want := micros(reset-core.Micros(clk.Now())), d.ResetAfter; got != want {
 						t.Fatalf("seed %d, limit %v, call %d: slot resets in %v, decision says %v", seed, l, i, got, want)
 					}
 				}

@@ -3,7 +3,7 @@ package local
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/bulwark-go/bulwark/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

@@ -2,6 +2,7 @@ package local
 
 import (
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Option configures a pattern of this package. Options that do not apply to
@@ -47,8 +48,14 @@ func buildOptions(opts []Option) (options, error) {
 			opt(&o)
 		}
 	}
+	switch {
+	case core.IsNil(o.clock):
+		return o, core.ConfigError("clock is a nil %T", o.clock)
+	case o.observer != nil && core.IsNil(o.observer):
+		return o, core.ConfigError("observer is a nil %T", o.observer)
+	}
 	if o.maxKeys < 1 {
-		return o, bulwark.ConfigError("max keys must be at least 1, got %d", o.maxKeys)
+		return o, core.ConfigError("max keys must be at least 1, got %d", o.maxKeys)
 	}
 	return o, nil
 }

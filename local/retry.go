@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Errors of the retry policy.
@@ -134,19 +135,19 @@ type RetryConfig[T any] struct {
 func (c RetryConfig[T]) Validate() error {
 	switch {
 	case c.MaxAttempts < 1:
-		return bulwark.ConfigError("retry max attempts must be at least 1, got %d", c.MaxAttempts)
+		return core.ConfigError("retry max attempts must be at least 1, got %d", c.MaxAttempts)
 	case c.Delay < 0:
-		return bulwark.ConfigError("retry delay must not be negative, got %v", c.Delay)
+		return core.ConfigError("retry delay must not be negative, got %v", c.Delay)
 	case c.MaxDelay < 0:
-		return bulwark.ConfigError("retry max delay must not be negative, got %v", c.MaxDelay)
+		return core.ConfigError("retry max delay must not be negative, got %v", c.MaxDelay)
 	case c.Multiplier != 0 && !(c.Multiplier >= 1 && !math.IsInf(c.Multiplier, 0)):
-		return bulwark.ConfigError("retry multiplier must be 0 (default 2) or a finite number >= 1, got %v", c.Multiplier)
+		return core.ConfigError("retry multiplier must be 0 (default 2) or a finite number >= 1, got %v", c.Multiplier)
 	case c.Backoff > BackoffExponential:
-		return bulwark.ConfigError("unknown retry backoff %d", c.Backoff)
+		return core.ConfigError("unknown retry backoff %d", c.Backoff)
 	case c.Jitter > JitterDecorrelated:
-		return bulwark.ConfigError("unknown retry jitter %d", c.Jitter)
+		return core.ConfigError("unknown retry jitter %d", c.Jitter)
 	case c.Jitter == JitterDecorrelated && (c.MaxDelay == 0 || c.Delay == 0):
-		return bulwark.ConfigError("decorrelated jitter needs a positive Delay and MaxDelay")
+		return core.ConfigError("decorrelated jitter needs a positive Delay and MaxDelay")
 	}
 	return nil
 }
@@ -231,7 +232,7 @@ func (r *Retry[T]) Run(ctx context.Context, next bulwark.Next) error {
 	if r.cfg.RetryIfResult != nil {
 		var ok bool
 		if slot, ok = bulwark.ResultOf[T](next); !ok {
-			return bulwark.ArgumentError("retry: composition result is not of the retry's type")
+			return core.ArgumentError("retry: composition result is not of the retry's type")
 		}
 	}
 	if r.cfg.Budget != nil {
@@ -268,7 +269,7 @@ func (r *Retry[T]) Run(ctx context.Context, next bulwark.Next) error {
 				d = rl.RetryAfter
 			}
 		}
-		bulwark.Emit(r.obs, bulwark.Event{Kind: bulwark.EventRetry, Pattern: "retry", Name: r.name,
+		core.Emit(r.obs, bulwark.Event{Kind: bulwark.EventRetry, Pattern: "retry", Name: r.name,
 			Time: r.clock.Now(), Attempt: attempt + 1, Duration: d, Err: err})
 		if cerr := sleep(ctx, r.clock, d); cerr != nil {
 			return joinCtx(cerr, err)
@@ -325,7 +326,7 @@ func sleep(ctx context.Context, clock bulwark.Clock, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
-	t := bulwark.NewTimer(clock, d)
+	t := core.NewTimer(clock, d)
 	select {
 	case <-t.C():
 		return nil
@@ -363,13 +364,13 @@ func DefaultBudgetConfig() BudgetConfig {
 func (c BudgetConfig) Validate() error {
 	switch {
 	case math.IsNaN(c.Ratio) || c.Ratio < 0 || c.Ratio > 1000:
-		return bulwark.ConfigError("retry budget ratio must be in [0,1000], got %v", c.Ratio)
+		return core.ConfigError("retry budget ratio must be in [0,1000], got %v", c.Ratio)
 	case math.IsNaN(c.MinPerSecond) || c.MinPerSecond < 0 || math.IsInf(c.MinPerSecond, 0):
-		return bulwark.ConfigError("retry budget min per second must be a finite number >= 0, got %v", c.MinPerSecond)
+		return core.ConfigError("retry budget min per second must be a finite number >= 0, got %v", c.MinPerSecond)
 	case c.Ratio == 0 && c.MinPerSecond == 0:
-		return bulwark.ConfigError("retry budget allows no retry at all: set Ratio or MinPerSecond")
+		return core.ConfigError("retry budget allows no retry at all: set Ratio or MinPerSecond")
 	case c.Window < 10*time.Millisecond:
-		return bulwark.ConfigError("retry budget window must be at least 10ms, got %v", c.Window)
+		return core.ConfigError("retry budget window must be at least 10ms, got %v", c.Window)
 	}
 	return nil
 }
@@ -471,7 +472,7 @@ func (b *RetryBudget) Withdraw() bool {
 	}
 	b.mu.Unlock()
 	if !ok {
-		bulwark.Emit(b.obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: "retry_budget", Name: b.name,
+		core.Emit(b.obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: "retry_budget", Name: b.name,
 			Time: b.clock.Now(), Err: ErrBudgetExhausted})
 	}
 	return ok

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // ErrShed is returned by a [Shedder] that turned work away to keep room for
@@ -82,22 +83,22 @@ type ShedderConfig struct {
 // is out of range.
 func (c ShedderConfig) Validate() error {
 	if c.MaxInFlight < 1 {
-		return bulwark.ConfigError("shedder max in flight must be at least 1, got %d", c.MaxInFlight)
+		return core.ConfigError("shedder max in flight must be at least 1, got %d", c.MaxInFlight)
 	}
 	if c.Shares == ([NumPriorities]float64{}) {
 		return nil
 	}
 	for i, s := range c.Shares {
 		if !(s > 0 && s <= 1) {
-			return bulwark.ConfigError("shedder share of %v must be in (0,1], got %v", Priority(i), s)
+			return core.ConfigError("shedder share of %v must be in (0,1], got %v", Priority(i), s)
 		}
 		if i > 0 && s < c.Shares[i-1] {
-			return bulwark.ConfigError("shedder shares must not decrease with priority: %v has %v, below %v",
+			return core.ConfigError("shedder shares must not decrease with priority: %v has %v, below %v",
 				Priority(i), s, c.Shares[i-1])
 		}
 	}
 	if c.Shares[PriorityCritical] != 1 {
-		return bulwark.ConfigError("shedder share of critical work must be 1, got %v", c.Shares[PriorityCritical])
+		return core.ConfigError("shedder share of critical work must be 1, got %v", c.Shares[PriorityCritical])
 	}
 	return nil
 }
@@ -166,7 +167,7 @@ func (s *Shedder) Admit(p Priority) (release func(), err error) {
 	s.mu.Lock()
 	if s.inflight >= limit {
 		s.mu.Unlock()
-		bulwark.Emit(s.obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: "shedder", Name: s.name,
+		core.Emit(s.obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: "shedder", Name: s.name,
 			Time: s.clock.Now(), Limit: limit, Err: ErrShed})
 		return nil, ErrShed
 	}

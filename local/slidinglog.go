@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // SlidingLog is a keyed sliding-window-log rate limiter: exact, it admits at
@@ -156,7 +157,7 @@ func (s *SlidingLog) Allow(ctx context.Context, key string, n int) (bulwark.Deci
 		return bulwark.Decision{}, badTokens(n, int(s.e))
 	}
 	wall := s.clock.Now()
-	now := bulwark.Micros(wall)
+	now := core.Micros(wall)
 	sh := s.store.shard(key)
 	sh.mu.Lock()
 	d := s.decide(sh, key, now, int64(n))

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // SlidingWindow is a keyed sliding-window-counter rate limiter: it admits
@@ -101,7 +102,7 @@ func (s *SlidingWindow) Allow(ctx context.Context, key string, n int) (bulwark.D
 		return bulwark.Decision{}, badTokens(n, int(s.e))
 	}
 	wall := s.clock.Now()
-	now := bulwark.Micros(wall)
+	now := core.Micros(wall)
 	sh := s.store.shard(key)
 	sh.mu.Lock()
 	d := s.decide(sh, key, now, int64(n))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // TimeoutError is what a [Timeout] returns when the call ran past its
@@ -54,7 +55,7 @@ var _ bulwark.Policy = (*Timeout)(nil)
 // WithObserver and WithName apply.
 func NewTimeout(d time.Duration, opts ...Option) (*Timeout, error) {
 	if d <= 0 {
-		return nil, bulwark.ConfigError("timeout must be positive, got %v", d)
+		return nil, core.ConfigError("timeout must be positive, got %v", d)
 	}
 	o, err := buildOptions(opts)
 	if err != nil {
@@ -83,7 +84,7 @@ func (t *Timeout) Run(ctx context.Context, next bulwark.Next) error {
 		cctx, err = t.runOnTimer(ctx, next)
 	}
 	if context.Cause(cctx) == error(t.err) {
-		bulwark.Emit(t.obs, bulwark.Event{Kind: bulwark.EventTimeout, Pattern: "timeout", Name: t.name,
+		core.Emit(t.obs, bulwark.Event{Kind: bulwark.EventTimeout, Pattern: "timeout", Name: t.name,
 			Time: t.clock.Now(), Duration: t.d, Err: t.err})
 		return t.err
 	}

@@ -135,5 +135,5 @@ func TestTimeoutPanicLeavesNoGoroutine(t *testing.T) {
 	if clk.Timers() != 0 {
 		t.Fatalf("timers left: %d", clk.Timers())
 	}
-	// goleak in TestMain checks that the timer goroutine ended.
+	// the leak check in TestMain checks that the timer goroutine ended.
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // ErrDisabled is returned by a [Toggle] running as a gate when the feature
@@ -38,7 +39,7 @@ func (c ToggleConfig) Validate() error { return validPercent(c.Percent) }
 
 func validPercent(p float64) error {
 	if !(p >= 0 && p <= 100) {
-		return bulwark.ConfigError("toggle percent must be in [0,100], got %v", p)
+		return core.ConfigError("toggle percent must be in [0,100], got %v", p)
 	}
 	return nil
 }
@@ -107,7 +108,7 @@ func (t *Toggle) SetPercent(p float64) error {
 
 func (t *Toggle) store(v uint32) {
 	if old := t.threshold.Swap(v); old != v {
-		bulwark.Emit(t.obs, bulwark.Event{Kind: bulwark.EventLimitChanged, Pattern: "toggle", Name: t.name,
+		core.Emit(t.obs, bulwark.Event{Kind: bulwark.EventLimitChanged, Pattern: "toggle", Name: t.name,
 			Time: t.clock.Now(), Limit: int(math.Round(float64(v) * 100 / toggleScale))})
 	}
 }
@@ -163,7 +164,7 @@ func (t *Toggle) enabledCtx(ctx context.Context) bool {
 // ErrDisabled otherwise.
 func (t *Toggle) Run(ctx context.Context, next bulwark.Next) error {
 	if !t.enabledCtx(ctx) {
-		bulwark.Emit(t.obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: "toggle", Name: t.name,
+		core.Emit(t.obs, bulwark.Event{Kind: bulwark.EventRejected, Pattern: "toggle", Name: t.name,
 			Time: t.clock.Now(), Err: ErrDisabled})
 		return ErrDisabled
 	}
@@ -197,7 +198,7 @@ func (g *guarded) Run(ctx context.Context, next bulwark.Next) error {
 // configuration error.
 func (g *guarded) Validate() error {
 	if g.p == nil {
-		return bulwark.ConfigError("toggle guard: nil policy")
+		return core.ConfigError("toggle guard: nil policy")
 	}
 	if v, ok := g.p.(interface{ Validate() error }); ok {
 		return v.Validate()

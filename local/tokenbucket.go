@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // TokenBucket is a keyed token-bucket rate limiter, computed as GCRA (the
@@ -126,7 +127,7 @@ func (b *TokenBucket) Allow(ctx context.Context, key string, n int) (bulwark.Dec
 		return bulwark.Decision{}, badTokens(n, b.c)
 	}
 	wall := b.clock.Now()
-	now := bulwark.Micros(wall)
+	now := core.Micros(wall)
 	sh := b.store.shard(key)
 	sh.mu.Lock()
 	d := b.decide(sh, key, now, int64(n))

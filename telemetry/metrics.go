@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"fmt"
 	"math"
 	"regexp"
 	"slices"
@@ -129,7 +130,7 @@ type options struct {
 
 func (o *options) fail(format string, args ...any) {
 	if o.err == nil {
-		o.err = bulwark.ConfigError(format, args...)
+		o.err = configError(format, args...)
 	}
 }
 
@@ -236,4 +237,9 @@ func (o *options) buckets(id metricID) []float64 {
 		return o.storeBuckets
 	}
 	return o.waitBuckets
+}
+
+// configError builds an error wrapping bulwark.ErrInvalidConfig.
+func configError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{bulwark.ErrInvalidConfig}, args...)...)
 }

@@ -30,7 +30,7 @@ var _ bulwark.Observer = (*OTel)(nil)
 // the meter's error when an instrument cannot be created.
 func NewOTel(meter metric.Meter, opts ...Option) (*OTel, error) {
 	if meter == nil {
-		return nil, bulwark.ConfigError("telemetry: meter must not be nil")
+		return nil, configError("telemetry: meter must not be nil")
 	}
 	o, err := buildOptions(opts)
 	if err != nil {

@@ -30,7 +30,7 @@ var _ bulwark.Observer = (*Prometheus)(nil)
 // observer on one registry).
 func NewPrometheus(reg prometheus.Registerer, opts ...Option) (*Prometheus, error) {
 	if reg == nil {
-		return nil, bulwark.ConfigError("telemetry: prometheus registerer must not be nil")
+		return nil, configError("telemetry: prometheus registerer must not be nil")
 	}
 	o, err := buildOptions(opts)
 	if err != nil {

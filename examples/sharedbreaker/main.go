@@ -118,9 +118,9 @@ func allIn(ctx context.Context, bs []*distributed.Breaker, s bulwark.State) bool
 	return true
 }
 
-// waitFor polls cond every 5ms for up to two seconds.
+// waitFor polls cond every 5ms for up to five seconds.
 func waitFor(ctx context.Context, cond func() bool) error {
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			return errors.New("timed out")

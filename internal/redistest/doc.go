@@ -27,10 +27,10 @@
 //   - [Child] re-executes the test binary to run one test in a subprocess
 //     (a second "replica" that can be killed).
 //   - [Main] is a TestMain body: it runs the tests, stops the shared cluster
-//     and checks for goroutine leaks with goleak.
+//     and checks for goroutine leaks (internal/leakcheck).
 //
 // Every process, client, proxy and goroutine the package starts for a test is
-// stopped by a testing.TB cleanup, so tests pass goleak. Servers started by
+// stopped by a testing.TB cleanup, so tests pass the leak check. Servers started by
 // this package also receive SIGKILL when the test binary dies (Linux), so a
 // panicking or timed-out test leaves no orphan redis-server behind.
 //

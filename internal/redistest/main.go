@@ -1,13 +1,14 @@
 package redistest
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/bulwark-go/bulwark/internal/leakcheck"
 )
 
 // LeakGrace is how long Main keeps looking for leaked goroutines to end
@@ -25,27 +26,22 @@ var mainActive atomic.Bool
 //	func TestMain(m *testing.M) { redistest.Main(m) }
 //
 // It runs the tests, stops the cluster SharedCluster may have started, then
-// fails the binary if goroutines leaked (goleak.Find with opts, retried for up
-// to LeakGrace), and exits with the tests' status.
-func Main(m *testing.M, opts ...goleak.Option) {
+// fails the binary if goroutines leaked (leakcheck.Find, ignoring goroutines with a frame in
+// one of the functions named by ignore, retried for up to LeakGrace), and exits with the tests' status.
+func Main(m *testing.M, ignore ...string) {
 	mainActive.Store(true)
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	skipExamplesWithoutServer()
 	code := m.Run()
 	stopShared()
+	stopExamples()
 	if code == 0 {
-		if err := findLeaks(opts...); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+		if err := leakcheck.Find(LeakGrace, ignore...); err != nil {
+			fmt.Fprintf(os.Stderr, "%v\n", err)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-func findLeaks(opts ...goleak.Option) error {
-	deadline := time.Now().Add(LeakGrace)
-	for {
-		err := goleak.Find(opts...)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-	}
 }

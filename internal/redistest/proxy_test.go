@@ -220,7 +220,7 @@ func TestProxyCloseEndsGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	p.Close() // returns only when every goroutine is gone; goleak in TestMain checks it too
+	p.Close() // returns only when every goroutine is gone; the leak check in TestMain checks it too
 	p.Close()
 	if p.Conns() != 0 {
 		t.Fatalf("Conns() = %d after Close", p.Conns())

@@ -5,20 +5,17 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/bulwark-go/bulwark/sync/semaphore"
 )
 
 // Two processes (here two Weighted values with their own clients) share
-// three slots through one Redis; the example runs on an embedded one.
+// three slots through one Redis; the example runs on a throw-away redis-server.
 func ExampleWeighted() {
-	mr := miniredis.NewMiniRedis()
-	if err := mr.Start(); err != nil {
-		panic(err)
-	}
-	defer mr.Close()
+	mr := redistest.ExampleServer()
+	defer mr.Kill()
 	open := func() (*semaphore.Weighted, func()) {
 		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 		sem, err := semaphore.New(rdb, "payments-api", 3, semaphore.WithLeaseTTL(30*time.Second))

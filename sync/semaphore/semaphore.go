@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -135,22 +136,26 @@ func New(client Client, name string, capacity int64, opts ...Option) (*Weighted,
 		o.clock = bulwark.SystemClock
 	}
 	switch {
-	case client == nil:
-		return nil, bulwark.ConfigError("semaphore client must not be nil")
+	case core.IsNil(client):
+		return nil, core.ConfigError("semaphore client must not be nil, got %T(nil)", client)
+	case core.IsNil(o.clock):
+		return nil, core.ConfigError("semaphore clock is a nil %T", o.clock)
+	case o.observer != nil && core.IsNil(o.observer):
+		return nil, core.ConfigError("semaphore observer is a nil %T", o.observer)
 	case name == "":
-		return nil, bulwark.ConfigError("semaphore name must not be empty")
+		return nil, core.ConfigError("semaphore name must not be empty")
 	case capacity < 1 || capacity > MaxCapacity:
-		return nil, bulwark.ConfigError("semaphore capacity must be in [1, %d], got %d", int64(MaxCapacity), capacity)
+		return nil, core.ConfigError("semaphore capacity must be in [1, %d], got %d", int64(MaxCapacity), capacity)
 	case strings.ContainsAny(o.prefix, "{}"):
-		return nil, bulwark.ConfigError("semaphore prefix must not contain braces, got %q", o.prefix)
+		return nil, core.ConfigError("semaphore prefix must not contain braces, got %q", o.prefix)
 	case o.ttl < MinLeaseTTL || o.ttl > MaxLeaseTTL:
-		return nil, bulwark.ConfigError("semaphore lease TTL must be in [%v, %v], got %v", MinLeaseTTL, MaxLeaseTTL, o.ttl)
+		return nil, core.ConfigError("semaphore lease TTL must be in [%v, %v], got %v", MinLeaseTTL, MaxLeaseTTL, o.ttl)
 	case o.keepAlive < 0 || o.keepAlive >= o.ttl:
-		return nil, bulwark.ConfigError("semaphore keepalive must be in [0, lease TTL %v), got %v", o.ttl, o.keepAlive)
+		return nil, core.ConfigError("semaphore keepalive must be in [0, lease TTL %v), got %v", o.ttl, o.keepAlive)
 	case o.keepSet && o.keepAlive > 0 && o.keepAlive < time.Millisecond:
-		return nil, bulwark.ConfigError("semaphore keepalive must be at least 1ms, got %v", o.keepAlive)
+		return nil, core.ConfigError("semaphore keepalive must be at least 1ms, got %v", o.keepAlive)
 	case o.poll < time.Millisecond || o.poll > MaxPollInterval:
-		return nil, bulwark.ConfigError("semaphore poll interval must be in [1ms, %v], got %v", MaxPollInterval, o.poll)
+		return nil, core.ConfigError("semaphore poll interval must be in [1ms, %v], got %v", MaxPollInterval, o.poll)
 	}
 	w := &Weighted{
 		client:   client,
@@ -183,7 +188,7 @@ func (w *Weighted) Capacity() int64 { return w.capacity }
 // checkN validates a weight.
 func (w *Weighted) checkN(n int64) error {
 	if n < 1 || n > w.capacity {
-		return bulwark.ArgumentError("semaphore weight must be in [1, %d], got %d", w.capacity, n)
+		return core.ArgumentError("semaphore weight must be in [1, %d], got %d", w.capacity, n)
 	}
 	return nil
 }
@@ -233,7 +238,7 @@ func (w *Weighted) Acquire(ctx context.Context, n int64) (*Lease, error) {
 		if r.wait > 0 && r.wait+time.Millisecond < d {
 			d = r.wait + time.Millisecond
 		}
-		t := bulwark.NewTimer(w.clock, d)
+		t := core.NewTimer(w.clock, d)
 		select {
 		case <-wt.ch:
 		case <-t.C():
@@ -449,7 +454,7 @@ func (w *Weighted) keepalive() {
 	}
 	var batch []*Lease
 	for {
-		t := bulwark.NewTimer(w.clock, interval)
+		t := core.NewTimer(w.clock, interval)
 		select {
 		case <-w.done:
 			t.Stop()
@@ -546,7 +551,7 @@ func (w *Weighted) emit(kind bulwark.EventKind, d time.Duration, err error) {
 	if w.obs == nil {
 		return
 	}
-	bulwark.Emit(w.obs, bulwark.Event{
+	core.Emit(w.obs, bulwark.Event{
 		Kind:     kind,
 		Pattern:  "semaphore",
 		Name:     w.evName,
@@ -623,7 +628,7 @@ func (w *Weighted) Waiting(ctx context.Context) (int64, error) {
 // ErrLeaseLost.
 func (w *Weighted) ReleaseID(ctx context.Context, id string) error {
 	if !validID(id) {
-		return bulwark.ArgumentError("semaphore lease id must be 32 lowercase hex digits, got %q", id)
+		return core.ArgumentError("semaphore lease id must be 32 lowercase hex digits, got %q", id)
 	}
 	r, err := w.callRelease(ctx, id, 0)
 	if err != nil {

@@ -72,9 +72,12 @@ func (r *Redis) NewClient() *redis.Client {
 
 // Stores builds n distributed stores with opts, each over a client of its
 // own (NewClient), as n replicas of a service would have. Close closes
-// them.
+// them. The stores' round-trip budget is 500ms unless opts say otherwise:
+// the examples show the patterns, not a fault, and a loaded machine must
+// not turn them degraded.
 func (r *Redis) Stores(n int, opts ...distributed.Option) ([]*distributed.Store, error) {
 	stores := make([]*distributed.Store, n)
+	opts = append([]distributed.Option{distributed.WithTimeout(500 * time.Millisecond)}, opts...)
 	for i := range stores {
 		st, err := distributed.New(r.NewClient(), opts...)
 		if err != nil {

@@ -1,4 +1,4 @@
-package local
+package peers_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/local"
 )
 
 // The benchmarks run on the system clock, as in production. The limits are
@@ -28,7 +29,7 @@ func benchOneKey(b *testing.B, lim bulwark.Limiter) {
 }
 
 func BenchmarkTokenBucketAllowOneKey(b *testing.B) {
-	lim, err := NewTokenBucket(benchLimit)
+	lim, err := local.NewTokenBucket(benchLimit)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func BenchmarkXRateAllow(b *testing.B) {
 }
 
 func BenchmarkSlidingWindowAllowOneKey(b *testing.B) {
-	lim, err := NewSlidingWindow(benchLimit)
+	lim, err := local.NewSlidingWindow(benchLimit)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func BenchmarkSlidingWindowAllowOneKey(b *testing.B) {
 
 func BenchmarkSlidingLogAllowOneKey(b *testing.B) {
 	// A log holds every admission time of the last period: keep it small.
-	lim, err := NewSlidingLog(bulwark.PerSecond(1000))
+	lim, err := local.NewSlidingLog(bulwark.PerSecond(1000))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,17 +64,17 @@ func BenchmarkSlidingLogAllowOneKey(b *testing.B) {
 }
 
 func BenchmarkFixedWindowAllowOneKey(b *testing.B) {
-	lim, err := NewFixedWindow(benchLimit)
+	lim, err := local.NewFixedWindow(benchLimit)
 	if err != nil {
 		b.Fatal(err)
 	}
 	benchOneKey(b, lim)
 }
 
-const benchKeys = 10_000
+const localBenchKeys = 10_000
 
 func benchKeyNames() []string {
-	keys := make([]string, benchKeys)
+	keys := make([]string, localBenchKeys)
 	for i := range keys {
 		keys[i] = "tenant-" + strconv.Itoa(i)
 	}
@@ -91,10 +92,10 @@ func benchParallel(b *testing.B, allow func(key string)) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		i := next.Add(7919) % benchKeys
+		i := next.Add(7919) % localBenchKeys
 		for pb.Next() {
 			allow(keys[i])
-			if i++; i == benchKeys {
+			if i++; i == localBenchKeys {
 				i = 0
 			}
 		}
@@ -102,7 +103,7 @@ func benchParallel(b *testing.B, allow func(key string)) {
 }
 
 func BenchmarkTokenBucketAllowParallel10kKeys(b *testing.B) {
-	lim, err := NewTokenBucket(benchLimit)
+	lim, err := local.NewTokenBucket(benchLimit)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package distributed_test
+package peers_test
 
 import (
 	"context"
@@ -68,9 +68,9 @@ func benchKeys() map[string][]string {
 	return map[string][]string{"hot": {"hot"}, "10k": many}
 }
 
-// benchLimit admits nearly everything, so both libraries do the same work
+// redisBenchLimit admits nearly everything, so both libraries do the same work
 // (a write per call).
-var benchLimit = bulwark.PerSecond(1_000_000)
+var redisBenchLimit = bulwark.PerSecond(1_000_000)
 
 // benchClient returns the client both libraries use: one built with
 // distributed.ClientOptions (ContextTimeoutEnabled, no retries), as the
@@ -105,7 +105,7 @@ func BenchmarkTokenBucketRedis(b *testing.B) {
 		keys := benchKeys()[ks]
 		for _, g := range benchConcurrency {
 			b.Run(fmt.Sprintf("keys=%s/goroutines=%d", ks, g), func(b *testing.B) {
-				tb, err := st.TokenBucket("bench", benchLimit)
+				tb, err := st.TokenBucket("bench", redisBenchLimit)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -130,7 +130,7 @@ func BenchmarkRedisRate(b *testing.B) {
 	prefix := redistest.Prefix(b, c)
 	b.Cleanup(func() { deleteRedisRateKeys(b, c, prefix) })
 	lim := redis_rate.NewLimiter(c)
-	limit := redis_rate.PerSecond(benchLimit.Events)
+	limit := redis_rate.PerSecond(redisBenchLimit.Events)
 	for _, ks := range []string{"hot", "10k"} {
 		keys := benchKeys()[ks]
 		for i := range keys {

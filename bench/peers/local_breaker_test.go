@@ -1,4 +1,4 @@
-package local
+package peers_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/local"
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -18,9 +19,9 @@ func benchBreakerConfig() bulwark.BreakerConfig {
 	return c
 }
 
-func newBenchBreaker(b *testing.B, c bulwark.BreakerConfig) *Breaker {
+func newBenchBreaker(b *testing.B, c bulwark.BreakerConfig) *local.Breaker {
 	b.Helper()
-	br, err := NewBreaker(c)
+	br, err := local.NewBreaker(c)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,9 +148,9 @@ func BenchmarkGobreakerTwoStepParallel(b *testing.B) {
 //go:noinline
 func benchOpaque[T any](v T) T { return v }
 
-func newBenchBulkhead(b *testing.B) *Bulkhead {
+func newBenchBulkhead(b *testing.B) *local.Bulkhead {
 	b.Helper()
-	bh, err := NewBulkhead(bulwark.BulkheadConfig{MaxConcurrent: 1 << 20})
+	bh, err := local.NewBulkhead(bulwark.BulkheadConfig{MaxConcurrent: 1 << 20})
 	if err != nil {
 		b.Fatal(err)
 	}
