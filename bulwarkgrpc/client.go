@@ -12,6 +12,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/bulwarkhttp"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -114,7 +115,7 @@ func (c *Client) Unary() grpc.UnaryClientInterceptor {
 			if o.budget != nil && !o.budget.Withdraw() {
 				return a.err
 			}
-			bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRetry, Pattern: PatternClient, Name: o.name,
+			core.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRetry, Pattern: PatternClient, Name: o.name,
 				Time: o.clock.Now(), Attempt: try + 1, Duration: wait, Err: a.err})
 			if err := sleep(ctx, o.clock, wait); err != nil {
 				return status.FromContextError(err).Err()
@@ -360,7 +361,7 @@ func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *
 		var tick <-chan time.Time
 		var tm bulwark.Timer
 		if launched < maxAttempts {
-			tm = bulwark.NewTimer(o.clock, o.hedgeDelay)
+			tm = core.NewTimer(o.clock, o.hedgeDelay)
 			tick = tm.C()
 		}
 		select {
@@ -384,12 +385,12 @@ func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *
 			if pending == 0 {
 				launch() // every attempt so far failed: do not wait for the delay
 				pending++
-				bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventHedge, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: launched - 1})
+				core.Emit(o.observer, bulwark.Event{Kind: bulwark.EventHedge, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: launched - 1})
 			}
 		case <-tick:
 			launch()
 			pending++
-			bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventHedge, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: launched - 1})
+			core.Emit(o.observer, bulwark.Event{Kind: bulwark.EventHedge, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: launched - 1})
 		case <-ctx.Done():
 			if tm != nil {
 				tm.Stop()
@@ -447,7 +448,7 @@ func sleep(ctx context.Context, clock bulwark.Clock, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
-	tm := bulwark.NewTimer(clock, d)
+	tm := core.NewTimer(clock, d)
 	select {
 	case <-tm.C():
 		return nil
@@ -511,7 +512,7 @@ func (c *Client) Stream() grpc.StreamClientInterceptor {
 			} else {
 				sinceAdvice++
 			}
-			bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRetry, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: try + 1, Duration: wait, Err: err})
+			core.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRetry, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: try + 1, Duration: wait, Err: err})
 			if err := sleep(ctx, o.clock, wait); err != nil {
 				cancel()
 				return nil, status.FromContextError(err).Err()

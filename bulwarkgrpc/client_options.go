@@ -7,6 +7,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/bulwarkhttp"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"github.com/bulwark-go/bulwark/local"
 	"google.golang.org/grpc/codes"
 )
@@ -59,7 +60,7 @@ type clientOptions struct {
 
 func (o *clientOptions) fail(format string, args ...any) {
 	if o.err == nil {
-		o.err = bulwark.ConfigError(format, args...)
+		o.err = core.ConfigError(format, args...)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -91,7 +92,7 @@ func (s *contextStream) Context() context.Context { return s.ctx }
 
 func (o *serverOptions) rejected(pattern string, err error) {
 	if o.observer != nil {
-		bulwark.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRejected, Pattern: pattern, Name: o.name, Time: time.Now(), Err: err})
+		core.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRejected, Pattern: pattern, Name: o.name, Time: time.Now(), Err: err})
 	}
 }
 
@@ -108,7 +109,7 @@ func (o *serverOptions) rejected(pattern string, err error) {
 // limiter error (a cost above its capacity) fails the call with INTERNAL.
 func Limit(l bulwark.Limiter, opts ...ServerOption) (*Interceptor, error) {
 	if isNil(l) {
-		return nil, bulwark.ConfigError("bulwarkgrpc: limiter must not be nil")
+		return nil, core.ConfigError("bulwarkgrpc: limiter must not be nil")
 	}
 	o, err := buildServerOptions(opts)
 	if err != nil {
@@ -181,7 +182,7 @@ func rateLimitField(policy string, d bulwark.Decision) string {
 // [DefaultIsFailure]).
 func Breaker(b bulwark.Breaker, opts ...ServerOption) (*Interceptor, error) {
 	if isNil(b) {
-		return nil, bulwark.ConfigError("bulwarkgrpc: breaker must not be nil")
+		return nil, core.ConfigError("bulwarkgrpc: breaker must not be nil")
 	}
 	o, err := buildServerOptions(opts)
 	if err != nil {
@@ -223,7 +224,7 @@ func runReporting(ctx context.Context, next func(context.Context) (any, error), 
 // until its handler returns.
 func Bulkhead(b bulwark.Bulkhead, opts ...ServerOption) (*Interceptor, error) {
 	if isNil(b) {
-		return nil, bulwark.ConfigError("bulwarkgrpc: bulkhead must not be nil")
+		return nil, core.ConfigError("bulwarkgrpc: bulkhead must not be nil")
 	}
 	o, err := buildServerOptions(opts)
 	if err != nil {
@@ -264,7 +265,7 @@ func (f ShedderFunc) Acquire(ctx context.Context, priority int) (func(), error) 
 // shedder's.
 func Shed(s Shedder, opts ...ServerOption) (*Interceptor, error) {
 	if isNil(s) {
-		return nil, bulwark.ConfigError("bulwarkgrpc: shedder must not be nil")
+		return nil, core.ConfigError("bulwarkgrpc: shedder must not be nil")
 	}
 	o, err := buildServerOptions(opts)
 	if err != nil {
@@ -304,7 +305,7 @@ func Shed(s Shedder, opts ...ServerOption) (*Interceptor, error) {
 // error it returns after d passed becomes DEADLINE_EXCEEDED.
 func Timeout(d time.Duration, opts ...ServerOption) (*Interceptor, error) {
 	if d <= 0 {
-		return nil, bulwark.ConfigError("bulwarkgrpc: timeout must be positive, got %v", d)
+		return nil, core.ConfigError("bulwarkgrpc: timeout must be positive, got %v", d)
 	}
 	o, err := buildServerOptions(opts)
 	if err != nil {
@@ -431,7 +432,7 @@ func PerMethod(routes map[string]*Interceptor, fallback *Interceptor) (*Intercep
 func checkMethodPattern(k string) error {
 	svc, m, ok := strings.Cut(strings.TrimPrefix(k, "/"), "/")
 	if !strings.HasPrefix(k, "/") || !ok || svc == "" || m == "" || strings.Contains(m, "/") || (strings.Contains(m, "*") && m != "*") {
-		return bulwark.ConfigError("bulwarkgrpc: method %q is not \"/package.Service/Method\" or \"/package.Service/*\"", k)
+		return core.ConfigError("bulwarkgrpc: method %q is not \"/package.Service/Method\" or \"/package.Service/*\"", k)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 	"google.golang.org/grpc/codes"
 )
 
@@ -30,7 +31,7 @@ type serverOptions struct {
 
 func (o *serverOptions) fail(format string, args ...any) {
 	if o.err == nil {
-		o.err = bulwark.ConfigError(format, args...)
+		o.err = core.ConfigError(format, args...)
 	}
 }
 

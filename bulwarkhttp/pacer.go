@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // PacerConfig is the shape of a [Pacer]'s queue.
@@ -28,9 +29,9 @@ func DefaultPacerConfig() PacerConfig { return PacerConfig{MaxWait: 30 * time.Se
 func (c PacerConfig) Validate() error {
 	switch {
 	case c.MaxWait < 0:
-		return bulwark.ConfigError("bulwarkhttp: pacer max wait must not be negative, got %v", c.MaxWait)
+		return core.ConfigError("bulwarkhttp: pacer max wait must not be negative, got %v", c.MaxWait)
 	case c.MaxQueue < 0:
-		return bulwark.ConfigError("bulwarkhttp: pacer max queue must not be negative, got %d", c.MaxQueue)
+		return core.ConfigError("bulwarkhttp: pacer max queue must not be negative, got %d", c.MaxQueue)
 	}
 	return nil
 }
@@ -214,7 +215,7 @@ func refusal(wait time.Duration) error {
 }
 
 func (p *Pacer) sleep(ctx context.Context, wake <-chan struct{}, d time.Duration) error {
-	tm := bulwark.NewTimer(p.clock, d)
+	tm := core.NewTimer(p.clock, d)
 	defer tm.Stop()
 	select {
 	case <-tm.C():
