@@ -88,8 +88,7 @@ func (c *Client) Unary() grpc.UnaryClientInterceptor {
 		}
 		defer cancel()
 		o := c.o
-		br := c.breaker(method)
-		hedge := o.maxHedges > 0 && c.isIdempotent(method)
+		pl := c.plan(method)
 		target := ""
 		if cc != nil {
 			target = cc.Target()
@@ -99,11 +98,11 @@ func (c *Client) Unary() grpc.UnaryClientInterceptor {
 		}
 		sinceAdvice := 0
 		for try := 0; ; try++ {
-			a := c.once(ctx, method, req, reply, cc, invoker, opts, br, hedge, target)
+			a := c.once(ctx, method, req, reply, cc, invoker, opts, &pl, target)
 			if a.err == nil {
 				return nil
 			}
-			wait, advised, ok := c.retryWait(ctx, try, sinceAdvice, a)
+			wait, advised, ok := c.retryWait(ctx, pl.maxRetries, try, sinceAdvice, a)
 			if !ok {
 				return a.err
 			}
@@ -126,8 +125,14 @@ func (c *Client) Unary() grpc.UnaryClientInterceptor {
 
 // once makes one attempt: pacer, breaker, then the call (hedged or not).
 func (c *Client) once(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker,
-	opts []grpc.CallOption, br bulwark.Breaker, hedge bool, target string) attempt {
+	opts []grpc.CallOption, pl *plan, target string) attempt {
 	o := c.o
+	br := pl.br
+	if pl.attemptTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, pl.attemptTimeout)
+		defer cancel()
+	}
 	var tk bulwarkhttp.Ticket
 	if o.pacer != nil {
 		var err error
@@ -147,8 +152,8 @@ func (c *Client) once(ctx context.Context, method string, req, reply any, cc *gr
 		}
 	}
 	var a attempt
-	if hedge {
-		a = c.hedged(ctx, method, req, reply, cc, invoker, opts)
+	if pl.maxHedges > 0 {
+		a = c.hedged(ctx, method, req, reply, cc, invoker, opts, pl)
 	} else {
 		a = invokeOnce(ctx, method, req, reply, cc, invoker, opts)
 	}
@@ -187,9 +192,9 @@ func pacedError(err error) error {
 //
 // retryWait decides whether the failed attempt try (0-based) is retried
 // and after how long; advised reports that the wait came from the server.
-func (c *Client) retryWait(ctx context.Context, try, sinceAdvice int, a attempt) (wait time.Duration, advised, ok bool) {
+func (c *Client) retryWait(ctx context.Context, maxRetries, try, sinceAdvice int, a attempt) (wait time.Duration, advised, ok bool) {
 	o := c.o
-	if try >= o.maxRetries || ctx.Err() != nil || a.header != nil {
+	if try >= maxRetries || ctx.Err() != nil || a.header != nil {
 		return 0, false, false
 	}
 	var rl *bulwark.RateLimitedError
@@ -289,6 +294,31 @@ func (c *Client) deadline(ctx context.Context) (context.Context, context.CancelF
 	return ctx, func() {}, nil
 }
 
+// plan is what applies to one call of a method.
+type plan struct {
+	br             bulwark.Breaker
+	maxRetries     int
+	hedgeDelay     time.Duration
+	maxHedges      int // 0: no hedging
+	attemptTimeout time.Duration
+}
+
+// plan resolves the method's settings: the client's options, overridden
+// by the method's policy stack when [WithMethodPolicies] names one.
+func (c *Client) plan(method string) plan {
+	o := c.o
+	pl := plan{br: c.breaker(method), maxRetries: o.maxRetries}
+	if o.maxHedges > 0 && c.isIdempotent(method) {
+		pl.hedgeDelay, pl.maxHedges = o.hedgeDelay, o.maxHedges
+	}
+	if o.policies != nil {
+		if st := o.policies.lookup(method); st != nil {
+			applyParts(&pl, st.Load())
+		}
+	}
+	return pl
+}
+
 func (c *Client) breaker(method string) bulwark.Breaker {
 	if c.o.breakerFor == nil {
 		return nil
@@ -326,7 +356,7 @@ func (c *Client) isIdempotent(method string) bool {
 
 // hedged sends the call, and a copy every hedge delay while none has won,
 // each into its own reply; the winner's reply is copied into reply.
-func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) attempt {
+func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption, pl *plan) attempt {
 	o := c.o
 	rt := reflect.TypeOf(reply)
 	if rt == nil || rt.Kind() != reflect.Pointer {
@@ -340,7 +370,7 @@ func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *
 	// The caller's Header, Trailer and Peer options receive the winner's
 	// metadata only; concurrent attempts must not write them.
 	opts, deliver := ownOptions(opts)
-	maxAttempts := 1 + o.maxHedges
+	maxAttempts := 1 + pl.maxHedges
 	results := make(chan result, maxAttempts)
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel() // the losers stop; their goroutines end with their calls
@@ -361,7 +391,7 @@ func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *
 		var tick <-chan time.Time
 		var tm bulwark.Timer
 		if launched < maxAttempts {
-			tm = core.NewTimer(o.clock, o.hedgeDelay)
+			tm = core.NewTimer(o.clock, pl.hedgeDelay)
 			tick = tm.C()
 		}
 		select {
@@ -469,7 +499,8 @@ func (c *Client) Stream() grpc.StreamClientInterceptor {
 			return nil, err
 		}
 		o := c.o
-		br := c.breaker(method)
+		pl := c.plan(method)
+		br := pl.br
 		target := ""
 		if cc != nil {
 			target = cc.Target()
@@ -502,7 +533,7 @@ func (c *Client) Stream() grpc.StreamClientInterceptor {
 				done(!(o.isFailure(status.Code(err)) && ctx.Err() == nil))
 			}
 			tk.Done(quotaOf(nil, nil, err, o.clock.Now()))
-			wait, advised, ok := c.retryWait(ctx, try, sinceAdvice, attempt{err: err})
+			wait, advised, ok := c.retryWait(ctx, pl.maxRetries, try, sinceAdvice, attempt{err: err})
 			if !ok {
 				cancel()
 				return nil, err

@@ -50,7 +50,8 @@ type clientOptions struct {
 	defaultTimeout time.Duration
 	minRemaining   time.Duration
 
-	pacer *bulwarkhttp.Pacer
+	pacer    *bulwarkhttp.Pacer
+	policies *routes
 
 	clock    bulwark.Clock
 	random   func() float64

@@ -142,6 +142,13 @@ func Limit(l bulwark.Limiter, opts ...ServerOption) (*Interceptor, error) {
 				md = metadata.Join(md, fields)
 			}
 		}
+		if !d.Allowed && o.shadow {
+			if o.observer != nil {
+				core.Emit(o.observer, bulwark.Event{Kind: bulwark.EventDecision, Pattern: PatternServer, Name: o.name,
+					Time: time.Now(), Shadow: true, Limit: d.Limit, Remaining: d.Remaining, Degraded: d.Degraded})
+			}
+			d.Allowed = true // reported, not enforced
+		}
 		if !d.Allowed {
 			md = metadata.Join(md, metadata.Pairs(PushbackKey, pushbackMillis(d.RetryAfter)))
 			c.trailer(md)

@@ -27,6 +27,7 @@ type serverOptions struct {
 	window      time.Duration
 	observer    bulwark.Observer
 	name        string
+	shadow      bool
 }
 
 func (o *serverOptions) fail(format string, args ...any) {
@@ -146,6 +147,9 @@ func WithObserver(obs bulwark.Observer) ServerOption {
 
 // WithName sets the Event.Name of the interceptor's events.
 func WithName(name string) ServerOption { return func(o *serverOptions) { o.name = name } }
+
+// withShadow makes [Limit] report denials without enforcing them.
+func withShadow() ServerOption { return func(o *serverOptions) { o.shadow = true } }
 
 // validKey reports whether k is a valid gRPC metadata key: lower-case
 // letters, digits, '-', '_' and '.', not starting with "grpc-".
