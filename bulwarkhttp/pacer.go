@@ -87,6 +87,7 @@ type paceKey struct {
 
 	mu         sync.Mutex
 	seq        uint64    // admissions so far
+	out        int       // admitted requests not yet answered
 	blocked    time.Time // nothing is sent before this
 	probing    bool      // the first request is out and nothing is known
 	informed   bool      // some response carried quota fields
@@ -104,6 +105,7 @@ type pacePolicy struct {
 	known   bool
 	budget  int       // units left after admission base
 	base    uint64    // admissions with a higher seq draw on budget
+	rolled  uint64    // admissions up to this one belong to an earlier window
 	resetAt time.Time // when the budget resets (zero: unknown)
 }
 
@@ -176,6 +178,7 @@ func (p *Pacer) Acquire(ctx context.Context, key string) (Ticket, error) {
 		until, probe, ok := k.admitLocked(now)
 		if ok {
 			k.seq++
+			k.out++
 			t := Ticket{p: p, k: k, seq: k.seq, probe: probe}
 			k.mu.Unlock()
 			return t, nil
@@ -276,13 +279,40 @@ func (pol *pacePolicy) rollLocked(now time.Time, seq uint64) {
 		pol.known = false
 		return
 	}
-	pol.budget, pol.base = pol.quota, seq
+	pol.budget, pol.base, pol.rolled = pol.quota, seq, seq
 	if pol.window > 0 {
 		n := now.Sub(pol.resetAt)/pol.window + 1
 		pol.resetAt = pol.resetAt.Add(n * pol.window)
 	} else {
 		pol.resetAt = time.Time{}
 	}
+}
+
+// learnLocked takes in a report of r units left, answering admission
+// seq, now that admissions up to last have been made and out are still
+// unanswered (this one no longer counted).
+//
+// The server counted the request answered, and perhaps some of the
+// unanswered ones; assuming it counted none of them gives a budget that is
+// never too high: r minus every request still out. Within a window the
+// budget only goes down (answers come back out of order), and an answer
+// to a request sent before the window rolled says nothing of the new one.
+func (pol *pacePolicy) learnLocked(pq PolicyQuota, seq, last uint64, out int, now time.Time) {
+	if pol.known && seq <= pol.rolled {
+		return
+	}
+	budget := pq.Remaining - out
+	reset := time.Time{}
+	if pq.Reset > 0 {
+		reset = now.Add(pq.Reset)
+	}
+	if pol.known {
+		budget = min(budget, pol.budget-int(last-pol.base))
+		if !pol.resetAt.IsZero() && (reset.IsZero() || pol.resetAt.Before(reset)) {
+			reset = pol.resetAt // whole-second resets only overstate: keep the earliest
+		}
+	}
+	pol.known, pol.budget, pol.base, pol.resetAt = true, budget, last, reset
 }
 
 // Cancel ends a ticket whose request got no response (a transport error):
@@ -292,6 +322,7 @@ func (t Ticket) Cancel() {
 		return
 	}
 	t.k.mu.Lock()
+	t.k.out--
 	if t.probe {
 		t.k.probing = false
 	}
@@ -307,6 +338,7 @@ func (t Ticket) Done(q Quota) {
 	k := t.k
 	now := t.p.clock.Now()
 	k.mu.Lock()
+	k.out--
 	if t.probe {
 		k.probing = false
 	}
@@ -328,16 +360,11 @@ func (t Ticket) Done(q Quota) {
 		if pq.Limit > 0 {
 			pol.quota, pol.window = pq.Limit, pq.Window
 		}
-		if !pq.HasRemaining || (pol.known && t.seq <= pol.base) {
-			continue // an answer older than what is known
-		}
-		pol.known, pol.budget, pol.base = true, pq.Remaining, t.seq
-		pol.resetAt = time.Time{}
-		if pq.Reset > 0 {
-			pol.resetAt = now.Add(pq.Reset)
-		}
-		if pq.Remaining <= 0 && pol.resetAt.After(hold) {
-			hold = pol.resetAt
+		if pq.HasRemaining {
+			pol.learnLocked(pq, t.seq, k.seq, k.out, now)
+			if pq.Remaining <= 0 && pol.resetAt.After(hold) {
+				hold = pol.resetAt
+			}
 		}
 	}
 	if q.Refused && hold.IsZero() && len(q.Policies) == 0 {

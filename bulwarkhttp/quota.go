@@ -212,7 +212,7 @@ func parseMember(m string) (string, map[string]int64, bool) {
 			i = len(m)
 		}
 		name, rest = strings.TrimSpace(m[:i]), m[i:]
-		if strings.ContainsAny(name, "= ") {
+		if name == "" || strings.ContainsAny(name, "= ") {
 			return "", nil, false
 		}
 	}
