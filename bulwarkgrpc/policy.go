@@ -83,10 +83,10 @@ func ServerPolicies(stacks map[string]*policy.Stack, opts ...ServerOption) (*Int
 	for _, st := range r.services {
 		cache[st] = new(atomic.Pointer[builtParts])
 	}
-	return &Interceptor{guard: func(ctx context.Context, c *call, next func(context.Context) (any, error)) (any, error) {
+	return &Interceptor{guard: func(ctx context.Context, c *call, next nextFunc) (any, error) {
 		st := r.lookup(c.method)
 		if st == nil {
-			return next(ctx)
+			return next(ctx, c)
 		}
 		p := st.Load()
 		slot := cache[st]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -20,17 +21,59 @@ import (
 // emit.
 const PatternServer = "grpc_server"
 
-// call is what a server guard knows of the call it guards.
+// call is what a server guard knows of the call it guards, and how to
+// run the handler. Calls are pooled: the interceptor's allowed path
+// allocates nothing of its own.
 type call struct {
-	method  string
-	stream  bool
-	header  func(metadata.MD) // adds to the response headers
-	trailer func(metadata.MD) // adds to the trailer
+	method string
+	stream bool
+	ctx    context.Context // the unary call's context, for its metadata
+	ss     grpc.ServerStream
+	req    any
+	uh     grpc.UnaryHandler
+	srv    any
+	sh     grpc.StreamHandler
+	// finals is the stack of the continuations of the chains being run
+	// (see Chain); nf is its height.
+	finals [8]nextFunc
+	nf     int
+}
+
+var callPool = sync.Pool{New: func() any { return new(call) }}
+
+func (c *call) setHeader(md metadata.MD) {
+	if c.ss != nil {
+		_ = c.ss.SetHeader(md)
+		return
+	}
+	_ = grpc.SetHeader(c.ctx, md)
+}
+
+func (c *call) setTrailer(md metadata.MD) {
+	if c.ss != nil {
+		c.ss.SetTrailer(md)
+		return
+	}
+	_ = grpc.SetTrailer(c.ctx, md)
+}
+
+// nextFunc runs the rest of the chain and the handler.
+type nextFunc func(ctx context.Context, c *call) (any, error)
+
+// handle runs the handler itself: the last step of every chain.
+func handle(ctx context.Context, c *call) (any, error) {
+	if !c.stream {
+		return c.uh(ctx, c.req)
+	}
+	if ctx == c.ss.Context() {
+		return nil, c.sh(c.srv, c.ss)
+	}
+	return nil, c.sh(c.srv, &contextStream{ServerStream: c.ss, ctx: ctx})
 }
 
 // guardFunc runs next, the rest of the chain and the handler, under a
 // pattern. next returns the handler's response (nil for streams).
-type guardFunc func(ctx context.Context, c *call, next func(context.Context) (any, error)) (any, error)
+type guardFunc func(ctx context.Context, c *call, next nextFunc) (any, error)
 
 // Interceptor is a server-side guard: a rate limiter, a breaker, a
 // bulkhead, a shedder, a timeout, or several of them chained, per method
@@ -54,30 +97,23 @@ type Interceptor struct {
 // Unary returns the interceptor for unary calls.
 func (i *Interceptor) Unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		c := call{
-			method:  info.FullMethod,
-			header:  func(md metadata.MD) { _ = grpc.SetHeader(ctx, md) },
-			trailer: func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) },
-		}
-		return i.guard(ctx, &c, func(ctx context.Context) (any, error) { return handler(ctx, req) })
+		c := callPool.Get().(*call)
+		*c = call{method: info.FullMethod, ctx: ctx, req: req, uh: handler}
+		resp, err := i.guard(ctx, c, handle)
+		*c = call{}
+		callPool.Put(c)
+		return resp, err
 	}
 }
 
 // Stream returns the interceptor for streaming calls.
 func (i *Interceptor) Stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		c := call{
-			method:  info.FullMethod,
-			stream:  true,
-			header:  func(md metadata.MD) { _ = ss.SetHeader(md) },
-			trailer: ss.SetTrailer,
-		}
-		_, err := i.guard(ss.Context(), &c, func(ctx context.Context) (any, error) {
-			if ctx == ss.Context() {
-				return nil, handler(srv, ss)
-			}
-			return nil, handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
-		})
+		c := callPool.Get().(*call)
+		*c = call{method: info.FullMethod, stream: true, ss: ss, srv: srv, sh: handler}
+		_, err := i.guard(ss.Context(), c, handle)
+		*c = call{}
+		callPool.Put(c)
 		return err
 	}
 }
@@ -120,7 +156,7 @@ func Limit(l bulwark.Limiter, opts ...ServerOption) (*Interceptor, error) {
 	if o.window > 0 {
 		window = int64((o.window + time.Second - 1) / time.Second)
 	}
-	return &Interceptor{guard: func(ctx context.Context, c *call, next func(context.Context) (any, error)) (any, error) {
+	return &Interceptor{guard: func(ctx context.Context, c *call, next nextFunc) (any, error) {
 		n := 1
 		if o.cost != nil {
 			n = o.cost(ctx, c.method)
@@ -137,7 +173,7 @@ func Limit(l bulwark.Limiter, opts ...ServerOption) (*Interceptor, error) {
 			fields := metadata.Pairs(RateLimitPolicyKey, policyField(policy, d.Limit, window),
 				RateLimitKey, rateLimitField(policy, d))
 			if d.Allowed {
-				c.header(fields)
+				c.setHeader(fields)
 			} else {
 				md = metadata.Join(md, fields)
 			}
@@ -151,15 +187,15 @@ func Limit(l bulwark.Limiter, opts ...ServerOption) (*Interceptor, error) {
 		}
 		if !d.Allowed {
 			md = metadata.Join(md, metadata.Pairs(PushbackKey, pushbackMillis(d.RetryAfter)))
-			c.trailer(md)
+			c.setTrailer(md)
 			rej := rateLimited(d)
 			o.rejected("rate_limit", rej)
 			return nil, rej
 		}
 		if md != nil {
-			c.trailer(md)
+			c.setTrailer(md)
 		}
-		return next(ctx)
+		return next(ctx, c)
 	}}, nil
 }
 
@@ -195,7 +231,7 @@ func Breaker(b bulwark.Breaker, opts ...ServerOption) (*Interceptor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Interceptor{guard: func(ctx context.Context, c *call, next func(context.Context) (any, error)) (any, error) {
+	return &Interceptor{guard: func(ctx context.Context, c *call, next nextFunc) (any, error) {
 		done, err := b.Allow(ctx)
 		if err != nil {
 			if errors.Is(err, bulwark.ErrOpen) {
@@ -205,21 +241,21 @@ func Breaker(b bulwark.Breaker, opts ...ServerOption) (*Interceptor, error) {
 			}
 			return nil, fromError(err, codes.Unavailable, "circuit breaker unavailable")
 		}
-		resp, err := runReporting(ctx, next, done, o.isFailure)
+		resp, err := runReporting(ctx, c, next, done, o.isFailure)
 		return resp, err
 	}}, nil
 }
 
 // runReporting runs next and reports its outcome through done exactly
 // once, even when next panics.
-func runReporting(ctx context.Context, next func(context.Context) (any, error), done func(bool), isFailure func(codes.Code) bool) (resp any, err error) {
+func runReporting(ctx context.Context, c *call, next nextFunc, done func(bool), isFailure func(codes.Code) bool) (resp any, err error) {
 	reported := false
 	defer func() {
 		if !reported {
 			done(false)
 		}
 	}()
-	resp, err = next(ctx)
+	resp, err = next(ctx, c)
 	reported = true
 	done(!isFailure(status.Code(err)))
 	return resp, err
@@ -237,7 +273,7 @@ func Bulkhead(b bulwark.Bulkhead, opts ...ServerOption) (*Interceptor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Interceptor{guard: func(ctx context.Context, c *call, next func(context.Context) (any, error)) (any, error) {
+	return &Interceptor{guard: func(ctx context.Context, c *call, next nextFunc) (any, error) {
 		release, err := b.Acquire(ctx)
 		if err != nil {
 			if errors.Is(err, bulwark.ErrBulkheadFull) {
@@ -248,7 +284,7 @@ func Bulkhead(b bulwark.Bulkhead, opts ...ServerOption) (*Interceptor, error) {
 			return nil, fromError(err, codes.Unavailable, "bulkhead unavailable")
 		}
 		defer release()
-		return next(ctx)
+		return next(ctx, c)
 	}}, nil
 }
 
@@ -278,7 +314,7 @@ func Shed(s Shedder, opts ...ServerOption) (*Interceptor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Interceptor{guard: func(ctx context.Context, c *call, next func(context.Context) (any, error)) (any, error) {
+	return &Interceptor{guard: func(ctx context.Context, c *call, next nextFunc) (any, error) {
 		p := 1
 		if o.priority != nil {
 			p = o.priority(ctx, c.method)
@@ -295,7 +331,7 @@ func Shed(s Shedder, opts ...ServerOption) (*Interceptor, error) {
 		if release != nil {
 			defer release()
 		}
-		return next(ctx)
+		return next(ctx, c)
 	}}, nil
 }
 
@@ -323,11 +359,11 @@ func Timeout(d time.Duration, opts ...ServerOption) (*Interceptor, error) {
 		o.rejected("timeout", rej)
 		return rej
 	}
-	return &Interceptor{guard: func(ctx context.Context, c *call, next func(context.Context) (any, error)) (any, error) {
+	return &Interceptor{guard: func(ctx context.Context, c *call, next nextFunc) (any, error) {
 		tctx, cancel := context.WithTimeoutCause(ctx, d, bulwark.ErrTimeout)
 		defer cancel()
 		if c.stream {
-			resp, err := next(tctx)
+			resp, err := next(tctx, c)
 			if err != nil && ctx.Err() == nil && errors.Is(context.Cause(tctx), bulwark.ErrTimeout) {
 				return nil, timedOut(err)
 			}
@@ -338,13 +374,15 @@ func Timeout(d time.Duration, opts ...ServerOption) (*Interceptor, error) {
 			err  error
 		}
 		ch := make(chan result, 1)
+		cp := new(call) // the handler may outlive this call: it gets its own copy
+		*cp = *c
 		go func() {
 			defer func() {
 				if p := recover(); p != nil {
 					ch <- result{err: status.Error(codes.Internal, "handler panicked")}
 				}
 			}()
-			resp, err := next(tctx)
+			resp, err := next(tctx, cp)
 			ch <- result{resp, err}
 		}()
 		select {
@@ -379,20 +417,50 @@ func Chain(ics ...*Interceptor) *Interceptor {
 	case 1:
 		return &Interceptor{guard: gs[0]}
 	}
-	return &Interceptor{guard: func(ctx context.Context, c *call, next func(context.Context) (any, error)) (any, error) {
-		return runChain(ctx, c, gs, next)
+	// Each step's continuation is built once: step k runs gs[k] with the
+	// continuation of step k+1; the last continuation pops the chain's own
+	// continuation from the call's stack (pushed when the chain starts), so
+	// running a chain allocates nothing.
+	steps := make([]nextFunc, len(gs)+1)
+	steps[len(gs)] = popFinal
+	for k := len(gs) - 1; k >= 0; k-- {
+		g, rest := gs[k], steps[k+1]
+		steps[k] = func(ctx context.Context, c *call) (any, error) { return g(ctx, c, rest) }
+	}
+	first := steps[0]
+	return &Interceptor{guard: func(ctx context.Context, c *call, next nextFunc) (any, error) {
+		if c.nf == len(c.finals) { // nested deeper than the stack: allocate
+			return runChain(ctx, c, gs, next)
+		}
+		c.finals[c.nf] = next
+		c.nf++
+		resp, err := first(ctx, c)
+		c.nf--
+		c.finals[c.nf] = nil
+		return resp, err
 	}}
 }
 
-func runChain(ctx context.Context, c *call, gs []guardFunc, next func(context.Context) (any, error)) (any, error) {
-	if len(gs) == 0 {
-		return next(ctx)
-	}
-	return gs[0](ctx, c, func(ctx context.Context) (any, error) { return runChain(ctx, c, gs[1:], next) })
+// popFinal runs the continuation of the innermost running chain, with the
+// stack lowered while it runs (it belongs to the enclosing chain).
+func popFinal(ctx context.Context, c *call) (any, error) {
+	c.nf--
+	f := c.finals[c.nf]
+	resp, err := f(ctx, c)
+	c.finals[c.nf] = f
+	c.nf++
+	return resp, err
 }
 
-func passThrough(ctx context.Context, _ *call, next func(context.Context) (any, error)) (any, error) {
-	return next(ctx)
+func runChain(ctx context.Context, c *call, gs []guardFunc, next nextFunc) (any, error) {
+	if len(gs) == 0 {
+		return next(ctx, c)
+	}
+	return gs[0](ctx, c, func(ctx context.Context, c *call) (any, error) { return runChain(ctx, c, gs[1:], next) })
+}
+
+func passThrough(ctx context.Context, c *call, next nextFunc) (any, error) {
+	return next(ctx, c)
 }
 
 // PerMethod returns an interceptor that guards each call with the
@@ -422,7 +490,7 @@ func PerMethod(routes map[string]*Interceptor, fallback *Interceptor) (*Intercep
 	if fallback != nil && fallback.guard != nil {
 		def = fallback.guard
 	}
-	return &Interceptor{guard: func(ctx context.Context, c *call, next func(context.Context) (any, error)) (any, error) {
+	return &Interceptor{guard: func(ctx context.Context, c *call, next nextFunc) (any, error) {
 		if g, ok := exact[c.method]; ok {
 			return g(ctx, c, next)
 		}
