@@ -12,6 +12,7 @@
 //	SemaphoreRenew    semaphore_renew.lua     sync/semaphore and distributed.Bulkhead (keepalive)
 //	SemaphoreInspect  semaphore_inspect.lua   Holders and Waiting of both, `bulwark inspect` (read only)
 //	Membership        membership.lua          cluster.Membership (heartbeat and live count)
+//	PaceHold          pace_hold.lua           distributed.PaceHolds, the fleet-wide holds of bulwarkhttp.Pacer
 //
 // Every script's text is prelude.lua followed by its own file: the prelude
 // holds the helpers they share (exact integer floor/ceil division, the time

@@ -34,6 +34,7 @@ var allScripts = map[string]*redis.Script{
 	"semaphore_release": lua.SemaphoreRelease,
 	"semaphore_renew":   lua.SemaphoreRenew,
 	"semaphore_inspect": lua.SemaphoreInspect,
+	"pace_hold":         lua.PaceHold,
 }
 
 // readOnly names the scripts that write nothing, so need no
