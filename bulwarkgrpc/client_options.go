@@ -154,7 +154,7 @@ func WithBackoff(base, maxBackoff time.Duration) ClientOption {
 // multiply an outage.
 func WithRetryBudget(b *local.RetryBudget) ClientOption {
 	return func(o *clientOptions) {
-		if b == nil {
+		if isNil(b) {
 			o.fail("bulwarkgrpc: retry budget must not be nil")
 			return
 		}
@@ -256,7 +256,7 @@ func WithPacer(p *bulwarkhttp.Pacer) ClientOption {
 // bulwark.TimerClock such as a fake clock in tests).
 func WithClock(c bulwark.Clock) ClientOption {
 	return func(o *clientOptions) {
-		if c == nil {
+		if isNil(c) {
 			o.fail("bulwarkgrpc: clock must not be nil")
 			return
 		}
@@ -267,7 +267,12 @@ func WithClock(c bulwark.Clock) ClientOption {
 // WithClientObserver sends the client's retries (bulwark.EventRetry) and
 // hedges (bulwark.EventHedge) to obs, with Pattern [PatternClient].
 func WithClientObserver(obs bulwark.Observer) ClientOption {
-	return func(o *clientOptions) { o.observer = obs }
+	return func(o *clientOptions) {
+		if isNil(obs) {
+			obs = nil
+		}
+		o.observer = obs
+	}
 }
 
 // withRandom replaces the jitter source (tests).

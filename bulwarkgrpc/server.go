@@ -199,7 +199,20 @@ func Limit(l bulwark.Limiter, opts ...ServerOption) (*Interceptor, error) {
 	}}, nil
 }
 
-func quote(s string) string { return strconv.Quote(s) }
+// quote formats s as a structured-field sf-string, as the RateLimit
+// fields want.
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
 
 func policyField(policy string, limit int, window int64) string {
 	s := policy + ";q=" + strconv.Itoa(max(limit, 0))

@@ -142,7 +142,12 @@ func WithRateLimitMetadata(policy string, window time.Duration) ServerOption {
 // WithObserver sends the interceptor's rejections to obs as
 // bulwark.EventRejected events (Pattern [PatternServer]).
 func WithObserver(obs bulwark.Observer) ServerOption {
-	return func(o *serverOptions) { o.observer = obs }
+	return func(o *serverOptions) {
+		if isNil(obs) {
+			obs = nil
+		}
+		o.observer = obs
+	}
 }
 
 // WithName sets the Event.Name of the interceptor's events.

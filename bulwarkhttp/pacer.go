@@ -130,7 +130,7 @@ func NewPacer(cfg PacerConfig, opts ...Option) (*Pacer, error) {
 // fails the pacer goes on with what it knows locally.
 func WithPacerStore(s PacerStore) Option {
 	return func(o *options) {
-		if s == nil {
+		if core.IsNil(s) {
 			o.fail("bulwarkhttp: pacer store must not be nil")
 			return
 		}
