@@ -32,8 +32,9 @@
 // [Decision].Degraded.
 //
 // Every pattern reports what it does to an [Observer] as small [Event]
-// values; package telemetry turns them into OpenTelemetry or Prometheus
-// metrics.
+// values; package telemetry turns them into metrics, exported to Prometheus
+// by telemetry/bulwarkprom and to OpenTelemetry by telemetry/bulwarkotel
+// (modules of their own).
 //
 // Time is injected through [Clock], so tests drive patterns with a fake clock
 // and never sleep.

@@ -6,8 +6,9 @@ import (
 
 // Observer hears what patterns do. Implementations must be safe for
 // concurrent use and fast: they run on the caller's goroutine, never while a
-// pattern holds a lock. Package telemetry has OpenTelemetry and Prometheus
-// observers.
+// pattern holds a lock. Package telemetry has a metrics observer, with
+// Prometheus (telemetry/bulwarkprom) and OpenTelemetry
+// (telemetry/bulwarkotel) backends.
 //
 // Events are passed by value; observing allocates nothing.
 type Observer interface {

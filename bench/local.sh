@@ -6,7 +6,8 @@
 #   - local breaker vs sony/gobreaker v2, local bulkhead,
 #   - composition overhead (root package),
 #   - HTTP middleware overhead (bulwarkhttp),
-#   - observers (telemetry).
+#   - observers (telemetry core on a recording backend, bulwarkprom,
+#     bulwarkotel).
 # Each round runs every benchmark once, COUNT rounds in all, so ours and the
 # peers' see the same machine conditions; benchstat summarises.
 #
@@ -24,19 +25,21 @@ declare -A PKG=(
 	[root]='^BenchmarkCompose'
 	[bulwarkhttp]='^Benchmark'
 	[telemetry]='^Benchmark'
+	[telemetry/bulwarkprom]='^Benchmark'
+	[telemetry/bulwarkotel]='^Benchmark'
 )
 for p in "${!PKG[@]}"; do
 	dir=./$p
 	[ "$p" = root ] && dir=.
-	go test -c -o "$OUT/$p.test" "$dir"
+	go test -c -o "$OUT/${p//\//_}.test" "$dir"
 done
 {
 	echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(go version); $(nproc) CPUs; COUNT=$COUNT BENCHTIME=$BENCHTIME"
 } | tee "$OUT/bench.txt"
 : >"$OUT/raw.txt"
 for i in $(seq "$COUNT"); do
-	for p in local root bulwarkhttp telemetry; do
-		(cd "$( [ "$p" = root ] && echo . || echo "$p")" && "$OUT/$p.test" -test.run '^$' -test.bench "${PKG[$p]}" \
+	for p in local root bulwarkhttp telemetry telemetry/bulwarkprom telemetry/bulwarkotel; do
+		(cd "$( [ "$p" = root ] && echo . || echo "$p")" && "$OUT/${p//\//_}.test" -test.run '^$' -test.bench "${PKG[$p]}" \
 			-test.benchtime "$BENCHTIME" -test.count 1 -test.benchmem) | tee -a "$OUT/raw.txt"
 	done
 	echo "round $i of $COUNT done" >&2

@@ -5,7 +5,7 @@ go 1.26.0
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/bulwark-go/bulwark v0.0.0
-	github.com/bulwark-go/bulwark/telemetry v0.0.0
+	github.com/bulwark-go/bulwark/telemetry/bulwarkprom v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
 	go.uber.org/goleak v1.3.0
@@ -21,8 +21,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/yuin/gopher-lua v1.1.1 // indirect
-	go.opentelemetry.io/otel v1.47.0 // indirect
-	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
@@ -30,5 +28,5 @@ require (
 
 replace (
 	github.com/bulwark-go/bulwark => ..
-	github.com/bulwark-go/bulwark/telemetry => ../telemetry
+	github.com/bulwark-go/bulwark/telemetry/bulwarkprom => ../telemetry/bulwarkprom
 )

@@ -13,6 +13,10 @@
 //	SemaphoreInspect  semaphore_inspect.lua   Holders and Waiting of both, `bulwark inspect` (read only)
 //	Membership        membership.lua          cluster.Membership (heartbeat and live count)
 //	PaceHold          pace_hold.lua           distributed.PaceHolds, the fleet-wide holds of bulwarkhttp.Pacer
+//	SingleflightClaim    singleflight_claim.lua     sync/singleflight (stored outcome, leadership or wait)
+//	SingleflightRenew    singleflight_renew.lua     sync/singleflight (the leader's keepalive)
+//	SingleflightComplete singleflight_complete.lua  sync/singleflight (store the outcome, drop the lease, wake)
+//	SingleflightForget   singleflight_forget.lua    sync/singleflight (drop a stored outcome)
 //
 // Every script's text is prelude.lua followed by its own file: the prelude
 // holds the helpers they share (exact integer floor/ceil division, the time

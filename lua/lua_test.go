@@ -35,6 +35,11 @@ var allScripts = map[string]*redis.Script{
 	"semaphore_renew":   lua.SemaphoreRenew,
 	"semaphore_inspect": lua.SemaphoreInspect,
 	"pace_hold":         lua.PaceHold,
+
+	"singleflight_claim":    lua.SingleflightClaim,
+	"singleflight_renew":    lua.SingleflightRenew,
+	"singleflight_complete": lua.SingleflightComplete,
+	"singleflight_forget":   lua.SingleflightForget,
 }
 
 // readOnly names the scripts that write nothing, so need no

@@ -1,20 +1,36 @@
-// Package telemetry turns bulwark's events into metrics: [Prometheus]
-// registers them with a prometheus.Registerer, [OTel] records them with an
-// OpenTelemetry metric.Meter (the metric API only; bring your own SDK and
-// exporter). Both are bulwark.Observer values: pass them to a pattern's
-// WithObserver option, or fan one event stream out with bulwark.Observers.
+// Package telemetry turns bulwark's events into metrics: one table of
+// counters, gauges and histograms (below), the same for every metrics
+// system. The [Observer] made by [New] is a bulwark.Observer; pass it to a
+// pattern's or a store's WithObserver option, or fan one event stream out
+// with bulwark.Observers. It writes to a [Backend]:
 //
-//	reg := prometheus.NewRegistry()
-//	obs, err := telemetry.NewPrometheus(reg)
+//   - Prometheus: package bulwarkprom
+//     (module github.com/bulwark-go/bulwark/telemetry/bulwarkprom),
+//     bulwarkprom.New(prometheus.DefaultRegisterer);
+//   - OpenTelemetry: package bulwarkotel
+//     (module github.com/bulwark-go/bulwark/telemetry/bulwarkotel),
+//     bulwarkotel.New(meter), the metric API only: bring your own SDK and
+//     exporter;
+//   - anything else (StatsD, expvar, a test recorder): implement Backend
+//     and call New; see the example.
+//
+// This package needs only the standard library and is part of the core
+// module; each backend package is a module of its own, so a program that
+// exports to Prometheus never downloads OpenTelemetry, and the other way
+// round.
+//
+//	metrics, err := bulwarkprom.New(prometheus.DefaultRegisterer)
 //	if err != nil {
 //		return err
 //	}
 //	tb, err := local.NewTokenBucket(bulwark.PerSecond(100),
-//		local.WithObserver(obs), local.WithName("api"))
+//		local.WithObserver(metrics), local.WithName("api"))
 //
 // Observing is cheap and safe for concurrent use: the series of an
-// instance are created when it first reports and then found by a lock-free
-// lookup; steady-state observing allocates nothing.
+// instance are created when it first reports (the Backend's constructors
+// run then) and afterwards found by a lock-free lookup; steady-state
+// observing allocates nothing in this package, and the Prometheus and
+// OpenTelemetry backends allocate nothing either.
 //
 // # Labels and cardinality
 //
@@ -27,14 +43,17 @@
 // distinct (pattern, name) pairs ([WithMaxInstances]) further ones are
 // counted under the name [OverflowName]. In OpenTelemetry, labels are
 // attributes prefixed with "bulwark." (bulwark.pattern, bulwark.name,
-// bulwark.result, …).
+// bulwark.result, …). [Metric.Labels] lists a metric's labels in the order
+// of the values a Backend receives.
 //
 // # Metrics
 //
-// Prometheus names carry the namespace "bulwark" ([WithNamespace]);
-// OpenTelemetry names start with it. Extra labels follow pattern and name.
+// Prometheus-style names ([Metric.Name]) carry the namespace "bulwark"
+// ([WithNamespace]); OpenTelemetry names ([Metric.OTelName]) start with
+// it. Extra labels follow pattern and name. [Metrics] returns the table
+// with the options applied.
 //
-//	Prometheus name                       OpenTelemetry name             Type       Extra labels
+//	Prometheus name                       OpenTelemetry name             Kind       Extra labels
 //	bulwark_decisions_total               bulwark.decisions              counter    result (allowed, denied), degraded (true, false)
 //	bulwark_decisions_near_limit_total    bulwark.decisions.near_limit   counter    -
 //	bulwark_shadow_decisions_total        bulwark.decisions.shadow       counter    result
@@ -42,9 +61,9 @@
 //	bulwark_breaker_transitions_total     bulwark.breaker.transitions    counter    from, to
 //	bulwark_breaker_rejected_total        bulwark.breaker.rejected       counter    -
 //	bulwark_breaker_calls_total           bulwark.breaker.calls          counter    outcome (success, failure)
-//	bulwark_bulkhead_in_use               bulwark.bulkhead.in_use        gauge      -  (OTel: up-down counter)
+//	bulwark_bulkhead_in_use               bulwark.bulkhead.in_use        updown     -  (Prometheus: a gauge)
 //	bulwark_bulkhead_wait_seconds         bulwark.bulkhead.wait.duration histogram  result (acquired, rejected); seconds
-//	bulwark_bulkhead_waiting              bulwark.bulkhead.waiting       gauge      -  (OTel: up-down counter)
+//	bulwark_bulkhead_waiting              bulwark.bulkhead.waiting       updown     -  (Prometheus: a gauge)
 //	bulwark_bulkhead_rejected_total       bulwark.bulkhead.rejected      counter    -
 //	bulwark_store_call_duration_seconds   bulwark.store.call.duration    histogram  result (ok, error); seconds
 //	bulwark_store_healthy                 bulwark.store.healthy          gauge      -

@@ -9,90 +9,80 @@ import (
 	"github.com/bulwark-go/bulwark"
 )
 
-// kind of instrument.
-type instrumentKind uint8
-
-const (
-	kindCounter   instrumentKind = iota
-	kindGauge                    // set to a value
-	kindUpDown                   // incremented and decremented
-	kindHistogram                // seconds
-)
-
-// metricDef describes one metric for both exporters. Prometheus names are
-// namespace + "_" + prom; OpenTelemetry names are otel (with the namespace
-// in front when it is not "bulwark"). Every metric has the labels pattern
+// metricDef is one row of the table. The Prometheus-style name is
+// namespace + "_" + prom; the OpenTelemetry name is otel with its leading
+// "bulwark" replaced by the namespace. Every metric has the labels pattern
 // and name first, then labels.
 type metricDef struct {
 	prom, otel string
-	kind       instrumentKind
-	unit       string // OpenTelemetry unit
+	kind       Kind
+	unit       string // UCUM, for OpenTelemetry
 	help       string
 	labels     []string
 }
 
 var metricDefs = [numMetrics]metricDef{
-	mDecisions: {"decisions_total", "bulwark.decisions", kindCounter, "{decision}",
+	Decisions: {"decisions_total", "bulwark.decisions", KindCounter, "{decision}",
 		"Rate-limit decisions, by result (allowed, denied) and whether the shared store was unreachable (degraded).",
 		[]string{"result", "degraded"}},
-	mNearLimit: {"decisions_near_limit_total", "bulwark.decisions.near_limit", kindCounter, "{decision}",
+	DecisionsNearLimit: {"decisions_near_limit_total", "bulwark.decisions.near_limit", KindCounter, "{decision}",
 		"Allowed decisions that left at most the near-limit fraction (default 20%) of the limit.",
 		nil},
-	mShadow: {"shadow_decisions_total", "bulwark.decisions.shadow", kindCounter, "{decision}",
+	ShadowDecisions: {"shadow_decisions_total", "bulwark.decisions.shadow", KindCounter, "{decision}",
 		"Decisions made in shadow mode (reported, not enforced), by result.",
 		[]string{"result"}},
-	mBreakerState: {"breaker_state", "bulwark.breaker.state", kindGauge, "1",
+	BreakerState: {"breaker_state", "bulwark.breaker.state", KindGauge, "1",
 		"1 for the circuit breaker's current state (closed, open, half-open), 0 for the others; follows the state each transition, rejection and outcome reports.",
 		[]string{"state"}},
-	mBreakerTransitions: {"breaker_transitions_total", "bulwark.breaker.transitions", kindCounter, "{transition}",
+	BreakerTransitions: {"breaker_transitions_total", "bulwark.breaker.transitions", KindCounter, "{transition}",
 		"Circuit breaker state changes, by from and to state.",
 		[]string{"from", "to"}},
-	mBreakerRejected: {"breaker_rejected_total", "bulwark.breaker.rejected", kindCounter, "{call}",
+	BreakerRejected: {"breaker_rejected_total", "bulwark.breaker.rejected", KindCounter, "{call}",
 		"Calls a circuit breaker refused.",
 		nil},
-	mBreakerCalls: {"breaker_calls_total", "bulwark.breaker.calls", kindCounter, "{call}",
+	BreakerCalls: {"breaker_calls_total", "bulwark.breaker.calls", KindCounter, "{call}",
 		"Call outcomes a circuit breaker recorded, by outcome (success, failure).",
 		[]string{"outcome"}},
-	mBulkheadInUse: {"bulkhead_in_use", "bulwark.bulkhead.in_use", kindUpDown, "{slot}",
+	BulkheadInUse: {"bulkhead_in_use", "bulwark.bulkhead.in_use", KindUpDown, "{slot}",
 		"Bulkhead slots held now.",
 		nil},
-	mBulkheadWait: {"bulkhead_wait_seconds", "bulwark.bulkhead.wait.duration", kindHistogram, "s",
+	BulkheadWait: {"bulkhead_wait_seconds", "bulwark.bulkhead.wait.duration", KindHistogram, "s",
 		"Time spent waiting for a bulkhead slot, by result (acquired, rejected).",
 		[]string{"result"}},
-	mBulkheadRejected: {"bulkhead_rejected_total", "bulwark.bulkhead.rejected", kindCounter, "{call}",
+	BulkheadRejected: {"bulkhead_rejected_total", "bulwark.bulkhead.rejected", KindCounter, "{call}",
 		"Calls a bulkhead turned away.",
 		nil},
-	mBulkheadWaiting: {"bulkhead_waiting", "bulwark.bulkhead.waiting", kindUpDown, "{call}",
+	BulkheadWaiting: {"bulkhead_waiting", "bulwark.bulkhead.waiting", KindUpDown, "{call}",
 		"Callers waiting for a bulkhead slot now.",
 		nil},
-	mStoreCall: {"store_call_duration_seconds", "bulwark.store.call.duration", kindHistogram, "s",
+	StoreCallDuration: {"store_call_duration_seconds", "bulwark.store.call.duration", KindHistogram, "s",
 		"Round trips to the shared store (Redis), by result (ok, error).",
 		[]string{"result"}},
-	mStoreHealthy: {"store_healthy", "bulwark.store.healthy", kindGauge, "1",
+	StoreHealthy: {"store_healthy", "bulwark.store.healthy", KindGauge, "1",
 		"1 while the shared store answers (from its first event on), 0 while it is degraded and patterns decide locally.",
 		nil},
-	mRetries: {"retries_total", "bulwark.retries", kindCounter, "{retry}",
+	Retries: {"retries_total", "bulwark.retries", KindCounter, "{retry}",
 		"Retries started by a retry policy or the HTTP client transport.",
 		nil},
-	mTimeouts: {"timeouts_total", "bulwark.timeouts", kindCounter, "{call}",
+	Timeouts: {"timeouts_total", "bulwark.timeouts", KindCounter, "{call}",
 		"Calls that ran past their time budget.",
 		nil},
-	mFallbacks: {"fallbacks_total", "bulwark.fallbacks", kindCounter, "{call}",
+	Fallbacks: {"fallbacks_total", "bulwark.fallbacks", KindCounter, "{call}",
 		"Failures replaced by a fallback.",
 		nil},
-	mHedges: {"hedges_total", "bulwark.hedges", kindCounter, "{attempt}",
+	Hedges: {"hedges_total", "bulwark.hedges", KindCounter, "{attempt}",
 		"Hedged attempts started.",
 		nil},
-	mRejections: {"rejections_total", "bulwark.rejections", kindCounter, "{call}",
+	Rejections: {"rejections_total", "bulwark.rejections", KindCounter, "{call}",
 		"Calls rejected by a load shedder or an adaptive limiter.",
 		nil},
-	mLimit: {"limit", "bulwark.limit", kindGauge, "1",
+	Limit: {"limit", "bulwark.limit", KindGauge, "1",
 		"The current value of an adaptive limit.",
 		nil},
-	mCache: {"cache_requests_total", "bulwark.cache.requests", kindCounter, "{request}",
+	CacheRequests: {"cache_requests_total", "bulwark.cache.requests", KindCounter, "{request}",
 		"Cache lookups, by result (hit, miss).",
 		[]string{"result"}},
-	mLeasesLost: {"leases_lost_total", "bulwark.leases.lost", kindCounter, "{lease}",
+	LeasesLost: {"leases_lost_total", "bulwark.leases.lost", KindCounter, "{lease}",
 		"Distributed leases that could not be renewed.",
 		nil},
 }
@@ -116,7 +106,9 @@ var DefaultStoreBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.00
 // seconds: 1ms to 10s.
 var DefaultWaitBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
-// Option configures [NewPrometheus] and [NewOTel].
+// Option configures an [Observer]: pass options to [New], or to the
+// constructor of a backend package (bulwarkprom.New, bulwarkotel.New),
+// which hands them to New.
 type Option func(*options)
 
 type options struct {
@@ -132,6 +124,11 @@ func (o *options) fail(format string, args ...any) {
 	if o.err == nil {
 		o.err = configError(format, args...)
 	}
+}
+
+// configError returns an error wrapping bulwark.ErrInvalidConfig.
+func configError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{bulwark.ErrInvalidConfig}, args...)...)
 }
 
 var namespaceRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -232,14 +229,32 @@ func buildOptions(opts []Option) (*options, error) {
 	return o, nil
 }
 
-func (o *options) buckets(id metricID) []float64 {
-	if id == mStoreCall {
-		return o.storeBuckets
+// metrics returns the definitions of every metric, in MetricID order.
+func (o *options) metrics() []Metric {
+	out := make([]Metric, numMetrics)
+	for id := range numMetrics {
+		out[id] = o.metric(id)
 	}
-	return o.waitBuckets
+	return out
 }
 
-// configError builds an error wrapping bulwark.ErrInvalidConfig.
-func configError(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{bulwark.ErrInvalidConfig}, args...)...)
+// metric returns the definition of metric id with the options applied.
+func (o *options) metric(id MetricID) Metric {
+	d := metricDefs[id]
+	m := Metric{
+		ID:       id,
+		Name:     o.namespace + "_" + d.prom,
+		OTelName: o.namespace + d.otel[len(DefaultNamespace):],
+		Kind:     d.kind,
+		Unit:     d.unit,
+		Help:     d.help,
+		Labels:   append([]string{"pattern", "name"}, d.labels...),
+	}
+	switch id {
+	case StoreCallDuration:
+		m.Buckets = slices.Clone(o.storeBuckets)
+	case BulkheadWait:
+		m.Buckets = slices.Clone(o.waitBuckets)
+	}
+	return m
 }

@@ -1,322 +1,314 @@
-package telemetry
+package telemetry_test
 
 import (
 	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/bulwark-go/bulwark"
-	"github.com/bulwark-go/bulwark/internal/redistest"
+	"github.com/bulwark-go/bulwark/telemetry"
+	"github.com/bulwark-go/bulwark/telemetry/internal/eventscript"
 )
 
-// TestMain checks for leaked goroutines, allowing go-redis the moment it
-// takes to stop after Close (the end-to-end tests use Redis).
-func TestMain(m *testing.M) { redistest.Main(m) }
-
-// script is a sequence of events covering every kind.
-func script() []bulwark.Event {
-	tb := func(e bulwark.Event) bulwark.Event { e.Pattern, e.Name = "token_bucket", "api"; return e }
-	br := func(e bulwark.Event) bulwark.Event { e.Pattern, e.Name = "breaker", "payments"; return e }
-	bh := func(e bulwark.Event) bulwark.Event { e.Pattern, e.Name = "bulkhead", "db"; return e }
-	st := func(e bulwark.Event) bulwark.Event { e.Pattern, e.Name = "store", "redis"; return e }
-	return []bulwark.Event{
-		tb(bulwark.Event{Kind: bulwark.EventDecision, Allowed: true, Limit: 10, Remaining: 9}),
-		tb(bulwark.Event{Kind: bulwark.EventDecision, Allowed: true, Limit: 10, Remaining: 2}), // near the limit
-		tb(bulwark.Event{Kind: bulwark.EventDecision, Allowed: true, Limit: 10, Remaining: 3}), // not near
-		tb(bulwark.Event{Kind: bulwark.EventDecision, Allowed: true, Limit: 10, Remaining: 0, Degraded: true}),
-		tb(bulwark.Event{Kind: bulwark.EventDecision, Allowed: false, Limit: 10}),
-		tb(bulwark.Event{Kind: bulwark.EventDecision, Allowed: false, Limit: 10, Shadow: true}),
-		br(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Allowed: true}),
-		br(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Allowed: false}),
-		br(bulwark.Event{Kind: bulwark.EventBreakerTransition, From: bulwark.Closed, To: bulwark.Open}),
-		br(bulwark.Event{Kind: bulwark.EventBreakerRejected, To: bulwark.Open}),
-		br(bulwark.Event{Kind: bulwark.EventBreakerTransition, From: bulwark.Open, To: bulwark.HalfOpen}),
-		bh(bulwark.Event{Kind: bulwark.EventBulkheadQueued}),
-		bh(bulwark.Event{Kind: bulwark.EventBulkheadQueued}),
-		bh(bulwark.Event{Kind: bulwark.EventBulkheadDequeued, Allowed: true, Duration: 2 * time.Millisecond}),
-		bh(bulwark.Event{Kind: bulwark.EventBulkheadAcquired, Duration: 2 * time.Millisecond}),
-		bh(bulwark.Event{Kind: bulwark.EventBulkheadAcquired}),
-		bh(bulwark.Event{Kind: bulwark.EventBulkheadReleased, Duration: time.Second}),
-		bh(bulwark.Event{Kind: bulwark.EventBulkheadRejected, Duration: 100 * time.Millisecond, Err: bulwark.ErrBulkheadFull}),
-		st(bulwark.Event{Kind: bulwark.EventStoreCall, Duration: 300 * time.Microsecond}),
-		st(bulwark.Event{Kind: bulwark.EventStoreCall, Duration: 20 * time.Millisecond, Err: errors.New("i/o timeout")}),
-		st(bulwark.Event{Kind: bulwark.EventStoreHealth, Degraded: true}),
-		{Kind: bulwark.EventRetry, Pattern: "http_client", Name: "upstream", Attempt: 1},
-		{Kind: bulwark.EventRetry, Pattern: "http_client", Name: "upstream", Attempt: 2},
-		{Kind: bulwark.EventHedge, Pattern: "http_client", Name: "upstream", Attempt: 1},
-		{Kind: bulwark.EventTimeout, Pattern: "http_timeout"},
-		{Kind: bulwark.EventFallback, Pattern: "fallback", Name: "catalog"},
-		{Kind: bulwark.EventRejected, Pattern: "load_shedder"},
-		{Kind: bulwark.EventLimitChanged, Pattern: "adaptive", Limit: 40},
-		{Kind: bulwark.EventLimitChanged, Pattern: "adaptive", Limit: 35},
-		{Kind: bulwark.EventCache, Pattern: "cache", Allowed: true},
-		{Kind: bulwark.EventCache, Pattern: "cache", Allowed: false},
-		{Kind: bulwark.EventCache, Pattern: "cache", Allowed: true},
-		{Kind: bulwark.EventLeaseLost, Pattern: "semaphore", Name: "jobs"},
-		{Kind: bulwark.EventKind(200), Pattern: "future"}, // unknown kinds are ignored
-	}
-}
-
-func newProm(t *testing.T, opts ...Option) (*prometheus.Registry, *Prometheus) {
+func newObserver(t testing.TB, opts ...telemetry.Option) (*recorder, *telemetry.Observer) {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	p, err := NewPrometheus(reg, opts...)
+	r := newRecorder()
+	o, err := telemetry.New(r, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reg, p
+	return r, o
 }
 
-func TestPrometheusExportsEveryKind(t *testing.T) {
-	reg, p := newProm(t)
-	for _, e := range script() {
-		p.Observe(e)
+func TestObserverRecordsEveryKind(t *testing.T) {
+	r, o := newObserver(t)
+	for _, e := range eventscript.Events() {
+		o.Observe(e)
 	}
-	const want = `
-# HELP bulwark_decisions_total Rate-limit decisions, by result (allowed, denied) and whether the shared store was unreachable (degraded).
-# TYPE bulwark_decisions_total counter
-bulwark_decisions_total{degraded="false",name="api",pattern="token_bucket",result="allowed"} 3
-bulwark_decisions_total{degraded="false",name="api",pattern="token_bucket",result="denied"} 1
-bulwark_decisions_total{degraded="true",name="api",pattern="token_bucket",result="allowed"} 1
-bulwark_decisions_total{degraded="true",name="api",pattern="token_bucket",result="denied"} 0
-# HELP bulwark_decisions_near_limit_total Allowed decisions that left at most the near-limit fraction (default 20%) of the limit.
-# TYPE bulwark_decisions_near_limit_total counter
-bulwark_decisions_near_limit_total{name="api",pattern="token_bucket"} 2
-# HELP bulwark_shadow_decisions_total Decisions made in shadow mode (reported, not enforced), by result.
-# TYPE bulwark_shadow_decisions_total counter
-bulwark_shadow_decisions_total{name="api",pattern="token_bucket",result="allowed"} 0
-bulwark_shadow_decisions_total{name="api",pattern="token_bucket",result="denied"} 1
-# HELP bulwark_breaker_state 1 for the circuit breaker's current state (closed, open, half-open), 0 for the others; follows the state each transition, rejection and outcome reports.
-# TYPE bulwark_breaker_state gauge
-bulwark_breaker_state{name="payments",pattern="breaker",state="closed"} 0
-bulwark_breaker_state{name="payments",pattern="breaker",state="half-open"} 1
-bulwark_breaker_state{name="payments",pattern="breaker",state="open"} 0
-# HELP bulwark_breaker_transitions_total Circuit breaker state changes, by from and to state.
-# TYPE bulwark_breaker_transitions_total counter
-bulwark_breaker_transitions_total{from="closed",name="payments",pattern="breaker",to="half-open"} 0
-bulwark_breaker_transitions_total{from="closed",name="payments",pattern="breaker",to="open"} 1
-bulwark_breaker_transitions_total{from="half-open",name="payments",pattern="breaker",to="closed"} 0
-bulwark_breaker_transitions_total{from="half-open",name="payments",pattern="breaker",to="open"} 0
-bulwark_breaker_transitions_total{from="open",name="payments",pattern="breaker",to="closed"} 0
-bulwark_breaker_transitions_total{from="open",name="payments",pattern="breaker",to="half-open"} 1
-# HELP bulwark_breaker_rejected_total Calls a circuit breaker refused.
-# TYPE bulwark_breaker_rejected_total counter
-bulwark_breaker_rejected_total{name="payments",pattern="breaker"} 1
-# HELP bulwark_breaker_calls_total Call outcomes a circuit breaker recorded, by outcome (success, failure).
-# TYPE bulwark_breaker_calls_total counter
-bulwark_breaker_calls_total{name="payments",outcome="failure",pattern="breaker"} 1
-bulwark_breaker_calls_total{name="payments",outcome="success",pattern="breaker"} 1
-# HELP bulwark_bulkhead_in_use Bulkhead slots held now.
-# TYPE bulwark_bulkhead_in_use gauge
-bulwark_bulkhead_in_use{name="db",pattern="bulkhead"} 1
-# HELP bulwark_bulkhead_waiting Callers waiting for a bulkhead slot now.
-# TYPE bulwark_bulkhead_waiting gauge
-bulwark_bulkhead_waiting{name="db",pattern="bulkhead"} 1
-# HELP bulwark_bulkhead_rejected_total Calls a bulkhead turned away.
-# TYPE bulwark_bulkhead_rejected_total counter
-bulwark_bulkhead_rejected_total{name="db",pattern="bulkhead"} 1
-# HELP bulwark_store_healthy 1 while the shared store answers (from its first event on), 0 while it is degraded and patterns decide locally.
-# TYPE bulwark_store_healthy gauge
-bulwark_store_healthy{name="redis",pattern="store"} 0
-# HELP bulwark_retries_total Retries started by a retry policy or the HTTP client transport.
-# TYPE bulwark_retries_total counter
-bulwark_retries_total{name="upstream",pattern="http_client"} 2
-# HELP bulwark_hedges_total Hedged attempts started.
-# TYPE bulwark_hedges_total counter
-bulwark_hedges_total{name="upstream",pattern="http_client"} 1
-# HELP bulwark_timeouts_total Calls that ran past their time budget.
-# TYPE bulwark_timeouts_total counter
-bulwark_timeouts_total{name="",pattern="http_timeout"} 1
-# HELP bulwark_fallbacks_total Failures replaced by a fallback.
-# TYPE bulwark_fallbacks_total counter
-bulwark_fallbacks_total{name="catalog",pattern="fallback"} 1
-# HELP bulwark_rejections_total Calls rejected by a load shedder or an adaptive limiter.
-# TYPE bulwark_rejections_total counter
-bulwark_rejections_total{name="",pattern="load_shedder"} 1
-# HELP bulwark_limit The current value of an adaptive limit.
-# TYPE bulwark_limit gauge
-bulwark_limit{name="",pattern="adaptive"} 35
-# HELP bulwark_cache_requests_total Cache lookups, by result (hit, miss).
-# TYPE bulwark_cache_requests_total counter
-bulwark_cache_requests_total{name="",pattern="cache",result="hit"} 2
-bulwark_cache_requests_total{name="",pattern="cache",result="miss"} 1
-# HELP bulwark_leases_lost_total Distributed leases that could not be renewed.
-# TYPE bulwark_leases_lost_total counter
-bulwark_leases_lost_total{name="jobs",pattern="semaphore"} 1
-`
-	names := []string{
-		"bulwark_decisions_total", "bulwark_decisions_near_limit_total", "bulwark_shadow_decisions_total",
-		"bulwark_breaker_state", "bulwark_breaker_transitions_total", "bulwark_breaker_rejected_total",
-		"bulwark_breaker_calls_total", "bulwark_bulkhead_in_use", "bulwark_bulkhead_waiting", "bulwark_bulkhead_rejected_total",
-		"bulwark_store_healthy", "bulwark_retries_total", "bulwark_hedges_total", "bulwark_timeouts_total",
-		"bulwark_fallbacks_total", "bulwark_rejections_total", "bulwark_limit", "bulwark_cache_requests_total",
-		"bulwark_leases_lost_total",
-	}
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
-		t.Error(err)
-	}
-}
-
-func TestPrometheusHistograms(t *testing.T) {
-	reg, p := newProm(t, WithStoreBuckets(0.001, 0.01), WithWaitBuckets(0.05, 0.5))
-	for _, e := range script() {
-		p.Observe(e)
-	}
-	const want = `
-# HELP bulwark_store_call_duration_seconds Round trips to the shared store (Redis), by result (ok, error).
-# TYPE bulwark_store_call_duration_seconds histogram
-bulwark_store_call_duration_seconds_bucket{name="redis",pattern="store",result="error",le="0.001"} 0
-bulwark_store_call_duration_seconds_bucket{name="redis",pattern="store",result="error",le="0.01"} 0
-bulwark_store_call_duration_seconds_bucket{name="redis",pattern="store",result="error",le="+Inf"} 1
-bulwark_store_call_duration_seconds_sum{name="redis",pattern="store",result="error"} 0.02
-bulwark_store_call_duration_seconds_count{name="redis",pattern="store",result="error"} 1
-bulwark_store_call_duration_seconds_bucket{name="redis",pattern="store",result="ok",le="0.001"} 1
-bulwark_store_call_duration_seconds_bucket{name="redis",pattern="store",result="ok",le="0.01"} 1
-bulwark_store_call_duration_seconds_bucket{name="redis",pattern="store",result="ok",le="+Inf"} 1
-bulwark_store_call_duration_seconds_sum{name="redis",pattern="store",result="ok"} 0.0003
-bulwark_store_call_duration_seconds_count{name="redis",pattern="store",result="ok"} 1
-# HELP bulwark_bulkhead_wait_seconds Time spent waiting for a bulkhead slot, by result (acquired, rejected).
-# TYPE bulwark_bulkhead_wait_seconds histogram
-bulwark_bulkhead_wait_seconds_bucket{name="db",pattern="bulkhead",result="acquired",le="0.05"} 2
-bulwark_bulkhead_wait_seconds_bucket{name="db",pattern="bulkhead",result="acquired",le="0.5"} 2
-bulwark_bulkhead_wait_seconds_bucket{name="db",pattern="bulkhead",result="acquired",le="+Inf"} 2
-bulwark_bulkhead_wait_seconds_sum{name="db",pattern="bulkhead",result="acquired"} 0.002
-bulwark_bulkhead_wait_seconds_count{name="db",pattern="bulkhead",result="acquired"} 2
-bulwark_bulkhead_wait_seconds_bucket{name="db",pattern="bulkhead",result="rejected",le="0.05"} 0
-bulwark_bulkhead_wait_seconds_bucket{name="db",pattern="bulkhead",result="rejected",le="0.5"} 1
-bulwark_bulkhead_wait_seconds_bucket{name="db",pattern="bulkhead",result="rejected",le="+Inf"} 1
-bulwark_bulkhead_wait_seconds_sum{name="db",pattern="bulkhead",result="rejected"} 0.1
-bulwark_bulkhead_wait_seconds_count{name="db",pattern="bulkhead",result="rejected"} 1
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "bulwark_store_call_duration_seconds", "bulwark_bulkhead_wait_seconds"); err != nil {
-		t.Error(err)
-	}
-}
-
-func TestPrometheusNamespaceAndNearLimit(t *testing.T) {
-	reg, p := newProm(t, WithNamespace("shop"), WithNearLimit(0.5))
-	p.Observe(bulwark.Event{Kind: bulwark.EventDecision, Pattern: "fixed_window", Allowed: true, Limit: 10, Remaining: 5})
-	p.Observe(bulwark.Event{Kind: bulwark.EventDecision, Pattern: "fixed_window", Allowed: true, Limit: 10, Remaining: 6})
-	p.Observe(bulwark.Event{Kind: bulwark.EventDecision, Pattern: "fixed_window", Allowed: true, Limit: 0, Remaining: 0}) // no limit known
-	const want = `
-# HELP shop_decisions_near_limit_total Allowed decisions that left at most the near-limit fraction (default 20%) of the limit.
-# TYPE shop_decisions_near_limit_total counter
-shop_decisions_near_limit_total{name="",pattern="fixed_window"} 1
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "shop_decisions_near_limit_total"); err != nil {
-		t.Error(err)
-	}
-}
-
-func TestPrometheusBoundsInstances(t *testing.T) {
-	reg, p := newProm(t, WithMaxInstances(2))
-	for _, name := range []string{"a", "b", "tenant-1", "tenant-2", "a", "\xff\xfe"} {
-		p.Observe(bulwark.Event{Kind: bulwark.EventRetry, Pattern: "retry", Name: name})
-	}
-	const want = `
-# HELP bulwark_retries_total Retries started by a retry policy or the HTTP client transport.
-# TYPE bulwark_retries_total counter
-bulwark_retries_total{name="_overflow",pattern="retry"} 3
-bulwark_retries_total{name="a",pattern="retry"} 2
-bulwark_retries_total{name="b",pattern="retry"} 1
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "bulwark_retries_total"); err != nil {
-		t.Error(err)
-	}
-	if n := testutil.CollectAndCount(p.collectors[mRetries]); n != 3 {
-		t.Errorf("series = %d, want 3", n)
-	}
-}
-
-func TestPrometheusInvalidUTF8NameDoesNotPanic(t *testing.T) {
-	reg, p := newProm(t)
-	p.Observe(bulwark.Event{Kind: bulwark.EventTimeout, Pattern: "timeout", Name: "bad\xffname"})
-	const want = `
-# HELP bulwark_timeouts_total Calls that ran past their time budget.
-# TYPE bulwark_timeouts_total counter
-bulwark_timeouts_total{name="bad<R>name",pattern="timeout"} 1
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(strings.ReplaceAll(want, "<R>", "\ufffd")), "bulwark_timeouts_total"); err != nil {
-		t.Error(err)
-	}
-}
-
-func TestPrometheusConfigErrors(t *testing.T) {
-	if _, err := NewPrometheus(nil); !errors.Is(err, bulwark.ErrInvalidConfig) {
-		t.Errorf("nil registerer: %v", err)
-	}
-	reg := prometheus.NewRegistry()
-	for _, opt := range []Option{
-		WithNamespace(""), WithNamespace("9lives"), WithNamespace("a-b"),
-		WithNearLimit(0), WithNearLimit(1), WithMaxInstances(0),
-		WithStoreBuckets(), WithStoreBuckets(0.1, 0.1), WithWaitBuckets(-1),
+	tb := "pattern=token_bucket,name=api"
+	br := "pattern=breaker,name=payments"
+	bh := "pattern=bulkhead,name=db"
+	for _, tc := range []struct {
+		key  string
+		want float64
+	}{
+		{"bulwark_decisions_total{" + tb + ",result=allowed,degraded=false}", 3},
+		{"bulwark_decisions_total{" + tb + ",result=allowed,degraded=true}", 1},
+		{"bulwark_decisions_total{" + tb + ",result=denied,degraded=false}", 1},
+		{"bulwark_decisions_total{" + tb + ",result=denied,degraded=true}", 0},
+		{"bulwark_decisions_near_limit_total{" + tb + "}", 2},
+		{"bulwark_shadow_decisions_total{" + tb + ",result=denied}", 1},
+		{"bulwark_shadow_decisions_total{" + tb + ",result=allowed}", 0},
+		{"bulwark_breaker_state{" + br + ",state=closed}", 0},
+		{"bulwark_breaker_state{" + br + ",state=open}", 0},
+		{"bulwark_breaker_state{" + br + ",state=half-open}", 1},
+		{"bulwark_breaker_transitions_total{" + br + ",from=closed,to=open}", 1},
+		{"bulwark_breaker_transitions_total{" + br + ",from=open,to=half-open}", 1},
+		{"bulwark_breaker_transitions_total{" + br + ",from=half-open,to=closed}", 0},
+		{"bulwark_breaker_rejected_total{" + br + "}", 1},
+		{"bulwark_breaker_calls_total{" + br + ",outcome=success}", 1},
+		{"bulwark_breaker_calls_total{" + br + ",outcome=failure}", 1},
+		{"bulwark_bulkhead_in_use{" + bh + "}", 1},
+		{"bulwark_bulkhead_waiting{" + bh + "}", 1},
+		{"bulwark_bulkhead_rejected_total{" + bh + "}", 1},
+		{"bulwark_store_healthy{pattern=store,name=redis}", 0},
+		{"bulwark_retries_total{pattern=http_client,name=upstream}", 2},
+		{"bulwark_hedges_total{pattern=http_client,name=upstream}", 1},
+		{"bulwark_timeouts_total{pattern=http_timeout,name=}", 1},
+		{"bulwark_fallbacks_total{pattern=fallback,name=catalog}", 1},
+		{"bulwark_rejections_total{pattern=load_shedder,name=}", 1},
+		{"bulwark_limit{pattern=adaptive,name=}", 35},
+		{"bulwark_cache_requests_total{pattern=cache,name=,result=hit}", 2},
+		{"bulwark_cache_requests_total{pattern=cache,name=,result=miss}", 1},
+		{"bulwark_leases_lost_total{pattern=semaphore,name=jobs}", 1},
 	} {
-		if _, err := NewPrometheus(reg, opt); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		if got := r.value(t, tc.key); got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.key, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		key   string
+		count int64
+		sum   float64
+	}{
+		{"bulwark_store_call_duration_seconds{pattern=store,name=redis,result=ok}", 1, 0.0003},
+		{"bulwark_store_call_duration_seconds{pattern=store,name=redis,result=error}", 1, 0.02},
+		{"bulwark_bulkhead_wait_seconds{" + bh + ",result=acquired}", 2, 0.002},
+		{"bulwark_bulkhead_wait_seconds{" + bh + ",result=rejected}", 1, 0.1},
+	} {
+		count, sum := r.hist(t, tc.key)
+		if count != tc.count || math.Abs(sum-tc.sum) > 1e-12 {
+			t.Errorf("%s: count %d sum %v, want %d and %v", tc.key, count, sum, tc.count, tc.sum)
+		}
+	}
+	// The unknown kind made no series; the pattern instances made exactly
+	// their families' series (4 decisions + 1 near-limit + 2 shadow ones for
+	// the token bucket, 3 + 6 + 1 + 2 for the breaker, …).
+	if got := r.keys("bulwark_"); len(got) != 4+1+2+3+6+1+2+1+1+2+1+2+1+1+1+1+1+1+1+2+1 {
+		t.Errorf("%d series:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	for _, k := range r.keys("") {
+		if strings.Contains(k, "future") {
+			t.Errorf("unknown event kind made series %s", k)
+		}
+	}
+}
+
+// New defines every metric once, in MetricID order, with the options
+// applied.
+func TestNewDefinesTheTable(t *testing.T) {
+	r, _ := newObserver(t, telemetry.WithNamespace("shop"), telemetry.WithStoreBuckets(0.001, 0.01))
+	if len(r.defined) != int(telemetry.LeasesLost)+1 {
+		t.Fatalf("defined %d metrics, want %d", len(r.defined), int(telemetry.LeasesLost)+1)
+	}
+	names := map[string]bool{}
+	for i, m := range r.defined {
+		if m.ID != telemetry.MetricID(i) {
+			t.Errorf("metric %d defined as id %d", i, m.ID)
+		}
+		if !strings.HasPrefix(m.Name, "shop_") || !strings.HasPrefix(m.OTelName, "shop.") {
+			t.Errorf("names %q, %q do not carry the namespace", m.Name, m.OTelName)
+		}
+		if m.Name != "shop_"+m.ID.String() {
+			t.Errorf("Name %q, ID.String %q", m.Name, m.ID.String())
+		}
+		if names[m.Name] || names[m.OTelName] {
+			t.Errorf("name %s or %s defined twice", m.Name, m.OTelName)
+		}
+		names[m.Name], names[m.OTelName] = true, true
+		if len(m.Labels) < 2 || m.Labels[0] != "pattern" || m.Labels[1] != "name" {
+			t.Errorf("%s: labels %v do not start with pattern, name", m.Name, m.Labels)
+		}
+		if m.Help == "" || m.Unit == "" {
+			t.Errorf("%s: help %q unit %q", m.Name, m.Help, m.Unit)
+		}
+		switch m.Kind {
+		case telemetry.KindHistogram:
+			if m.Unit != "s" || !strings.HasSuffix(m.Name, "_seconds") || len(m.Buckets) == 0 {
+				t.Errorf("histogram %s: unit %q buckets %v", m.Name, m.Unit, m.Buckets)
+			}
+		case telemetry.KindCounter:
+			if !strings.HasSuffix(m.Name, "_total") || m.Buckets != nil {
+				t.Errorf("counter %s: buckets %v", m.Name, m.Buckets)
+			}
+		case telemetry.KindGauge, telemetry.KindUpDown:
+			if m.Buckets != nil {
+				t.Errorf("%s %s has buckets %v", m.Kind, m.Name, m.Buckets)
+			}
+		default:
+			t.Errorf("%s: kind %v", m.Name, m.Kind)
+		}
+	}
+	listed, err := telemetry.Metrics(telemetry.WithNamespace("shop"), telemetry.WithStoreBuckets(0.001, 0.01))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(listed, r.defined) {
+		t.Errorf("Metrics lists\n%+v\nNew defined\n%+v", listed, r.defined)
+	}
+	if _, err := telemetry.Metrics(telemetry.WithMaxInstances(-1)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("Metrics with an invalid option: %v", err)
+	}
+	d := r.defined[telemetry.Decisions]
+	if d.Name != "shop_decisions_total" || d.OTelName != "shop.decisions" || d.Kind != telemetry.KindCounter ||
+		!slices.Equal(d.Labels, []string{"pattern", "name", "result", "degraded"}) {
+		t.Errorf("decisions: %+v", d)
+	}
+	if got := r.defined[telemetry.StoreCallDuration].Buckets; !slices.Equal(got, []float64{0.001, 0.01}) {
+		t.Errorf("store buckets %v", got)
+	}
+	if got := r.defined[telemetry.BulkheadWait].Buckets; !slices.Equal(got, telemetry.DefaultWaitBuckets) {
+		t.Errorf("wait buckets %v, want the defaults", got)
+	}
+	// The definitions are copies: a backend changing them changes nothing
+	// for the next observer.
+	r.defined[telemetry.BulkheadWait].Buckets[0] = 99
+	r2, _ := newObserver(t)
+	if got := r2.defined[telemetry.BulkheadWait].Buckets[0]; got != telemetry.DefaultWaitBuckets[0] || got == 99 {
+		t.Errorf("wait buckets[0] = %v after a backend changed its copy", got)
+	}
+	if r2.defined[telemetry.Decisions].OTelName != "bulwark.decisions" {
+		t.Errorf("default OTel name %q", r2.defined[telemetry.Decisions].OTelName)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	if _, err := telemetry.New(nil); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("nil backend: %v", err)
+	}
+	if _, err := telemetry.New((*recorder)(nil)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("typed nil backend: %v", err)
+	}
+	for _, opt := range []telemetry.Option{
+		telemetry.WithNamespace(""), telemetry.WithNamespace("9lives"), telemetry.WithNamespace("a-b"), telemetry.WithNamespace("a.b"),
+		telemetry.WithNearLimit(0), telemetry.WithNearLimit(1), telemetry.WithNearLimit(math.NaN()), telemetry.WithMaxInstances(0),
+		telemetry.WithStoreBuckets(), telemetry.WithStoreBuckets(0.1, 0.1), telemetry.WithWaitBuckets(-1),
+		telemetry.WithWaitBuckets(math.Inf(1)),
+	} {
+		r := newRecorder()
+		if _, err := telemetry.New(r, opt); !errors.Is(err, bulwark.ErrInvalidConfig) {
 			t.Errorf("err = %v, want ErrInvalidConfig", err)
 		}
+		if len(r.defined) != 0 {
+			t.Errorf("an invalid option still defined %d metrics", len(r.defined))
+		}
 	}
-	// A second observer on one registry needs its own namespace; the failed
-	// attempt leaves nothing registered.
-	if _, err := NewPrometheus(reg); err != nil {
-		t.Fatal(err)
+	// Nil options are ignored.
+	if _, err := telemetry.New(newRecorder(), nil, telemetry.WithNearLimit(0.5), nil); err != nil {
+		t.Errorf("nil options: %v", err)
 	}
-	if _, err := NewPrometheus(reg); err == nil {
-		t.Error("duplicate registration succeeded")
-	}
-	p2, err := NewPrometheus(reg, WithNamespace("second"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p2.Unregister(reg)
-	if _, err := NewPrometheus(reg, WithNamespace("second")); err != nil {
-		t.Errorf("after Unregister: %v", err)
+	// A backend refusing a metric makes New fail with its error.
+	r := newRecorder()
+	r.failing, r.failDefine = true, telemetry.BreakerState
+	if _, err := telemetry.New(r); !errors.Is(err, errDefine) || !strings.Contains(err.Error(), "bulwark_breaker_state") {
+		t.Errorf("Define error: %v", err)
 	}
 }
 
-func TestPrometheusObserveAllocatesNothing(t *testing.T) {
-	_, p := newProm(t)
-	events := script()
-	for _, e := range events {
-		p.Observe(e) // create the series
-	}
-	n := testing.AllocsPerRun(100, func() {
-		for _, e := range events {
-			p.Observe(e)
-		}
-	})
-	if n != 0 {
-		t.Errorf("allocs per %d events = %v, want 0", len(events), n)
+func TestNilObserverRecordsNothing(t *testing.T) {
+	var o *telemetry.Observer
+	for _, e := range eventscript.Events() {
+		o.Observe(e)
 	}
 }
 
-func BenchmarkPrometheusObserve(b *testing.B) {
-	p, err := NewPrometheus(prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
+func TestNamespaceAndNearLimit(t *testing.T) {
+	r, o := newObserver(t, telemetry.WithNamespace("shop"), telemetry.WithNearLimit(0.5))
+	for _, e := range []bulwark.Event{
+		{Kind: bulwark.EventDecision, Pattern: "fixed_window", Allowed: true, Limit: 10, Remaining: 5},  // near
+		{Kind: bulwark.EventDecision, Pattern: "fixed_window", Allowed: true, Limit: 10, Remaining: 6},  // not near
+		{Kind: bulwark.EventDecision, Pattern: "fixed_window", Allowed: true, Limit: 0, Remaining: 0},   // no limit known
+		{Kind: bulwark.EventDecision, Pattern: "fixed_window", Allowed: false, Limit: 10, Remaining: 0}, // denied
+		{Kind: bulwark.EventDecision, Pattern: "fixed_window", Allowed: true, Limit: 10, Remaining: -1}, // below zero counts as 0
+	} {
+		o.Observe(e)
 	}
-	e := bulwark.Event{Kind: bulwark.EventDecision, Pattern: "token_bucket", Name: "api", Allowed: true, Limit: 100, Remaining: 50}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			p.Observe(e)
+	if got := r.value(t, "shop_decisions_near_limit_total{pattern=fixed_window,name=}"); got != 2 {
+		t.Errorf("near limit = %v, want 2", got)
+	}
+}
+
+// After WithMaxInstances distinct (pattern, name) pairs, further ones are
+// counted under OverflowName, and the backend makes no series for them.
+func TestMaxInstancesBoundsSeries(t *testing.T) {
+	r, o := newObserver(t, telemetry.WithMaxInstances(2))
+	for _, name := range []string{"a", "b", "tenant-1", "tenant-2", "a", "\xff\xfe"} {
+		o.Observe(bulwark.Event{Kind: bulwark.EventRetry, Pattern: "retry", Name: name})
+	}
+	for i := range 1000 {
+		o.Observe(bulwark.Event{Kind: bulwark.EventTimeout, Pattern: "timeout", Name: fmt.Sprint("req-", i)})
+	}
+	want := []string{
+		"bulwark_retries_total{pattern=retry,name=_overflow}",
+		"bulwark_retries_total{pattern=retry,name=a}",
+		"bulwark_retries_total{pattern=retry,name=b}",
+	}
+	if got := r.keys("bulwark_retries_total"); !slices.Equal(got, want) {
+		t.Errorf("series %v, want %v", got, want)
+	}
+	if got := r.value(t, "bulwark_retries_total{pattern=retry,name=_overflow}"); got != 3 {
+		t.Errorf("overflow = %v, want 3", got)
+	}
+	if got := r.keys("bulwark_timeouts_total"); !slices.Equal(got, []string{"bulwark_timeouts_total{pattern=timeout,name=_overflow}"}) {
+		t.Errorf("timeout series %v", got)
+	}
+	if got := r.value(t, "bulwark_timeouts_total{pattern=timeout,name=_overflow}"); got != 1000 {
+		t.Errorf("timeouts overflow = %v, want 1000", got)
+	}
+	for k, n := range r.made {
+		if n != 1 {
+			t.Errorf("series %s made %d times, want once", k, n)
 		}
-	})
+	}
+}
+
+func TestInvalidUTF8IsReplaced(t *testing.T) {
+	r, o := newObserver(t)
+	o.Observe(bulwark.Event{Kind: bulwark.EventTimeout, Pattern: "time\xffout", Name: "bad\xffname"})
+	if got := r.value(t, "bulwark_timeouts_total{pattern=time\ufffdout,name=bad\ufffdname}"); got != 1 {
+		t.Errorf("timeouts = %v", got)
+	}
+}
+
+// A backend may return nil instruments: those series are dropped, nothing
+// panics.
+func TestNilInstrumentsAreDropped(t *testing.T) {
+	r := newRecorder()
+	r.nilOnes = true
+	o, err := telemetry.New(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		for _, e := range eventscript.Events() {
+			o.Observe(e)
+		}
+	}
+	if len(r.made) == 0 {
+		t.Error("the backend was never asked for an instrument")
+	}
+	for k, n := range r.made {
+		if n != 1 {
+			t.Errorf("series %s asked for %d times, want once", k, n)
+		}
+	}
 }
 
 // The breaker state gauge is right from a breaker's first event, whatever
 // its kind, and follows the state later events carry.
-func TestPrometheusBreakerStateFromFirstEvent(t *testing.T) {
-	_, p := newProm(t)
+func TestBreakerStateFromFirstEvent(t *testing.T) {
+	r, o := newObserver(t)
 	state := func(name string) string {
 		t.Helper()
 		var out []string
 		for _, s := range []string{"closed", "open", "half-open"} {
-			v := testutil.ToFloat64(p.collectors[mBreakerState].(*prometheus.GaugeVec).WithLabelValues("breaker", name, s))
-			if v == 1 {
+			if r.value(t, "bulwark_breaker_state{pattern=breaker,name="+name+",state="+s+"}") == 1 {
 				out = append(out, s)
 			}
 		}
@@ -324,9 +316,9 @@ func TestPrometheusBreakerStateFromFirstEvent(t *testing.T) {
 	}
 	// A replica that starts while the fleet's breaker is open hears of it
 	// first through a rejection.
-	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: "a", To: bulwark.Open})
+	o.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: "a", To: bulwark.Open})
 	// A closed breaker first reports an outcome.
-	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: "b", Allowed: true, To: bulwark.Closed})
+	o.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: "b", Allowed: true, To: bulwark.Closed})
 	if got := state("a"); got != "open" {
 		t.Errorf("a: state %q, want open", got)
 	}
@@ -334,39 +326,138 @@ func TestPrometheusBreakerStateFromFirstEvent(t *testing.T) {
 		t.Errorf("b: state %q, want closed", got)
 	}
 	// The outcome that trips b carries the new state, as its transition does.
-	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerTransition, Pattern: "breaker", Name: "b", From: bulwark.Closed, To: bulwark.Open})
-	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: "b", To: bulwark.Open})
+	o.Observe(bulwark.Event{Kind: bulwark.EventBreakerTransition, Pattern: "breaker", Name: "b", From: bulwark.Closed, To: bulwark.Open})
+	o.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: "b", To: bulwark.Open})
 	if got := state("b"); got != "open" {
 		t.Errorf("b after trip: state %q, want open", got)
 	}
 	// A half-open rejection moves the gauge even without a transition event
 	// (a Redis-backed breaker learning the fleet's state from a reply).
-	p.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: "b", To: bulwark.HalfOpen})
+	o.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: "b", To: bulwark.HalfOpen})
 	if got := state("b"); got != "half-open" {
 		t.Errorf("b: state %q, want half-open", got)
 	}
-	if n := testutil.CollectAndCount(p.collectors[mBreakerState]); n != 6 {
+	if n := len(r.keys("bulwark_breaker_state")); n != 6 {
 		t.Errorf("breaker_state series = %d, want 6", n)
+	}
+	// A transition to a state the table does not know moves nothing.
+	o.Observe(bulwark.Event{Kind: bulwark.EventBreakerTransition, Pattern: "breaker", Name: "b", From: bulwark.HalfOpen, To: bulwark.State(99)})
+	if got := state("b"); got != "half-open" {
+		t.Errorf("b after an unknown state: %q, want half-open", got)
 	}
 }
 
 // The store's health gauge is 1 from its first call until a switch.
-func TestPrometheusStoreHealthyFromFirstCall(t *testing.T) {
-	_, p := newProm(t)
-	healthy := func() float64 {
-		return testutil.ToFloat64(p.collectors[mStoreHealthy].(*prometheus.GaugeVec).WithLabelValues("store", ""))
-	}
-	p.Observe(bulwark.Event{Kind: bulwark.EventStoreCall, Pattern: "store", Duration: time.Millisecond})
-	if got := healthy(); got != 1 {
+func TestStoreHealthyFromFirstCall(t *testing.T) {
+	r, o := newObserver(t)
+	const key = "bulwark_store_healthy{pattern=store,name=}"
+	o.Observe(bulwark.Event{Kind: bulwark.EventStoreCall, Pattern: "store", Duration: time.Millisecond})
+	if got := r.value(t, key); got != 1 {
 		t.Errorf("after a call: healthy = %v, want 1", got)
 	}
-	p.Observe(bulwark.Event{Kind: bulwark.EventStoreHealth, Pattern: "store", Degraded: true})
-	p.Observe(bulwark.Event{Kind: bulwark.EventStoreCall, Pattern: "store", Err: errors.New("down")})
-	if got := healthy(); got != 0 {
+	o.Observe(bulwark.Event{Kind: bulwark.EventStoreHealth, Pattern: "store", Degraded: true})
+	o.Observe(bulwark.Event{Kind: bulwark.EventStoreCall, Pattern: "store", Err: errors.New("down")})
+	if got := r.value(t, key); got != 0 {
 		t.Errorf("degraded: healthy = %v, want 0", got)
 	}
-	p.Observe(bulwark.Event{Kind: bulwark.EventStoreHealth, Pattern: "store"})
-	if got := healthy(); got != 1 {
+	o.Observe(bulwark.Event{Kind: bulwark.EventStoreHealth, Pattern: "store"})
+	if got := r.value(t, key); got != 1 {
 		t.Errorf("recovered: healthy = %v, want 1", got)
 	}
+}
+
+func TestObserveAllocatesNothing(t *testing.T) {
+	_, o := newObserver(t)
+	events := eventscript.Events()
+	for _, e := range events {
+		o.Observe(e) // create the series
+	}
+	n := testing.AllocsPerRun(100, func() {
+		for _, e := range events {
+			o.Observe(e)
+		}
+	})
+	if n != 0 {
+		t.Errorf("allocs per %d events = %v, want 0", len(events), n)
+	}
+}
+
+// Many goroutines reporting for the same and for new instances at once:
+// every event is counted, every series made once, the bound holds.
+func TestConcurrentObserve(t *testing.T) {
+	r, o := newObserver(t, telemetry.WithMaxInstances(10))
+	const goroutines, perG = 8, 200
+	shared := []bulwark.Event{
+		{Kind: bulwark.EventDecision, Pattern: "token_bucket", Name: "shared", Allowed: true, Limit: 10, Remaining: 9},
+		{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: "shared", Allowed: true, To: bulwark.Closed},
+	}
+	// The two shared instances report first, so they hold 2 of the 10.
+	for _, e := range shared {
+		o.Observe(e)
+	}
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range perG {
+				o.Observe(shared[0])
+				o.Observe(bulwark.Event{Kind: bulwark.EventHedge, Pattern: "hedge", Name: fmt.Sprint(g, "-", i%20)})
+				o.Observe(shared[1])
+			}
+		})
+	}
+	wg.Wait()
+	if got := r.value(t, "bulwark_decisions_total{pattern=token_bucket,name=shared,result=allowed,degraded=false}"); got != goroutines*perG+1 {
+		t.Errorf("decisions = %v, want %d", got, goroutines*perG+1)
+	}
+	var hedges float64
+	for _, k := range r.keys("bulwark_hedges_total") {
+		hedges += r.value(t, k)
+	}
+	if hedges != goroutines*perG {
+		t.Errorf("hedges = %v, want %d", hedges, goroutines*perG)
+	}
+	// token_bucket/shared and breaker/shared take 2 of the 10 instances;
+	// 8 hedge names get series of their own, the rest overflow.
+	if got := len(r.keys("bulwark_hedges_total")); got != 8+1 {
+		t.Errorf("hedge series = %d, want 9: %v", got, r.keys("bulwark_hedges_total"))
+	}
+	if got := r.value(t, "bulwark_breaker_state{pattern=breaker,name=shared,state=closed}"); got != 1 {
+		t.Errorf("breaker closed gauge = %v", got)
+	}
+	for k, n := range r.made {
+		if n != 1 {
+			t.Errorf("series %s made %d times, want once", k, n)
+		}
+	}
+}
+
+func TestKindAndMetricIDStrings(t *testing.T) {
+	for k, want := range map[telemetry.Kind]string{
+		telemetry.KindCounter: "counter", telemetry.KindGauge: "gauge", telemetry.KindUpDown: "updown",
+		telemetry.KindHistogram: "histogram", telemetry.Kind(0): "unknown",
+	} {
+		if got := k.String(); got != want {
+			t.Errorf("Kind(%d) = %q, want %q", k, got, want)
+		}
+	}
+	if got := telemetry.StoreHealthy.String(); got != "store_healthy" {
+		t.Errorf("StoreHealthy = %q", got)
+	}
+	if got := telemetry.MetricID(-1).String(); got != "unknown" {
+		t.Errorf("MetricID(-1) = %q", got)
+	}
+	if got := (telemetry.LeasesLost + 1).String(); got != "unknown" {
+		t.Errorf("past the last = %q", got)
+	}
+}
+
+func BenchmarkObserve(b *testing.B) {
+	_, o := newObserver(b)
+	e := bulwark.Event{Kind: bulwark.EventDecision, Pattern: "token_bucket", Name: "api", Allowed: true, Limit: 100, Remaining: 50}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			o.Observe(e)
+		}
+	})
 }

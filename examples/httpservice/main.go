@@ -7,7 +7,7 @@
 //   - /work calls a fragile upstream through a circuit breaker
 //     (bulwarkhttp.Breaker), also fleet-wide with Redis: add ?fail=1 to make
 //     the upstream fail; three failures in a row open the breaker for 10s;
-//   - /metrics serves the bulwark metrics (telemetry.NewPrometheus) and the
+//   - /metrics serves the bulwark metrics (bulwarkprom.New) and the
 //     Go runtime's.
 //
 // Run it:
@@ -45,7 +45,7 @@ import (
 	"github.com/bulwark-go/bulwark/cluster"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/local"
-	"github.com/bulwark-go/bulwark/telemetry"
+	"github.com/bulwark-go/bulwark/telemetry/bulwarkprom"
 )
 
 func main() {
@@ -130,7 +130,7 @@ func (s *service) Close() {
 // newService builds the handler: a local limiter and breaker when redisURL
 // is empty, Redis-backed ones under prefix otherwise. Metrics go to reg.
 func newService(ctx context.Context, redisURL, prefix string, reg *prometheus.Registry) (*service, error) {
-	metrics, err := telemetry.NewPrometheus(reg)
+	metrics, err := bulwarkprom.New(reg)
 	if err != nil {
 		return nil, err
 	}

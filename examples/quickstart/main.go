@@ -16,12 +16,12 @@ import (
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/bulwarkhttp"
 	"github.com/bulwark-go/bulwark/distributed"
-	"github.com/bulwark-go/bulwark/telemetry"
+	"github.com/bulwark-go/bulwark/telemetry/bulwarkprom"
 )
 
 func main() {
 	opt := must(redis.ParseURL(env("REDIS_URL", "redis://127.0.0.1:6379/0")))
-	metrics := must(telemetry.NewPrometheus(prometheus.DefaultRegisterer))
+	metrics := must(bulwarkprom.New(prometheus.DefaultRegisterer))
 	store := must(distributed.New(redis.NewClient(distributed.ClientOptions(opt, 0)), distributed.WithObserver(metrics)))
 	perTenant := must(store.TokenBucket("api", bulwark.PerSecond(10).WithBurst(20)))
 	limit := must(bulwarkhttp.Limit(perTenant, bulwarkhttp.KeyByHeader("X-Tenant"), bulwarkhttp.WithName("api")))

@@ -1,22 +1,28 @@
-package telemetry
+package bulwarkotel_test
 
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/telemetry"
+	"github.com/bulwark-go/bulwark/telemetry/bulwarkotel"
+	"github.com/bulwark-go/bulwark/telemetry/internal/eventscript"
 )
 
-func newOTel(t testing.TB, opts ...Option) (*sdkmetric.ManualReader, *OTel, func()) {
+func newOTel(t testing.TB, opts ...telemetry.Option) (*sdkmetric.ManualReader, *bulwarkotel.Observer, func()) {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	o, err := NewOTel(provider.Meter("github.com/bulwark-go/bulwark/telemetry"), opts...)
+	o, err := bulwarkotel.New(provider.Meter("github.com/bulwark-go/bulwark"), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,10 +102,10 @@ func (c collected) histogram(t *testing.T, name string, kv ...string) metricdata
 	return metricdata.HistogramDataPoint[float64]{}
 }
 
-func TestOTelExportsEveryKind(t *testing.T) {
+func TestExportsEveryKind(t *testing.T) {
 	reader, o, stop := newOTel(t)
 	defer stop()
-	for _, e := range script() {
+	for _, e := range eventscript.Events() {
 		o.Observe(e)
 	}
 	c := collect(t, reader)
@@ -153,13 +159,13 @@ func TestOTelExportsEveryKind(t *testing.T) {
 		t.Errorf("store histogram unit %q description %q", m.Unit, m.Description)
 	}
 	// The default store buckets reach down to 100µs.
-	if p := c.histogram(t, "bulwark.store.call.duration", with(st, "result", "ok")...); len(p.Bounds) != len(DefaultStoreBuckets) || p.Bounds[0] != 0.0001 {
+	if p := c.histogram(t, "bulwark.store.call.duration", with(st, "result", "ok")...); len(p.Bounds) != len(telemetry.DefaultStoreBuckets) || p.Bounds[0] != 0.0001 {
 		t.Errorf("bounds = %v", p.Bounds)
 	}
 }
 
-func TestOTelNamespace(t *testing.T) {
-	reader, o, stop := newOTel(t, WithNamespace("shop"))
+func TestNamespace(t *testing.T) {
+	reader, o, stop := newOTel(t, telemetry.WithNamespace("shop"))
 	defer stop()
 	o.Observe(bulwark.Event{Kind: bulwark.EventHedge, Pattern: "hedge"})
 	c := collect(t, reader)
@@ -168,28 +174,60 @@ func TestOTelNamespace(t *testing.T) {
 	}
 }
 
-func TestOTelConfigErrors(t *testing.T) {
-	if _, err := NewOTel(nil); !errors.Is(err, bulwark.ErrInvalidConfig) {
+func TestConfigErrors(t *testing.T) {
+	if _, err := bulwarkotel.New(nil); !errors.Is(err, bulwark.ErrInvalidConfig) {
 		t.Errorf("nil meter: %v", err)
+	}
+	if _, err := bulwarkotel.New((*struct{ metric.Meter })(nil)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("typed nil meter: %v", err)
 	}
 	provider := sdkmetric.NewMeterProvider()
 	defer func() { _ = provider.Shutdown(context.Background()) }()
-	if _, err := NewOTel(provider.Meter("x"), WithNearLimit(2)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+	if _, err := bulwarkotel.New(provider.Meter("x"), telemetry.WithNearLimit(2)); !errors.Is(err, bulwark.ErrInvalidConfig) {
 		t.Errorf("bad option: %v", err)
 	}
-}
-
-func TestOTelObserveAllocations(t *testing.T) {
-	_, o, stop := newOTel(t)
-	defer stop()
-	e := bulwark.Event{Kind: bulwark.EventDecision, Pattern: "token_bucket", Name: "api", Allowed: true, Limit: 100, Remaining: 50}
-	o.Observe(e)
-	if n := testing.AllocsPerRun(100, func() { o.Observe(e) }); n != 0 {
-		t.Errorf("allocs per decision = %v, want 0", n)
+	// A meter that cannot create an instrument makes New fail with its
+	// error.
+	if _, err := bulwarkotel.New(gaugeless{noop.NewMeterProvider().Meter("x")}); !errors.Is(err, errNoGauge) ||
+		!strings.Contains(err.Error(), "bulwark.breaker.state") {
+		t.Errorf("failing meter: %v", err)
 	}
 }
 
-func BenchmarkOTelObserve(b *testing.B) {
+var errNoGauge = errors.New("gauges are not supported")
+
+// gaugeless is a meter that refuses to create gauges.
+type gaugeless struct{ metric.Meter }
+
+func (gaugeless) Int64Gauge(string, ...metric.Int64GaugeOption) (metric.Int64Gauge, error) {
+	return nil, errNoGauge
+}
+
+func TestNilObserverRecordsNothing(t *testing.T) {
+	var o *bulwarkotel.Observer
+	for _, e := range eventscript.Events() {
+		o.Observe(e)
+	}
+}
+
+func TestObserveAllocatesNothing(t *testing.T) {
+	_, o, stop := newOTel(t)
+	defer stop()
+	events := eventscript.Events()
+	for _, e := range events {
+		o.Observe(e) // create the series
+	}
+	n := testing.AllocsPerRun(100, func() {
+		for _, e := range events {
+			o.Observe(e)
+		}
+	})
+	if n != 0 {
+		t.Errorf("allocs per %d events = %v, want 0", len(events), n)
+	}
+}
+
+func BenchmarkObserve(b *testing.B) {
 	_, o, stop := newOTel(b)
 	defer stop()
 	e := bulwark.Event{Kind: bulwark.EventDecision, Pattern: "token_bucket", Name: "api", Allowed: true, Limit: 100, Remaining: 50}

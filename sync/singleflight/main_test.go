@@ -1,0 +1,9 @@
+package singleflight
+
+import (
+	"testing"
+
+	"github.com/bulwark-go/bulwark/internal/redistest"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
