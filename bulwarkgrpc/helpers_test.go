@@ -77,6 +77,8 @@ func (e *echo) say(ctx context.Context, in string) (string, error) {
 			}
 		case "block-hard":
 			<-e.release
+		case "panic":
+			panic("handler bug")
 		case "retryinfo":
 			ms, _ := strconv.Atoi(v)
 			st, _ := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Duration(ms) * time.Millisecond)})

@@ -378,6 +378,8 @@ func TestShedServer(t *testing.T) {
 	if status.Convert(err).Message() != "load shed" {
 		t.Errorf("message = %q", status.Convert(err).Message())
 	}
+	_, err, _ = watch(ctx, conn, "a") // streams are shed the same way
+	wantCode(t, err, codes.Unavailable)
 	closeRelease(e)
 	if err := <-errc; err != nil {
 		t.Fatal(err)
@@ -404,6 +406,9 @@ func TestTimeoutServer(t *testing.T) {
 	// A stream handler that watches its context.
 	_, err, _ = watch(ctx, conn, "block")
 	wantCode(t, err, codes.DeadlineExceeded)
+	// A panic in a handler run on the timeout's goroutine is recovered.
+	_, err, _, _ = say(ctx, conn, "panic")
+	wantCode(t, err, codes.Internal)
 	// Fast calls pass, and the handler sees the deadline.
 	got, err, _, _ := say(ctx, conn, "deadline")
 	if err != nil || got != "0s" {
