@@ -52,8 +52,11 @@ const PatternClient = "grpc_client"
 //
 // The wait is exactly the server's pushback (grpc-retry-pushback-ms), or
 // else exactly its google.rpc.RetryInfo delay, or else an exponential
-// back-off with jitter. Streams are retried only when they fail to open;
-// once open, a stream is the caller's to restart.
+// back-off with jitter. A stream is retried when it fails to open; a
+// server-streaming call (one request, many replies) also while no reply
+// and no header has come, its request being sent again on a new stream
+// (the message is kept, cloned when it is a proto message). A client- or
+// bidirectional stream, once open, is the caller's to restart.
 //
 // Waits run on the clock of [WithClock]. A Client is safe for concurrent
 // use, and one Client may serve many connections.
@@ -491,7 +494,9 @@ func sleep(ctx context.Context, clock bulwark.Clock, d time.Duration) error {
 // Stream returns the client interceptor for streaming calls: deadline
 // rules, pacing, the method's breaker (one outcome when the stream ends:
 // io.EOF from RecvMsg is a success, another error is counted by its
-// code), and retries of a stream that failed to open.
+// code, each retried attempt counting once), and retries of a stream that
+// failed to open or, for server-streaming calls, failed before its first
+// reply (see [Client]).
 func (c *Client) Stream() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		ctx, cancel, err := c.deadline(ctx)
@@ -527,7 +532,14 @@ func (c *Client) Stream() grpc.StreamClientInterceptor {
 			}
 			cs, err := streamer(ctx, desc, cc, method, opts...)
 			if err == nil {
-				return &clientStream{ClientStream: cs, c: c, ctx: ctx, done: done, cancel: cancel, ticket: tk}, nil
+				st := &clientStream{cur: cs, c: c, ctx: ctx, done: done, cancel: cancel, ticket: tk}
+				if desc.ServerStreams && !desc.ClientStreams {
+					// One request, many replies: replayable until the
+					// first reply or header arrives.
+					st.replay = &replay{desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
+						pl: pl, try: try, sinceAdvice: sinceAdvice, target: target}
+				}
+				return st, nil
 			}
 			if done != nil {
 				done(!(o.isFailure(status.Code(err)) && ctx.Err() == nil))
@@ -552,45 +564,197 @@ func (c *Client) Stream() grpc.StreamClientInterceptor {
 	}
 }
 
-// clientStream reports the stream's outcome once it ends.
+// clientStream reports the stream's outcome once it ends and, for a
+// server-streaming call, retries it while nothing has been received.
 type clientStream struct {
-	grpc.ClientStream
 	c      *Client
 	ctx    context.Context
-	done   func(bool)
 	cancel context.CancelFunc
-	ticket bulwarkhttp.Ticket
 	once   sync.Once
+
+	mu       sync.Mutex // guards cur, done, ticket and replay's buffer
+	cur      grpc.ClientStream
+	done     func(bool)
+	ticket   bulwarkhttp.Ticket
+	replay   *replay // nil: not retried once open
+	received bool    // a reply came: the call is committed
+}
+
+// replay is what a server-streaming call needs to be sent again: its one
+// request and whether the client had closed its side.
+type replay struct {
+	desc        *grpc.StreamDesc
+	cc          *grpc.ClientConn
+	method      string
+	streamer    grpc.Streamer
+	opts        []grpc.CallOption
+	pl          plan
+	try         int
+	sinceAdvice int
+	target      string
+	sent        []any
+	closed      bool
+}
+
+func (s *clientStream) stream() grpc.ClientStream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+// Context returns the current attempt's context.
+func (s *clientStream) Context() context.Context { return s.stream().Context() }
+
+// Header returns the current attempt's response headers.
+func (s *clientStream) Header() (metadata.MD, error) { return s.stream().Header() }
+
+// Trailer returns the current attempt's trailer.
+func (s *clientStream) Trailer() metadata.MD { return s.stream().Trailer() }
+
+// CloseSend closes the sending side (and remembers it for a replay).
+func (s *clientStream) CloseSend() error {
+	s.mu.Lock()
+	if s.replay != nil {
+		s.replay.closed = true
+	}
+	cur := s.cur
+	s.mu.Unlock()
+	return cur.CloseSend()
 }
 
 func (s *clientStream) finish(err error) {
 	s.once.Do(func() {
 		o := s.c.o
-		if s.done != nil {
+		s.mu.Lock()
+		cur, done, tk := s.cur, s.done, s.ticket
+		s.mu.Unlock()
+		if done != nil {
 			ok := err == nil || errors.Is(err, io.EOF) || !(o.isFailure(status.Code(err)) && s.ctx.Err() == nil)
-			s.done(ok)
+			done(ok)
 		}
 		if o.pacer != nil {
-			h, _ := s.ClientStream.Header()
+			h, _ := cur.Header()
 			if errors.Is(err, io.EOF) {
 				err = nil
 			}
-			s.ticket.Done(quotaOf(h, s.ClientStream.Trailer(), err, o.clock.Now()))
+			tk.Done(quotaOf(h, cur.Trailer(), err, o.clock.Now()))
 		}
 		s.cancel()
 	})
 }
 
+// RecvMsg receives the next reply. A server-streaming call that fails
+// before any reply or header came is retried as a unary call would be:
+// the request is sent again on a new stream.
 func (s *clientStream) RecvMsg(m any) error {
-	err := s.ClientStream.RecvMsg(m)
-	if err != nil {
-		s.finish(err)
+	for {
+		cur := s.stream()
+		err := cur.RecvMsg(m)
+		if err == nil {
+			s.mu.Lock()
+			s.received = true
+			s.mu.Unlock()
+			return nil
+		}
+		if errors.Is(err, io.EOF) || !s.retry(cur, err) {
+			s.finish(err)
+			return err
+		}
 	}
-	return err
 }
 
+// retry opens a new attempt after cur failed with err, when that is safe
+// and allowed; it reports whether the caller should receive again.
+func (s *clientStream) retry(cur grpc.ClientStream, err error) bool {
+	s.mu.Lock()
+	r := s.replay
+	if r == nil || s.received {
+		s.mu.Unlock()
+		return false
+	}
+	s.mu.Unlock()
+	c, o := s.c, s.c.o
+	hdr, _ := cur.Header()
+	a := attempt{header: hdr, trailer: cur.Trailer(), err: err}
+	wait, advised, ok := c.retryWait(s.ctx, r.pl.maxRetries, r.try, r.sinceAdvice, a)
+	if !ok || (o.budget != nil && !o.budget.Withdraw()) {
+		return false
+	}
+	// The failed attempt's outcome is reported now; the next one gets its
+	// own breaker admission and pacer ticket.
+	s.mu.Lock()
+	done, tk := s.done, s.ticket
+	s.done, s.ticket = nil, bulwarkhttp.Ticket{}
+	s.mu.Unlock()
+	if done != nil {
+		done(!(o.isFailure(status.Code(err)) && s.ctx.Err() == nil))
+	}
+	tk.Done(quotaOf(hdr, a.trailer, err, o.clock.Now()))
+	if advised {
+		r.sinceAdvice = 0
+	} else {
+		r.sinceAdvice++
+	}
+	r.try++
+	core.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRetry, Pattern: PatternClient, Name: o.name, Time: o.clock.Now(), Attempt: r.try, Duration: wait, Err: err})
+	if sleep(s.ctx, o.clock, wait) != nil {
+		return false
+	}
+	var ntk bulwarkhttp.Ticket
+	if o.pacer != nil {
+		var perr error
+		if ntk, perr = o.pacer.Acquire(s.ctx, r.target); perr != nil {
+			return false
+		}
+	}
+	var ndone func(bool)
+	if r.pl.br != nil {
+		var berr error
+		if ndone, berr = r.pl.br.Allow(s.ctx); berr != nil {
+			ntk.Cancel()
+			return false
+		}
+	}
+	ns, err := r.streamer(s.ctx, r.desc, r.cc, r.method, r.opts...)
+	if err == nil {
+		s.mu.Lock()
+		sent, closed := r.sent, r.closed
+		s.mu.Unlock()
+		for _, m := range sent {
+			if err = ns.SendMsg(m); err != nil {
+				break
+			}
+		}
+		if err == nil && closed {
+			err = ns.CloseSend()
+		}
+	}
+	if err != nil {
+		if ndone != nil {
+			ndone(!(o.isFailure(status.Code(err)) && s.ctx.Err() == nil))
+		}
+		ntk.Cancel()
+		return false
+	}
+	s.mu.Lock()
+	s.cur, s.done, s.ticket = ns, ndone, ntk
+	s.mu.Unlock()
+	return true
+}
+
+// SendMsg sends a request message (and keeps it for a replay).
 func (s *clientStream) SendMsg(m any) error {
-	err := s.ClientStream.SendMsg(m)
+	s.mu.Lock()
+	if s.replay != nil {
+		kept := m
+		if pm, ok := m.(proto.Message); ok {
+			kept = proto.Clone(pm) // the caller may reuse m once SendMsg returns
+		}
+		s.replay.sent = append(s.replay.sent, kept)
+	}
+	cur := s.cur
+	s.mu.Unlock()
+	err := cur.SendMsg(m)
 	if err != nil && !errors.Is(err, io.EOF) {
 		// io.EOF from SendMsg means the stream ended; its status comes
 		// from RecvMsg.

@@ -384,3 +384,37 @@ func TestClientConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestClientRetriesServerStreamBeforeTheFirstReply(t *testing.T) {
+	clock := fakeclock.New(fakeclock.Epoch)
+	obs := &events{}
+	cl := mustClient(t, WithClock(clock), WithClientObserver(obs))
+	e := newEcho()
+	conn := dial(t, startServer(t, e), withClient(cl)...)
+	type res struct {
+		got []string
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { got, err, _ := watch(ctxT(t), conn, "first-fail"); ch <- res{got, err} }()
+	clock.WaitTimers(1)
+	if ev := obs.of(bulwark.EventRetry); len(ev) != 1 || ev[0].Duration != 10*time.Millisecond {
+		t.Fatalf("retry events %+v, want one after the 10ms pushback", ev)
+	}
+	clock.Advance(10 * time.Millisecond)
+	r := <-ch
+	if r.err != nil || len(r.got) != 3 || r.got[0] != "first-fail0" {
+		t.Fatalf("retried stream = %v, %v", r.got, r.err)
+	}
+	if n := e.calls.Load(); n != 2 {
+		t.Errorf("streams opened = %d, want 2", n)
+	}
+	// Once replies came the call is committed: a later failure is final.
+	e2 := newEcho()
+	conn2 := dial(t, startServer(t, e2), withClient(cl)...)
+	got, err, _ := watch(ctxT(t), conn2, "code=14")
+	wantCode(t, err, codes.Unavailable)
+	if len(got) != 3 || e2.calls.Load() != 1 {
+		t.Errorf("committed stream: got %v after %d opens, want 3 replies and 1 open", got, e2.calls.Load())
+	}
+}

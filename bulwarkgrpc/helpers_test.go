@@ -132,7 +132,10 @@ var echoDesc = grpc.ServiceDesc{
 					return err
 				}
 				e := srv.(*echo)
-				e.calls.Add(1)
+				if n := e.calls.Add(1); n == 1 && strings.HasPrefix(in.GetValue(), "first-fail") {
+					ss.SetTrailer(metadata.Pairs(PushbackKey, "10"))
+					return status.Error(codes.Unavailable, "not yet")
+				}
 				if in.GetValue() == "block" {
 					<-ss.Context().Done()
 					return ss.Context().Err()
