@@ -20,7 +20,7 @@ import (
 
 // TestFleetLimitAcrossThreeServers runs three gRPC servers, each with its
 // own Redis client and Store on one prefix, as three replicas would: a
-// fleet-wide limit of 10 per minute admits exactly 10 of 30 calls spread
+// fleet-wide limit of 10 per hour admits exactly 10 of 30 calls spread
 // over them, and every other call is RESOURCE_EXHAUSTED with a pushback.
 func TestFleetLimitAcrossThreeServers(t *testing.T) {
 	shared := redistest.Default(t)
@@ -35,7 +35,7 @@ func TestFleetLimitAcrossThreeServers(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = store.Close() })
-		lim, err := store.TokenBucket("grpc-fleet", bulwark.PerMinute(10))
+		lim, err := store.TokenBucket("grpc-fleet", bulwark.PerHour(10)) // no refill during the test
 		if err != nil {
 			t.Fatal(err)
 		}
