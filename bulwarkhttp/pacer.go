@@ -14,7 +14,8 @@ type PacerConfig struct {
 	// MaxWait is the longest a request is held back. A request that would
 	// have to wait longer (the server's quota resets later than that) is
 	// refused at once, without being sent. 0 means never wait: refuse at
-	// once while the quota is spent.
+	// once while the quota is spent, and send without waiting for the
+	// first answer while nothing is known.
 	MaxWait time.Duration
 	// MaxQueue is how many requests may wait for one key at once; more
 	// are refused at once. 0 means no cap beyond MaxWait.
@@ -188,6 +189,15 @@ func (p *Pacer) Acquire(ctx context.Context, key string) (Ticket, error) {
 			wait = until.Sub(now)
 		}
 		left := p.cfg.MaxWait - now.Sub(start)
+		if until.IsZero() && p.cfg.MaxWait == 0 {
+			// Only a probe is out: the server has not said the quota is
+			// spent, and this pacer never waits.
+			k.seq++
+			k.out++
+			t := Ticket{p: p, k: k, seq: k.seq}
+			k.mu.Unlock()
+			return t, nil
+		}
 		if left <= 0 || wait > left || (p.cfg.MaxQueue > 0 && k.waiting >= p.cfg.MaxQueue) {
 			k.mu.Unlock()
 			return Ticket{}, refusal(wait)

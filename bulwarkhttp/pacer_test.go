@@ -173,9 +173,11 @@ func TestPacerRefusesLongWaitsAndFullQueues(t *testing.T) {
 	if a := <-waiting; a.err != nil {
 		t.Fatal(a.err)
 	}
-	// MaxWait 0: never wait.
+	// MaxWait 0: never wait, not even for a probe's answer.
 	p0 := newTestPacer(t, PacerConfig{}, clock)
-	mustAcquire(t, p0, "h").Done(quota(0, time.Second))
+	probe := mustAcquire(t, p0, "h")
+	mustAcquire(t, p0, "h").Cancel()
+	probe.Done(quota(0, time.Second))
 	if _, err := p0.Acquire(context.Background(), "h"); !errors.Is(err, bulwark.ErrRateLimited) {
 		t.Fatalf("MaxWait 0: %v", err)
 	}
