@@ -126,9 +126,11 @@ type contextStream struct {
 
 func (s *contextStream) Context() context.Context { return s.ctx }
 
-func (o *serverOptions) rejected(pattern string, err error) {
+// rejected reports a rejection to the observer: an EventRejected with
+// Pattern PatternServer whose Err matches the bulwark sentinel behind it.
+func (o *serverOptions) rejected(err error) {
 	if o.observer != nil {
-		core.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRejected, Pattern: pattern, Name: o.name, Time: time.Now(), Err: err})
+		core.Emit(o.observer, bulwark.Event{Kind: bulwark.EventRejected, Pattern: PatternServer, Name: o.name, Time: time.Now(), Err: err})
 	}
 }
 
@@ -189,7 +191,7 @@ func Limit(l bulwark.Limiter, opts ...ServerOption) (*Interceptor, error) {
 			md = metadata.Join(md, metadata.Pairs(PushbackKey, pushbackMillis(d.RetryAfter)))
 			c.setTrailer(md)
 			rej := rateLimited(d)
-			o.rejected("rate_limit", rej)
+			o.rejected(rej)
 			return nil, rej
 		}
 		if md != nil {
@@ -249,7 +251,7 @@ func Breaker(b bulwark.Breaker, opts ...ServerOption) (*Interceptor, error) {
 		if err != nil {
 			if errors.Is(err, bulwark.ErrOpen) {
 				rej := rejection(codes.Unavailable, "circuit breaker open", err)
-				o.rejected("breaker", rej)
+				o.rejected(rej)
 				return nil, rej
 			}
 			return nil, fromError(err, codes.Unavailable, "circuit breaker unavailable")
@@ -291,7 +293,7 @@ func Bulkhead(b bulwark.Bulkhead, opts ...ServerOption) (*Interceptor, error) {
 		if err != nil {
 			if errors.Is(err, bulwark.ErrBulkheadFull) {
 				rej := rejection(codes.Unavailable, "bulkhead full", err)
-				o.rejected("bulkhead", rej)
+				o.rejected(rej)
 				return nil, rej
 			}
 			return nil, fromError(err, codes.Unavailable, "bulkhead unavailable")
@@ -338,7 +340,7 @@ func Shed(s Shedder, opts ...ServerOption) (*Interceptor, error) {
 				return nil, status.FromContextError(ctx.Err()).Err()
 			}
 			rej := rejection(codes.Unavailable, "load shed", err)
-			o.rejected("shed", rej)
+			o.rejected(rej)
 			return nil, rej
 		}
 		if release != nil {
@@ -369,7 +371,7 @@ func Timeout(d time.Duration, opts ...ServerOption) (*Interceptor, error) {
 	}
 	timedOut := func(err error) *Error {
 		rej := rejection(codes.DeadlineExceeded, "timeout", fmt.Errorf("%w after %v: %w", bulwark.ErrTimeout, d, err))
-		o.rejected("timeout", rej)
+		o.rejected(rej)
 		return rej
 	}
 	return &Interceptor{guard: func(ctx context.Context, c *call, next nextFunc) (any, error) {

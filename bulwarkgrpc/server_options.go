@@ -140,7 +140,10 @@ func WithRateLimitMetadata(policy string, window time.Duration) ServerOption {
 }
 
 // WithObserver sends the interceptor's rejections to obs as
-// bulwark.EventRejected events (Pattern [PatternServer]).
+// bulwark.EventRejected events (Pattern [PatternServer], Err matching
+// bulwark.ErrRateLimited, ErrOpen, ErrBulkheadFull, ErrTimeout or the
+// shedder's error), and a shadow limit's denials as bulwark.EventDecision
+// events with Shadow set.
 func WithObserver(obs bulwark.Observer) ServerOption {
 	return func(o *serverOptions) {
 		if isNil(obs) {

@@ -506,3 +506,23 @@ func TestServerErrorsMatchSentinels(t *testing.T) {
 		t.Fatalf("server-side error %v: RetryAfter not a minute", got)
 	}
 }
+
+func TestServerObserver(t *testing.T) {
+	clock := fakeclock.New(fakeclock.Epoch)
+	obs := &events{}
+	ic := mustLimit(t, tokenBucket(t, bulwark.PerMinute(1), clock), WithObserver(obs), WithName("api"))
+	conn := dial(t, startServer(t, newEcho(), serve(ic)...))
+	_, _, _, _ = say(ctxT(t), conn, "ok")
+	_, _, _, _ = say(ctxT(t), conn, "ok")
+	ev := obs.of(bulwark.EventRejected)
+	if len(ev) != 1 || ev[0].Pattern != PatternServer || ev[0].Name != "api" || !errors.Is(ev[0].Err, bulwark.ErrRateLimited) {
+		t.Fatalf("rejection events = %+v", ev)
+	}
+	// A typed nil observer is no observer: rejections do not panic.
+	var nilObs *events
+	quiet := mustLimit(t, tokenBucket(t, bulwark.PerMinute(1), clock), WithObserver(nilObs))
+	conn = dial(t, startServer(t, newEcho(), serve(quiet)...))
+	_, _, _, _ = say(ctxT(t), conn, "ok")
+	_, err, _, _ := say(ctxT(t), conn, "ok")
+	wantCode(t, err, codes.ResourceExhausted)
+}
