@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -64,7 +65,14 @@ type Client struct {
 	o        *clientOptions
 	mu       sync.RWMutex
 	breakers map[string]bulwark.Breaker
+	panics   atomic.Uint64
 }
+
+// Panics returns how many panics were recovered on goroutines the client
+// started (hedged attempts, whose inner interceptors or codec panicked);
+// each failed its attempt with INTERNAL instead of bringing the process
+// down.
+func (c *Client) Panics() uint64 { return c.panics.Load() }
 
 // NewClient returns a Client, or an error wrapping bulwark.ErrInvalidConfig
 // when an option is invalid.
@@ -382,6 +390,12 @@ func (c *Client) hedged(ctx context.Context, method string, req, reply any, cc *
 		launched++
 		r := reflect.New(rt.Elem()).Interface()
 		go func() {
+			defer func() {
+				if v := recover(); v != nil { // an inner interceptor's panic on our goroutine
+					c.panics.Add(1)
+					results <- result{attempt{err: status.Error(codes.Internal, "hedged attempt panicked")}, r, nil}
+				}
+			}()
 			p := new(peer.Peer)
 			a := invokeOnce(hctx, method, req, r, cc, invoker, append(opts[:len(opts):len(opts)], grpc.Peer(p)))
 			results <- result{a, r, p}

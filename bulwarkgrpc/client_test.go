@@ -419,3 +419,17 @@ func TestClientRetriesServerStreamBeforeTheFirstReply(t *testing.T) {
 		t.Errorf("committed stream: got %v after %d opens, want 3 replies and 1 open", got, e2.calls.Load())
 	}
 }
+
+func TestClientHedgeRecoversPanics(t *testing.T) {
+	clock := fakeclock.New(fakeclock.Epoch)
+	cl := mustClient(t, WithClock(clock), WithHedge(time.Hour, 1), WithIdempotent(methodSay), WithMaxRetries(0))
+	boom := grpc.UnaryClientInterceptor(func(context.Context, string, any, any, *grpc.ClientConn, grpc.UnaryInvoker, ...grpc.CallOption) error {
+		panic("inner interceptor bug")
+	})
+	conn := dial(t, startServer(t, newEcho()), grpc.WithChainUnaryInterceptor(cl.Unary(), boom))
+	_, err, _, _ := say(ctxT(t), conn, "ok")
+	wantCode(t, err, codes.Internal)
+	if n := cl.Panics(); n < 1 {
+		t.Errorf("Panics() = %d, want at least 1", n)
+	}
+}

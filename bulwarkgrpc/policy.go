@@ -76,6 +76,8 @@ func ServerPolicies(stacks map[string]*policy.Stack, opts ...ServerOption) (*Int
 	if err != nil {
 		return nil, err
 	}
+	panics := new(atomic.Uint64)
+	opts = append(opts[:len(opts):len(opts)], withPanics(panics))
 	cache := map[*policy.Stack]*atomic.Pointer[builtParts]{}
 	for _, st := range r.exact {
 		cache[st] = new(atomic.Pointer[builtParts])
@@ -96,7 +98,7 @@ func ServerPolicies(stacks map[string]*policy.Stack, opts ...ServerOption) (*Int
 			slot.Store(b)
 		}
 		return b.guard(ctx, c, next)
-	}}, nil
+	}, panics: []*atomic.Uint64{panics}}, nil
 }
 
 // builtParts caches the guard built for one Parts.

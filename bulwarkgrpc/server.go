@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -91,7 +92,30 @@ type guardFunc func(ctx context.Context, c *call, next nextFunc) (any, error)
 // outcome when it ends. Rejections are status errors (see [Error]) and the
 // handler is not called. An Interceptor is safe for concurrent use.
 type Interceptor struct {
-	guard guardFunc
+	guard  guardFunc
+	panics []*atomic.Uint64 // the counters of the timeouts inside
+}
+
+// Panics returns how many handler panics were recovered on goroutines the
+// interceptor started (a [Timeout]'s, or those of the interceptors chained
+// or routed to inside it). Each such call failed with INTERNAL; the
+// process was not brought down.
+func (i *Interceptor) Panics() uint64 {
+	var n uint64
+	for _, c := range i.panics {
+		n += c.Load()
+	}
+	return n
+}
+
+func panicsOf(ics ...*Interceptor) []*atomic.Uint64 {
+	var out []*atomic.Uint64
+	for _, ic := range ics {
+		if ic != nil {
+			out = append(out, ic.panics...)
+		}
+	}
+	return out
 }
 
 // Unary returns the interceptor for unary calls.
@@ -369,6 +393,10 @@ func Timeout(d time.Duration, opts ...ServerOption) (*Interceptor, error) {
 	if err != nil {
 		return nil, err
 	}
+	panics := o.panics
+	if panics == nil {
+		panics = new(atomic.Uint64)
+	}
 	timedOut := func(err error) *Error {
 		rej := rejection(codes.DeadlineExceeded, "timeout", fmt.Errorf("%w after %v: %w", bulwark.ErrTimeout, d, err))
 		o.rejected(rej)
@@ -394,6 +422,7 @@ func Timeout(d time.Duration, opts ...ServerOption) (*Interceptor, error) {
 		go func() {
 			defer func() {
 				if p := recover(); p != nil {
+					panics.Add(1)
 					ch <- result{err: status.Error(codes.Internal, "handler panicked")}
 				}
 			}()
@@ -412,7 +441,7 @@ func Timeout(d time.Duration, opts ...ServerOption) (*Interceptor, error) {
 			}
 			return nil, timedOut(context.DeadlineExceeded)
 		}
-	}}, nil
+	}, panics: []*atomic.Uint64{panics}}, nil
 }
 
 // Chain returns one interceptor running ics in order, the first
@@ -426,11 +455,12 @@ func Chain(ics ...*Interceptor) *Interceptor {
 			gs = append(gs, ic.guard)
 		}
 	}
+	panics := panicsOf(ics...)
 	switch len(gs) {
 	case 0:
-		return &Interceptor{guard: passThrough}
+		return &Interceptor{guard: passThrough, panics: panics}
 	case 1:
-		return &Interceptor{guard: gs[0]}
+		return &Interceptor{guard: gs[0], panics: panics}
 	}
 	// Each step's continuation is built once: step k runs gs[k] with the
 	// continuation of step k+1; the last continuation pops the chain's own
@@ -453,7 +483,7 @@ func Chain(ics ...*Interceptor) *Interceptor {
 		c.nf--
 		c.finals[c.nf] = nil
 		return resp, err
-	}}
+	}, panics: panics}
 }
 
 // popFinal runs the continuation of the innermost running chain, with the
@@ -501,6 +531,10 @@ func PerMethod(routes map[string]*Interceptor, fallback *Interceptor) (*Intercep
 			exact[k] = g
 		}
 	}
+	panics := panicsOf(fallback)
+	for _, ic := range routes {
+		panics = append(panics, panicsOf(ic)...)
+	}
 	def := guardFunc(passThrough)
 	if fallback != nil && fallback.guard != nil {
 		def = fallback.guard
@@ -515,7 +549,7 @@ func PerMethod(routes map[string]*Interceptor, fallback *Interceptor) (*Intercep
 			}
 		}
 		return def(ctx, c, next)
-	}}, nil
+	}, panics: panics}, nil
 }
 
 // checkMethodPattern accepts "/Service/Method" and "/Service/*".

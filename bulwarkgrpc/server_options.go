@@ -2,6 +2,7 @@ package bulwarkgrpc
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -28,6 +29,7 @@ type serverOptions struct {
 	observer    bulwark.Observer
 	name        string
 	shadow      bool
+	panics      *atomic.Uint64 // shared by the timeouts ServerPolicies builds
 }
 
 func (o *serverOptions) fail(format string, args ...any) {
@@ -158,6 +160,9 @@ func WithName(name string) ServerOption { return func(o *serverOptions) { o.name
 
 // withShadow makes [Limit] report denials without enforcing them.
 func withShadow() ServerOption { return func(o *serverOptions) { o.shadow = true } }
+
+// withPanics makes [Timeout] count recovered panics in c.
+func withPanics(c *atomic.Uint64) ServerOption { return func(o *serverOptions) { o.panics = c } }
 
 // validKey reports whether k is a valid gRPC metadata key: lower-case
 // letters, digits, '-', '_' and '.', not starting with "grpc-".

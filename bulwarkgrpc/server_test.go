@@ -409,6 +409,12 @@ func TestTimeoutServer(t *testing.T) {
 	// A panic in a handler run on the timeout's goroutine is recovered.
 	_, err, _, _ = say(ctx, conn, "panic")
 	wantCode(t, err, codes.Internal)
+	if n := ic.Panics(); n != 1 {
+		t.Errorf("Panics() = %d, want 1", n)
+	}
+	if n := Chain(nil, ic).Panics(); n != 1 {
+		t.Errorf("a chain's Panics() = %d, want its timeout's 1", n)
+	}
 	// Calls within the budget pass, and the handler sees the deadline.
 	long, err := Timeout(30 * time.Second)
 	if err != nil {
