@@ -74,3 +74,43 @@ func BenchmarkUnaryLimitAllowed(b *testing.B) {
 		benchUnary(b, ic.Unary())
 	})
 }
+
+// BenchmarkUnaryLoopbackRPC puts the same three cases around a whole unary
+// RPC over an in-memory connection (bufconn), for scale: what the
+// interceptors cost next to the call they guard.
+func BenchmarkUnaryLoopbackRPC(b *testing.B) {
+	cases := []struct {
+		name string
+		ic   func(b *testing.B) grpc.UnaryServerInterceptor
+	}{
+		{"no-interceptor", nil},
+		{"go-grpc-middleware", func(b *testing.B) grpc.UnaryServerInterceptor {
+			return ratelimit.UnaryServerInterceptor(middlewareLimiter{benchLimiter(b)})
+		}},
+		{"bulwarkgrpc", func(b *testing.B) grpc.UnaryServerInterceptor {
+			ic, err := Limit(benchLimiter(b), WithKey(func(context.Context, string) string { return "bench" }))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return ic.Unary()
+		}},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			var sopts []grpc.ServerOption
+			if tc.ic != nil {
+				sopts = append(sopts, grpc.ChainUnaryInterceptor(tc.ic(b)))
+			}
+			conn := startBufconn(b, newEcho(), sopts)
+			ctx := context.Background()
+			in, out := stringMsgOf("ok"), new(stringMsg)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if err := conn.Invoke(ctx, methodSay, in, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
