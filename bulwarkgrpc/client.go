@@ -139,6 +139,7 @@ func (c *Client) once(ctx context.Context, method string, req, reply any, cc *gr
 	opts []grpc.CallOption, pl *plan, target string) attempt {
 	o := c.o
 	br := pl.br
+	parent := ctx // an attempt's own timeout is the dependency's slowness, not the caller leaving
 	if pl.attemptTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, pl.attemptTimeout)
@@ -169,7 +170,7 @@ func (c *Client) once(ctx context.Context, method string, req, reply any, cc *gr
 		a = invokeOnce(ctx, method, req, reply, cc, invoker, opts)
 	}
 	if done != nil {
-		done(!(o.isFailure(status.Code(a.err)) && ctx.Err() == nil))
+		done(!(o.isFailure(status.Code(a.err)) && parent.Err() == nil))
 	}
 	if o.pacer != nil {
 		tk.Done(quotaOf(a.header, a.trailer, a.err, o.clock.Now()))

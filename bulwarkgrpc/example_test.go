@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/bulwarkgrpc"
@@ -41,9 +42,14 @@ func ExampleLimit() {
 	for range 2 {
 		var trailer metadata.MD
 		_, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
-		fmt.Println(status.Code(err), trailer.Get(bulwarkgrpc.PushbackKey))
+		fmt.Print(status.Code(err))
+		if p := trailer.Get(bulwarkgrpc.PushbackKey); len(p) == 1 {
+			ms, _ := strconv.Atoi(p[0]) // the exact wait, in ms rounded up
+			fmt.Printf(", retry in %ds", (ms+500)/1000)
+		}
+		fmt.Println()
 	}
 	// Output:
-	// OK []
-	// ResourceExhausted [60000]
+	// OK
+	// ResourceExhausted, retry in 60s
 }

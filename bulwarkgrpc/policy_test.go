@@ -124,3 +124,16 @@ func TestClientMethodPolicies(t *testing.T) {
 		t.Errorf("bad method key: %v", err)
 	}
 }
+
+func TestClientMethodPolicyTimeoutCountsAsFailure(t *testing.T) {
+	st := stack(t, "slow", `{"timeout": "50ms", "circuitbreaker": {"consecutive_failures": 1, "minimum_calls": 100, "open_for": "1h", "scope": "local"}}`)
+	cl := mustClient(t, WithMethodPolicies(map[string]*policy.Stack{methodSay: st}))
+	e := newEcho()
+	conn := dial(t, startServer(t, e), withClient(cl)...)
+	ctx := ctxT(t)
+	_, err, _, _ := say(ctx, conn, "block")
+	wantCode(t, err, codes.DeadlineExceeded)
+	if s := st.Load().Breaker.State(ctx); s != bulwark.Open {
+		t.Fatalf("breaker %v after an attempt ran past its timeout, want open", s)
+	}
+}
