@@ -8,8 +8,6 @@
 -- Reply: the hold in force after the call, Unix µs; 0 when there is none.
 -- A hold only ever moves later: an earlier one leaves the stored one as is.
 
-redis.replicate_commands()
-
 local raw = redis.call('GET', KEYS[1])
 local cur = 0
 if raw then
