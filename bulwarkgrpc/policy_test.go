@@ -28,8 +28,9 @@ func stack(t *testing.T, name, spec string) *policy.Stack {
 func TestServerPolicies(t *testing.T) {
 	sayStack := stack(t, "say", `{"ratelimit": {"limit": 1, "per": "1m", "key": "header:X-Tenant", "scope": "local"}}`)
 	svcStack := stack(t, "echo", `{"ratelimit": {"limit": 2, "per": "1m", "key": "route", "scope": "local"}}`)
+	obs := &events{}
 	ic, err := ServerPolicies(map[string]*policy.Stack{methodSay: sayStack, "/test.Echo/*": svcStack},
-		WithRateLimitMetadata("", 0))
+		WithRateLimitMetadata("", 0), WithObserver(obs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +76,15 @@ func TestServerPolicies(t *testing.T) {
 		if _, err, _, _ := say(a, conn, "ok"); err != nil {
 			t.Fatalf("shadow limit enforced: %v", err)
 		}
+	}
+	var shadowed int
+	for _, ev := range obs.of(bulwark.EventDecision) {
+		if ev.Shadow && ev.Name == "say" {
+			shadowed++
+		}
+	}
+	if shadowed != 2 {
+		t.Errorf("shadow denials reported = %d, want 2 (of 3 calls over a limit of 1)", shadowed)
 	}
 	if _, err := ServerPolicies(map[string]*policy.Stack{"nope": sayStack}); !errors.Is(err, bulwark.ErrInvalidConfig) {
 		t.Errorf("bad method key: %v", err)
