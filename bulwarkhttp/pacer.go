@@ -73,7 +73,11 @@ type PacerStore interface {
 // ends before the wait would.
 //
 // Every [Pacer.Acquire] that succeeds returns a [Ticket]; report the
-// response's quota through exactly one of its Done or Cancel.
+// response's quota through exactly one of its Done or Cancel (a ticket
+// never reported keeps counting as a request in flight, making the pacer
+// more cautious). A key's state lives as long as the Pacer: key by host
+// or target, never by a per-request value. A Pacer is safe for
+// concurrent use.
 type Pacer struct {
 	cfg   PacerConfig
 	clock bulwark.Clock
