@@ -3,11 +3,14 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/fakeclock"
+	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/bulwark-go/bulwark/local"
 	"github.com/bulwark-go/bulwark/policy"
 )
@@ -197,5 +200,59 @@ func TestUpdateLocalBreakerInPlace(t *testing.T) {
 	}
 	if s.Load().Breaker == inner || s.Load().Breaker.State(ctx) != bulwark.Closed {
 		t.Fatal("a new window did not start a fresh breaker")
+	}
+}
+
+// TestRelimitLocalMatchesFleet: after a limit change, a local token bucket
+// (Relimit) and the fleet-wide one (the same Redis state read with the new
+// limit) decide alike, step by step, on one clock.
+func TestRelimitLocalMatchesFleet(t *testing.T) {
+	clk := fakeclock.New(time.Unix(1_700_000_000, 0))
+	c := redistest.Default(t)
+	store, err := distributed.New(c, distributed.WithPrefix(redistest.Prefix(t, c)), distributed.WithClock(clk),
+		distributed.WithTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	spec := func(limit, burst int, scope string) policy.Spec {
+		return policy.Spec{RateLimit: &policy.RateLimit{Limit: ip(limit), Burst: ip(burst), Per: policy.D(time.Minute), Key: "global", Scope: scope}}
+	}
+	loc, err := policy.Build("op", spec(10, 10, policy.ScopeLocal), policy.WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loc.Close()
+	fleet, err := policy.Build("op", spec(10, 10, policy.ScopeFleet), policy.WithStore(store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	ctx := context.Background()
+	step := func(what string) {
+		t.Helper()
+		a, err1 := loc.Load().Limiter.Allow(ctx, "", 1)
+		b, err2 := fleet.Load().Limiter.Allow(ctx, "", 1)
+		if err1 != nil || err2 != nil || b.Degraded {
+			t.Fatalf("%s: %v, %v, degraded %v", what, err1, err2, b.Degraded)
+		}
+		if a.Allowed != b.Allowed || a.Remaining != b.Remaining || a.RetryAfter != b.RetryAfter {
+			t.Fatalf("%s: local %+v, fleet %+v", what, a, b)
+		}
+	}
+	for i := 0; i < 7; i++ {
+		step("before the change")
+	}
+	for _, l := range [][2]int{{4, 4}, {6, 12}, {3, 2}, {17, 17}} {
+		if err := loc.Update(spec(l[0], l[1], policy.ScopeLocal)); err != nil {
+			t.Fatal(err)
+		}
+		if err := fleet.Update(spec(l[0], l[1], policy.ScopeFleet)); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 8; i++ {
+			step(fmt.Sprintf("limit %d burst %d, step %d", l[0], l[1], i))
+			clk.Advance(3700 * time.Millisecond)
+		}
 	}
 }
