@@ -52,7 +52,8 @@ var consoleDefaults = policy.Spec{
 // TestConsoleInBrowser: the console in a real headless Chromium shows the
 // replicas and policies of a running fleet; a write without the token is
 // refused; the breaker opened from the page (its button, with the token)
-// is open on every replica. The page's screenshot is saved.
+// is open on every replica; a field edited from the page and rolled back
+// from its history reaches every replica. The page's screenshot is saved.
 func TestConsoleInBrowser(t *testing.T) {
 	b := startBrowser(t)
 	c := redistest.Default(t)
@@ -117,6 +118,22 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.waitTrue(`/[1-9][0-9]* decisions/.test(document.getElementById("policy-checkout").innerText)`, 10*time.Second)
 	b.waitTrue(`[...document.querySelectorAll("tr.replica")].every(r => r.innerText.includes("checkout v1"))`, 10*time.Second)
 
+	// Edit a field from the page, then roll it back from the history.
+	b.eval(`(() => { const f = document.querySelector("#policy-checkout form.edit");
+		f.querySelector("input[name=field]").value = "ratelimit.limit=500";
+		f.querySelector("input[name=reason]").value = "edited in the browser";
+		document.getElementById("set-checkout").click(); return true; })()`, nil)
+	waitReplicas(t, rs, "limit 500 from the page", func(p *policy.Parts) bool { return p.Limit.Events == 500 })
+	b.waitTrue(`document.querySelectorAll("#policy-checkout button.rollback").length === 1`, 10*time.Second)
+	b.eval(`(() => { document.querySelector("#policy-checkout button.rollback").click(); return true; })()`, nil)
+	waitReplicas(t, rs, "rolled back from the page", func(p *policy.Parts) bool {
+		return p.Limit.Events == 1000 && p.BreakerForce == policy.ForceOpen
+	})
+	if h, err := store.History(context.Background(), "checkout", 0); err != nil || len(h) != 3 || h[1].Why != "edited in the browser" || h[0].RollbackOf != 1 {
+		t.Fatalf("history after edit and rollback: %+v, %v", h, err)
+	}
+	b.waitTrue(`[...document.querySelectorAll("tr.replica")].every(r => r.innerText.includes("checkout v3"))`, 10*time.Second)
+
 	shot := b.screenshot()
 	dir := os.Getenv("BULWARK_ARTEFACTS")
 	if dir == "" {
@@ -127,6 +144,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
+}
+
+func waitReplicas(t *testing.T, rs []*replica, what string, cond func(*policy.Parts) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for i, r := range rs {
+		for !cond(r.stack.Load()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d: %s: not within 5s", i+1, what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // TestConsoleWriteGuards: writes from another origin, without JSON or
