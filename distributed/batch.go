@@ -61,7 +61,27 @@ const maxBatch = 128
 // client a pipeline is split per node by go-redis, each part a round trip
 // of its own, all sent in parallel. Keep lanes below the client's
 // PoolSize so that the store's round trips never wait for a connection.
-func WithBatching(lanes int) Option { return func(c *config) { c.lanes = lanes } }
+func WithBatching(lanes int) Option {
+	return func(c *config) { c.lanes, c.dispatch = lanes, false }
+}
+
+// WithDispatcher sends every call of the store through one writer
+// goroutine that coalesces concurrent calls into pipelines: a call joins
+// the queue; when no pipeline is in flight the writer sends at once what
+// is queued, and the calls that arrive while a pipeline is in flight go
+// out together, as the next pipeline, the moment it returns (up to 128
+// calls each). Unlike the lanes of [WithBatching], no call goes out on its
+// caller's goroutine and at most one pipeline of the store is in flight,
+// so pipelines are as dense as the concurrency allows, at the cost of a
+// hand-off to the writer on every call. It replaces the lanes of an
+// earlier WithBatching (and a later WithBatching replaces it). Every
+// guarantee listed at [WithBatching] holds unchanged (at most once, the
+// time budget, health, events, Close waiting for the writer), as does
+// its need for a client that honours context deadlines: with one that
+// does not, the option is ignored. BENCHMARKS.md compares both modes.
+func WithDispatcher() Option {
+	return func(c *config) { c.dispatch = true }
+}
 
 // call is one script call on its way to Redis: the argument vector of its
 // EVALSHA command and, while queued for a lane, the caller's context and
@@ -69,8 +89,10 @@ func WithBatching(lanes int) Option { return func(c *config) { c.lanes = lanes }
 // pool only when nothing else can still hold it.
 type call struct {
 	sa   *scriptArgs
-	argv []any  // "evalsha", sha, numkeys, keys..., args...
-	key  string // a single key, boxed as &key (a pointer boxes without allocating)
+	argv []any       // "evalsha", sha, numkeys, keys..., args...
+	key  string      // a single key, boxed as &key (a pointer boxes without allocating)
+	kb   keyArg      // a single key built in place, boxed as &kb
+	dctx deadlineCtx // the call's time budget (see Store.runCall), boxed as &dctx
 
 	// Batched calls only.
 	ctx      context.Context // the caller's
@@ -121,6 +143,31 @@ func (c *call) singleKey(key string) {
 	c.argv = append(c.argv, &c.key)
 }
 
+// limiterKey sets the call's only key to limiterKey(head, key), built in
+// the call's own buffer (no allocation once the pooled call has grown it).
+// It must come before any argument.
+func (c *call) limiterKey(head, key string) {
+	b := append(c.kb.b[:0], head...)
+	b = appendPart(b, key, true)
+	c.kb.b = append(b, '}')
+	c.argv[2] = 1
+	c.argv = append(c.argv, &c.kb)
+}
+
+// keyArg is a key argument held in a pooled call's buffer: go-redis writes
+// an encoding.BinaryMarshaler's bytes as they are, and a *keyArg boxes
+// without allocating. Nothing may keep it past the call's round trip (the
+// buffer is reused): go-redis reads it only while it writes the command,
+// and a cluster client, which formats the first key to find its slot,
+// through String.
+type keyArg struct{ b []byte }
+
+// MarshalBinary returns the key's bytes (not a copy).
+func (k *keyArg) MarshalBinary() ([]byte, error) { return k.b, nil }
+
+// String returns the key.
+func (k *keyArg) String() string { return string(k.b) }
+
 // keys sets the call's keys. It must come before any argument.
 func (c *call) keys(keys []string) {
 	c.argv[2] = len(keys)
@@ -135,6 +182,8 @@ func (c *call) release() {
 	clear(c.argv)
 	c.argv = c.argv[:0]
 	c.key = ""
+	c.kb.b = c.kb.b[:0]
+	c.dctx = deadlineCtx{}
 	c.ctx = nil
 	c.cmd = noRetryCmd{}
 	c.v, c.err = nil, nil
@@ -170,9 +219,15 @@ func (c *call) finish(v any, err error) {
 // lanes bounds the round trips of a store in flight and queues the calls
 // that find them all busy. Invariant: the queue is empty unless every lane
 // is busy, so a lane that frees up always finds the calls that wait.
+//
+// In dispatcher mode ([WithDispatcher]) max is 1 and every call queues:
+// the one lane is held by a writer goroutine, which sends everything
+// queued as one pipeline, again and again, until the queue is empty.
 type lanes struct {
-	client Client
-	max    int
+	client   Client
+	max      int
+	dispatch bool
+	pipe     redis.Pipeliner // dispatcher mode: the writer's, reused
 
 	mu    sync.Mutex
 	busy  int
@@ -191,6 +246,19 @@ func (l *lanes) enter(c *call) bool {
 	l.queue = append(l.queue, c)
 	l.mu.Unlock()
 	return false
+}
+
+// join queues c for the dispatcher's writer and reports whether the writer
+// is idle, so that the caller must start it (see [Store.startDrain]).
+func (l *lanes) join(c *call) bool {
+	l.mu.Lock()
+	l.queue = append(l.queue, c)
+	start := l.busy < l.max
+	if start {
+		l.busy++
+	}
+	l.mu.Unlock()
+	return start
 }
 
 // take removes up to maxBatch queued calls into dst, or frees the lane
@@ -231,10 +299,16 @@ func (s *Store) leaveLane() {
 		return
 	}
 	l.mu.Unlock()
+	s.startDrain()
+}
+
+// startDrain hands the lane the caller holds to a drainer goroutine, or
+// answers every queued call with ErrClosed when the store is closed.
+func (s *Store) startDrain() {
 	s.closeMu.RLock()
 	if s.closed.Load() {
 		s.closeMu.RUnlock()
-		for _, c := range l.takeAll() {
+		for _, c := range s.lanes.takeAll() {
 			c.finish(nil, ErrClosed)
 		}
 		return
@@ -248,7 +322,10 @@ func (s *Store) leaveLane() {
 // again, until the queue is empty or the store is closed.
 func (s *Store) drain() {
 	defer s.calls.Done()
-	pipe := s.lanes.client.Pipeline()
+	pipe := s.lanes.pipe // one writer at a time in dispatcher mode
+	if pipe == nil {
+		pipe = s.lanes.client.Pipeline()
+	}
 	var batch, sent []*call
 	for {
 		if s.closed.Load() {

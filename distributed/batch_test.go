@@ -126,9 +126,42 @@ func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 		if h != nil {
 			close(h.held)
 			<-h.release
+			if h.err != nil {
+				for _, cmd := range cmds {
+					cmd.SetErr(h.err)
+				}
+				return h.err
+			}
 		}
 		return next(ctx, cmds)
 	}
+}
+
+// batchMode is a way of batching the tests below run in: the lanes (one
+// lane: the held call goes out as its own command) or the dispatcher (the
+// held call goes out as a pipeline of its own, which the gate counts:
+// held lists the pipelines it adds).
+type batchMode struct {
+	name string
+	opt  distributed.Option
+	held []int
+}
+
+var batchModes = []batchMode{
+	{"lanes", distributed.WithBatching(1), nil},
+	{"dispatcher", distributed.WithDispatcher(), []int{1}},
+}
+
+// want returns the pipelines the gate sees in mode m: the held call's, then
+// those of the queued calls.
+func (m batchMode) want(queued ...int) []int { return append(slices.Clone(m.held), queued...) }
+
+// holdFirst arms g for the call that will hold the store's only lane.
+func (m batchMode) holdFirst(g *gate) *hold {
+	if m.held != nil {
+		return g.holdNextPipeline()
+	}
+	return g.holdNextCall()
 }
 
 type allowResult struct {
@@ -177,9 +210,9 @@ func batchClient(t *testing.T, addr string, edit ...func(*redis.Options)) (*redi
 // is held in g's hook, then n calls of lim (n tokens each, on keys(i))
 // that queue behind it. It returns the held call's hold and result and the
 // queued calls' results.
-func queueBehind(t *testing.T, s *distributed.Store, g *gate, lim bulwark.Limiter, ctx func(i int) context.Context, keys func(i int) string, n int) (*hold, chan allowResult, []chan allowResult) {
+func queueBehind(t *testing.T, m batchMode, s *distributed.Store, g *gate, lim bulwark.Limiter, ctx func(i int) context.Context, keys func(i int) string, n int) (*hold, chan allowResult, []chan allowResult) {
 	t.Helper()
-	h := g.holdNextCall()
+	h := m.holdFirst(g)
 	first := goAllow(context.Background(), lim, keys(-1), 1)
 	h.wait(t)
 	rest := make([]chan allowResult, n)
@@ -196,39 +229,43 @@ func background(int) context.Context { return context.Background() }
 // leave together as one pipeline when it frees up, and each is applied
 // exactly once: a bucket of 10 admits exactly 10 of 21 calls.
 func TestBatchingPipelinesQueuedCalls(t *testing.T) {
-	addr := redistest.Default(t).(*redis.Client).Options().Addr
-	c, g := batchClient(t, addr)
-	s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), distributed.WithBatching(1))
-	for _, a := range algorithms {
-		t.Run(a.name, func(t *testing.T) {
-			l := bulwark.Limit{Events: 10, Period: 24 * time.Hour}
-			lim, err := a.redis(s, "batch", l)
-			if err != nil {
-				t.Fatal(err)
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			addr := redistest.Default(t).(*redis.Client).Options().Addr
+			c, g := batchClient(t, addr)
+			s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), m.opt)
+			for _, a := range algorithms {
+				t.Run(a.name, func(t *testing.T) {
+					l := bulwark.Limit{Events: 10, Period: 24 * time.Hour}
+					lim, err := a.redis(s, "batch", l)
+					if err != nil {
+						t.Fatal(err)
+					}
+					before := len(g.pipelines())
+					h, first, rest := queueBehind(t, m, s, g, lim, background, func(int) string { return "k" }, 20)
+					h.let(nil)
+					admitted := 0
+					for _, ch := range append([]chan allowResult{first}, rest...) {
+						r := <-ch
+						if r.err != nil || r.d.Degraded {
+							t.Fatalf("batched call: %+v, %v", r.d, r.err)
+						}
+						if r.d.Allowed {
+							admitted++
+						}
+					}
+					if admitted != 10 {
+						t.Errorf("admitted %d of 21 calls, want exactly 10", admitted)
+					}
+					if got := g.pipelines()[before:]; !slices.Equal(got, m.want(20)) {
+						t.Errorf("pipelines of %v commands, want one of 20", got)
+					}
+				})
 			}
-			before := len(g.pipelines())
-			h, first, rest := queueBehind(t, s, g, lim, background, func(int) string { return "k" }, 20)
-			h.let(nil)
-			admitted := 0
-			for _, ch := range append([]chan allowResult{first}, rest...) {
-				r := <-ch
-				if r.err != nil || r.d.Degraded {
-					t.Fatalf("batched call: %+v, %v", r.d, r.err)
-				}
-				if r.d.Allowed {
-					admitted++
-				}
-			}
-			if admitted != 10 {
-				t.Errorf("admitted %d of 21 calls, want exactly 10", admitted)
-			}
-			if got := g.pipelines()[before:]; !slices.Equal(got, []int{20}) {
-				t.Errorf("pipelines of %v commands, want one of 20", got)
+			if !s.Healthy() {
+				t.Error("store unhealthy after successful batches")
 			}
 		})
-	}
-	if !s.Healthy() {
-		t.Error("store unhealthy after successful batches")
 	}
 }
 
@@ -236,40 +273,50 @@ func TestBatchingPipelinesQueuedCalls(t *testing.T) {
 // script cache is flushed while the pipeline is held), and every command
 // goes out again with EVAL, in a second pipeline, applied once each.
 func TestBatchingNoScriptInPipeline(t *testing.T) {
-	srv := redistest.StartServer(t)
-	c, g := batchClient(t, srv.Addr())
-	s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), distributed.WithBatching(1))
-	for _, a := range algorithms {
-		t.Run(a.name, func(t *testing.T) {
-			lim, err := a.redis(s, "noscript", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			before := len(g.pipelines())
-			h, first, rest := queueBehind(t, s, g, lim, background, func(int) string { return "k" }, 12)
-			ph := g.holdNextPipeline()
-			h.let(nil)
-			if r := <-first; r.err != nil || r.d.Degraded || !r.d.Allowed {
-				t.Fatalf("held call: %+v, %v", r.d, r.err)
-			}
-			ph.wait(t)
-			srv.Do(t, "SCRIPT", "FLUSH")
-			ph.let(nil)
-			admitted := 1
-			for _, ch := range rest {
-				r := <-ch
-				if r.err != nil || r.d.Degraded {
-					t.Fatalf("queued call after SCRIPT FLUSH: %+v, %v", r.d, r.err)
-				}
-				if r.d.Allowed {
-					admitted++
-				}
-			}
-			if admitted != 10 {
-				t.Errorf("admitted %d of 13 calls, want exactly 10", admitted)
-			}
-			if got := g.pipelines()[before:]; !slices.Equal(got, []int{12, 12}) {
-				t.Errorf("pipelines of %v commands, want 12 EVALSHA then 12 EVAL", got)
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			srv := redistest.StartServer(t)
+			c, g := batchClient(t, srv.Addr())
+			s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), m.opt)
+			for _, a := range algorithms {
+				t.Run(a.name, func(t *testing.T) {
+					lim, err := a.redis(s, "noscript", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
+					if err != nil {
+						t.Fatal(err)
+					}
+					// Load the script first (another key), so that the held call
+					// meets no NOSCRIPT: in dispatcher mode its EVAL would be a
+					// pipeline of its own.
+					if d, err := lim.Allow(context.Background(), "warm", 1); err != nil || d.Degraded {
+						t.Fatalf("warm-up call: %+v, %v", d, err)
+					}
+					before := len(g.pipelines())
+					h, first, rest := queueBehind(t, m, s, g, lim, background, func(int) string { return "k" }, 12)
+					ph := g.holdNextPipeline()
+					h.let(nil)
+					if r := <-first; r.err != nil || r.d.Degraded || !r.d.Allowed {
+						t.Fatalf("held call: %+v, %v", r.d, r.err)
+					}
+					ph.wait(t)
+					srv.Do(t, "SCRIPT", "FLUSH")
+					ph.let(nil)
+					admitted := 1
+					for _, ch := range rest {
+						r := <-ch
+						if r.err != nil || r.d.Degraded {
+							t.Fatalf("queued call after SCRIPT FLUSH: %+v, %v", r.d, r.err)
+						}
+						if r.d.Allowed {
+							admitted++
+						}
+					}
+					if admitted != 10 {
+						t.Errorf("admitted %d of 13 calls, want exactly 10", admitted)
+					}
+					if got := g.pipelines()[before:]; !slices.Equal(got, m.want(12, 12)) {
+						t.Errorf("pipelines of %v commands, want 12 EVALSHA then 12 EVAL", got)
+					}
+				})
 			}
 		})
 	}
@@ -284,75 +331,79 @@ func TestBatchingNoScriptInPipeline(t *testing.T) {
 // the held call's failure and the pipeline's leave the store healthy,
 // where one failure per command (1 + 4) would have degraded it.
 func TestBatchingLostReply(t *testing.T) {
-	srv := redistest.StartServer(t)
-	proxy := redistest.NewProxy(t, srv.Addr())
-	retrying, g := batchClient(t, proxy.Addr(), func(o *redis.Options) {
-		o.ReadTimeout = 100 * time.Millisecond
-		o.MaxRetries = 3
-		o.MinRetryBackoff, o.MaxRetryBackoff = time.Millisecond, time.Millisecond
-	})
-	s, _, prefix := testStore(t, retrying, distributed.WithTimeout(2*time.Second),
-		distributed.WithBatching(1), distributed.WithFailureThreshold(3))
-	direct, err := distributed.New(srv.Client(t), distributed.WithPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	l := bulwark.Limit{Events: 10, Period: 24 * time.Hour}
-	check := func(name string, viaProxy, viaDirect bulwark.Limiter) {
-		t.Helper()
-		if d, err := viaProxy.Allow(ctx, "k", 1); err != nil || d.Degraded {
-			t.Fatalf("%s first call: %+v, %v", name, d, err)
-		}
-		warm(t, retrying, 8)
-		before := len(g.pipelines())
-		h, first, rest := queueBehind(t, s, g, viaProxy, background, func(int) string { return "k" }, 4)
-		proxy.DropReplies(true)
-		h.let(nil)
-		for _, ch := range append([]chan allowResult{first}, rest...) {
-			if r := <-ch; r.err != nil || !r.d.Degraded {
-				t.Fatalf("%s call with a lost reply: %+v, %v; want a degraded decision", name, r.d, r.err)
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			srv := redistest.StartServer(t)
+			proxy := redistest.NewProxy(t, srv.Addr())
+			retrying, g := batchClient(t, proxy.Addr(), func(o *redis.Options) {
+				o.ReadTimeout = 100 * time.Millisecond
+				o.MaxRetries = 3
+				o.MinRetryBackoff, o.MaxRetryBackoff = time.Millisecond, time.Millisecond
+			})
+			s, _, prefix := testStore(t, retrying, distributed.WithTimeout(2*time.Second),
+				m.opt, distributed.WithFailureThreshold(3))
+			direct, err := distributed.New(srv.Client(t), distributed.WithPrefix(prefix))
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		proxy.DropReplies(false)
-		if got := g.pipelines()[before:]; !slices.Equal(got, []int{4}) {
-			t.Fatalf("%s: pipelines of %v commands, want one of 4", name, got)
-		}
-		if !s.Healthy() {
-			t.Errorf("%s: store degraded after two failed round trips (threshold 3): a pipeline counted more than once", name)
-		}
-		d, err := viaDirect.Allow(ctx, "k", 1)
-		if err != nil || d.Degraded || d.Remaining != 10-1-5-1 {
-			t.Errorf("%s after 1 call, 5 with lost replies (4 in one pipeline) and 1: %+v, %v; want Remaining 3", name, d, err)
-		}
-	}
-	for _, a := range algorithms {
-		p, _ := a.redis(s, "once", l)
-		q, _ := a.redis(direct, "once", l)
-		check(a.name, p, q)
-	}
-	mp, _ := s.Multi("once", distributed.NamedLimit{Name: "a", Limit: l}, distributed.NamedLimit{Name: "b", Limit: l})
-	mq, _ := direct.Multi("once", distributed.NamedLimit{Name: "a", Limit: l}, distributed.NamedLimit{Name: "b", Limit: l})
-	check("multi", mp, mq)
+			ctx := context.Background()
+			l := bulwark.Limit{Events: 10, Period: 24 * time.Hour}
+			check := func(name string, viaProxy, viaDirect bulwark.Limiter) {
+				t.Helper()
+				if d, err := viaProxy.Allow(ctx, "k", 1); err != nil || d.Degraded {
+					t.Fatalf("%s first call: %+v, %v", name, d, err)
+				}
+				warm(t, retrying, 8)
+				before := len(g.pipelines())
+				h, first, rest := queueBehind(t, m, s, g, viaProxy, background, func(int) string { return "k" }, 4)
+				proxy.DropReplies(true)
+				h.let(nil)
+				for _, ch := range append([]chan allowResult{first}, rest...) {
+					if r := <-ch; r.err != nil || !r.d.Degraded {
+						t.Fatalf("%s call with a lost reply: %+v, %v; want a degraded decision", name, r.d, r.err)
+					}
+				}
+				proxy.DropReplies(false)
+				if got := g.pipelines()[before:]; !slices.Equal(got, m.want(4)) {
+					t.Fatalf("%s: pipelines of %v commands, want one of 4", name, got)
+				}
+				if !s.Healthy() {
+					t.Errorf("%s: store degraded after two failed round trips (threshold 3): a pipeline counted more than once", name)
+				}
+				d, err := viaDirect.Allow(ctx, "k", 1)
+				if err != nil || d.Degraded || d.Remaining != 10-1-5-1 {
+					t.Errorf("%s after 1 call, 5 with lost replies (4 in one pipeline) and 1: %+v, %v; want Remaining 3", name, d, err)
+				}
+			}
+			for _, a := range algorithms {
+				p, _ := a.redis(s, "once", l)
+				q, _ := a.redis(direct, "once", l)
+				check(a.name, p, q)
+			}
+			mp, _ := s.Multi("once", distributed.NamedLimit{Name: "a", Limit: l}, distributed.NamedLimit{Name: "b", Limit: l})
+			mq, _ := direct.Multi("once", distributed.NamedLimit{Name: "a", Limit: l}, distributed.NamedLimit{Name: "b", Limit: l})
+			check("multi", mp, mq)
 
-	// The same lost replies with a pipeline of ordinary script commands:
-	// go-redis retries it, and the script runs more than once.
-	args := []any{"", "0", 1, "1", "86400000000", "10"}
-	key := prefix + "plain"
-	warm(t, retrying, 8)
-	pipe := retrying.Pipeline()
-	pipe.EvalSha(ctx, lua.TokenBucket.Hash(), []string{key}, args...)
-	proxy.DropReplies(true)
-	_, _ = pipe.Exec(ctx)
-	proxy.DropReplies(false)
-	v, err := lua.TokenBucket.Run(ctx, srv.Client(t), []string{key}, args...).Int64Slice()
-	if err != nil {
-		t.Fatal(err)
+			// The same lost replies with a pipeline of ordinary script commands:
+			// go-redis retries it, and the script runs more than once.
+			args := []any{"", "0", 1, "1", "86400000000", "10"}
+			key := prefix + "plain"
+			warm(t, retrying, 8)
+			pipe := retrying.Pipeline()
+			pipe.EvalSha(ctx, lua.TokenBucket.Hash(), []string{key}, args...)
+			proxy.DropReplies(true)
+			_, _ = pipe.Exec(ctx)
+			proxy.DropReplies(false)
+			v, err := lua.TokenBucket.Run(ctx, srv.Client(t), []string{key}, args...).Int64Slice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v[1] >= 8 {
+				t.Errorf("plain retried pipeline: remaining %d after 2 calls; the demonstration expected retries to apply it more than once", v[1])
+			}
+			t.Logf("plain go-redis pipeline retries: remaining %d of 10 after 2 calls", v[1])
+		})
 	}
-	if v[1] >= 8 {
-		t.Errorf("plain retried pipeline: remaining %d after 2 calls; the demonstration expected retries to apply it more than once", v[1])
-	}
-	t.Logf("plain go-redis pipeline retries: remaining %d of 10 after 2 calls", v[1])
 }
 
 // TestBatchingCancel: a queued caller whose context ends returns at once
@@ -360,69 +411,77 @@ func TestBatchingLostReply(t *testing.T) {
 // is in flight returns at once too (its script still runs, as with a lost
 // reply).
 func TestBatchingCancel(t *testing.T) {
-	addr := redistest.Default(t).(*redis.Client).Options().Addr
-	c, g := batchClient(t, addr)
-	s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), distributed.WithBatching(1))
-	tb, _ := s.TokenBucket("cancel", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
-	ctxs := make([]context.Context, 3)
-	cancels := make([]context.CancelFunc, 3)
-	for i := range ctxs {
-		ctxs[i], cancels[i] = context.WithCancel(context.Background())
-		defer cancels[i]()
-	}
-	h, first, rest := queueBehind(t, s, g, tb, func(i int) context.Context { return ctxs[i] }, func(int) string { return "k" }, 3)
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			addr := redistest.Default(t).(*redis.Client).Options().Addr
+			c, g := batchClient(t, addr)
+			s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), m.opt)
+			tb, _ := s.TokenBucket("cancel", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
+			ctxs := make([]context.Context, 3)
+			cancels := make([]context.CancelFunc, 3)
+			for i := range ctxs {
+				ctxs[i], cancels[i] = context.WithCancel(context.Background())
+				defer cancels[i]()
+			}
+			h, first, rest := queueBehind(t, m, s, g, tb, func(i int) context.Context { return ctxs[i] }, func(int) string { return "k" }, 3)
 
-	// Queued, not sent yet: the held call still holds the only lane.
-	cancels[0]()
-	if r := <-rest[0]; !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("canceled queued call: %+v, %v; want context.Canceled", r.d, r.err)
-	}
-	ph := g.holdNextPipeline()
-	h.let(nil)
-	if r := <-first; r.err != nil || r.d.Degraded {
-		t.Fatalf("held call: %+v, %v", r.d, r.err)
-	}
-	ph.wait(t)
-	// In flight: the pipeline waits in the hook.
-	cancels[1]()
-	if r := <-rest[1]; !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("call canceled in flight: %+v, %v; want context.Canceled", r.d, r.err)
-	}
-	ph.let(nil)
-	if r := <-rest[2]; r.err != nil || r.d.Degraded || r.d.Remaining != 10-3 {
-		t.Fatalf("last call: %+v, %v; want Remaining 7 (held, in flight, last)", r.d, r.err)
-	}
-	if got := g.pipelines(); !slices.Equal(got, []int{2}) {
-		t.Errorf("pipelines of %v commands, want one of 2 (the call canceled in the queue is not sent)", got)
+			// Queued, not sent yet: the held call still holds the only lane.
+			cancels[0]()
+			if r := <-rest[0]; !errors.Is(r.err, context.Canceled) {
+				t.Fatalf("canceled queued call: %+v, %v; want context.Canceled", r.d, r.err)
+			}
+			ph := g.holdNextPipeline()
+			h.let(nil)
+			if r := <-first; r.err != nil || r.d.Degraded {
+				t.Fatalf("held call: %+v, %v", r.d, r.err)
+			}
+			ph.wait(t)
+			// In flight: the pipeline waits in the hook.
+			cancels[1]()
+			if r := <-rest[1]; !errors.Is(r.err, context.Canceled) {
+				t.Fatalf("call canceled in flight: %+v, %v; want context.Canceled", r.d, r.err)
+			}
+			ph.let(nil)
+			if r := <-rest[2]; r.err != nil || r.d.Degraded || r.d.Remaining != 10-3 {
+				t.Fatalf("last call: %+v, %v; want Remaining 7 (held, in flight, last)", r.d, r.err)
+			}
+			if got := g.pipelines(); !slices.Equal(got, m.want(2)) {
+				t.Errorf("pipelines of %v commands, want one of 2 (the call canceled in the queue is not sent)", got)
+			}
+		})
 	}
 }
 
 // TestBatchingDegraded: calls queued when the store turns degraded are
 // decided at once by the failure policy, without I/O.
 func TestBatchingDegraded(t *testing.T) {
-	addr := redistest.Default(t).(*redis.Client).Options().Addr
-	c, g := batchClient(t, addr)
-	s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), distributed.WithBatching(1),
-		distributed.WithFailureThreshold(1), distributed.WithProbeInterval(time.Hour))
-	tb, _ := s.TokenBucket("degrade", bulwark.Limit{Events: 3, Period: 24 * time.Hour})
-	h, first, rest := queueBehind(t, s, g, tb, background, func(int) string { return "k" }, 5)
-	h.let(&net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")})
-	var allowed []bool
-	for _, ch := range append([]chan allowResult{first}, rest...) {
-		r := <-ch
-		if r.err != nil || !r.d.Degraded {
-			t.Fatalf("call with Redis failing: %+v, %v; want a degraded decision", r.d, r.err)
-		}
-		allowed = append(allowed, r.d.Allowed)
-	}
-	if s.Healthy() {
-		t.Error("store healthy after a failure with threshold 1")
-	}
-	if got := g.pipelines(); len(got) != 0 {
-		t.Errorf("pipelines of %v commands sent by a degraded store, want none", got)
-	}
-	if n := countTrue(allowed); n != 3 {
-		t.Errorf("degraded decisions admitted %d of 6, want the twin's 3", n)
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			addr := redistest.Default(t).(*redis.Client).Options().Addr
+			c, g := batchClient(t, addr)
+			s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), m.opt,
+				distributed.WithFailureThreshold(1), distributed.WithProbeInterval(time.Hour))
+			tb, _ := s.TokenBucket("degrade", bulwark.Limit{Events: 3, Period: 24 * time.Hour})
+			h, first, rest := queueBehind(t, m, s, g, tb, background, func(int) string { return "k" }, 5)
+			h.let(&net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")})
+			var allowed []bool
+			for _, ch := range append([]chan allowResult{first}, rest...) {
+				r := <-ch
+				if r.err != nil || !r.d.Degraded {
+					t.Fatalf("call with Redis failing: %+v, %v; want a degraded decision", r.d, r.err)
+				}
+				allowed = append(allowed, r.d.Allowed)
+			}
+			if s.Healthy() {
+				t.Error("store healthy after a failure with threshold 1")
+			}
+			if got := g.pipelines(); !slices.Equal(got, m.want()) {
+				t.Errorf("pipelines of %v commands sent by a degraded store, want none", got)
+			}
+			if n := countTrue(allowed); n != 3 {
+				t.Errorf("degraded decisions admitted %d of 6, want the twin's 3", n)
+			}
+		})
 	}
 }
 
@@ -440,67 +499,103 @@ func countTrue(b []bool) int {
 // and Close waits for a pipeline in flight (the leak check in TestMain checks that
 // no goroutine outlives the store).
 func TestBatchingClose(t *testing.T) {
-	addr := redistest.Default(t).(*redis.Client).Options().Addr
-	t.Run("queued", func(t *testing.T) {
-		c, g := batchClient(t, addr)
-		s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), distributed.WithBatching(1))
-		tb, _ := s.TokenBucket("close", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
-		h, first, rest := queueBehind(t, s, g, tb, background, func(int) string { return "k" }, 3)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		h.let(nil)
-		if r := <-first; r.err != nil || r.d.Degraded {
-			t.Fatalf("held call: %+v, %v", r.d, r.err)
-		}
-		for _, ch := range rest {
-			if r := <-ch; !errors.Is(r.err, distributed.ErrClosed) {
-				t.Errorf("call queued at Close: %+v, %v; want ErrClosed", r.d, r.err)
-			}
-		}
-		if got := g.pipelines(); len(got) != 0 {
-			t.Errorf("pipelines of %v commands sent after Close, want none", got)
-		}
-	})
-	t.Run("in flight", func(t *testing.T) {
-		c, g := batchClient(t, addr)
-		s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), distributed.WithBatching(1))
-		tb, _ := s.TokenBucket("close", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
-		h, first, rest := queueBehind(t, s, g, tb, background, func(int) string { return "k" }, 3)
-		ph := g.holdNextPipeline()
-		h.let(nil)
-		<-first
-		ph.wait(t)
-		closed := make(chan struct{})
-		go func() {
-			_ = s.Close()
-			close(closed)
-		}()
-		for _, ch := range rest {
-			select {
-			case <-ch:
-				t.Fatal("a call of the held pipeline returned")
-			case <-closed:
-				t.Fatal("Close returned while a pipeline was in flight")
-			default:
-			}
-		}
-		ph.let(nil)
-		<-closed
-		for _, ch := range rest {
-			if r := <-ch; r.err != nil || r.d.Degraded {
-				t.Errorf("call in flight at Close: %+v, %v; want its Redis decision", r.d, r.err)
-			}
-		}
-	})
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			addr := redistest.Default(t).(*redis.Client).Options().Addr
+			t.Run("queued", func(t *testing.T) {
+				c, g := batchClient(t, addr)
+				s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), m.opt)
+				tb, _ := s.TokenBucket("close", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
+				h, first, rest := queueBehind(t, m, s, g, tb, background, func(int) string { return "k" }, 3)
+				// In dispatcher mode the held call is the writer's: Close
+				// waits for it. Wait until the store says it is closed.
+				closed := make(chan error, 1)
+				go func() { closed <- s.Close() }()
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					// Before Close, the probe queues and leaves on its
+					// context's end, unsent.
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+					_, err := tb.Allow(ctx, "probe", 1)
+					cancel()
+					if errors.Is(err, distributed.ErrClosed) {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("store not closed after 10s")
+					}
+					time.Sleep(time.Millisecond)
+				}
+				h.let(nil)
+				if r := <-first; r.err != nil || r.d.Degraded {
+					t.Fatalf("held call: %+v, %v", r.d, r.err)
+				}
+				if err := <-closed; err != nil {
+					t.Fatal(err)
+				}
+				for _, ch := range rest {
+					if r := <-ch; !errors.Is(r.err, distributed.ErrClosed) {
+						t.Errorf("call queued at Close: %+v, %v; want ErrClosed", r.d, r.err)
+					}
+				}
+				if got := g.pipelines(); !slices.Equal(got, m.want()) {
+					t.Errorf("pipelines of %v commands sent after Close, want none", got)
+				}
+			})
+			t.Run("in flight", func(t *testing.T) {
+				c, g := batchClient(t, addr)
+				s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), m.opt)
+				tb, _ := s.TokenBucket("close", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
+				h, first, rest := queueBehind(t, m, s, g, tb, background, func(int) string { return "k" }, 3)
+				ph := g.holdNextPipeline()
+				h.let(nil)
+				<-first
+				ph.wait(t)
+				closed := make(chan struct{})
+				go func() {
+					_ = s.Close()
+					close(closed)
+				}()
+				for _, ch := range rest {
+					select {
+					case <-ch:
+						t.Fatal("a call of the held pipeline returned")
+					case <-closed:
+						t.Fatal("Close returned while a pipeline was in flight")
+					default:
+					}
+				}
+				ph.let(nil)
+				<-closed
+				for _, ch := range rest {
+					if r := <-ch; r.err != nil || r.d.Degraded {
+						t.Errorf("call in flight at Close: %+v, %v; want its Redis decision", r.d, r.err)
+					}
+				}
+			})
+		})
+	}
 }
 
 // TestBatchingExactUnderLoad: 64 goroutines share one key through the
-// default lanes; every algorithm admits exactly its limit.
+// default lanes, then through the dispatcher; every algorithm admits
+// exactly its limit.
 func TestBatchingExactUnderLoad(t *testing.T) {
 	addr := redistest.Default(t).(*redis.Client).Options().Addr
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			opts := []distributed.Option{distributed.WithTimeout(5 * time.Second)}
+			if m.held != nil {
+				opts = append(opts, m.opt) // else the default lanes
+			}
+			exactUnderLoad(t, addr, opts)
+		})
+	}
+}
+
+func exactUnderLoad(t *testing.T, addr string, opts []distributed.Option) {
 	c, g := batchClient(t, addr, func(o *redis.Options) { o.PoolSize = 16 })
-	s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second))
+	s, _, _ := testStore(t, c, opts...)
 	const goroutines, calls, limit = 64, 8, 100
 	for _, a := range algorithms {
 		t.Run(a.name, func(t *testing.T) {
@@ -549,51 +644,60 @@ func TestBatchingExactUnderLoad(t *testing.T) {
 // FLUSH on every node: the commands that met NOSCRIPT go again as EVAL,
 // and every call is applied exactly once.
 func TestBatchingCluster(t *testing.T) {
-	cl := redistest.StartCluster(t, 3, 0) // its own: the test flushes scripts
-	cc := redis.NewClusterClient(distributed.ClusterClientOptions(&redis.ClusterOptions{Addrs: cl.Addrs()}, 5*time.Second))
-	t.Cleanup(func() { _ = cc.Close() })
-	g := &gate{}
-	cc.AddHook(g)
-	s, _, _ := testStore(t, cc, distributed.WithTimeout(5*time.Second), distributed.WithBatching(1))
-	tb, _ := s.TokenBucket("cluster", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
-	const n = 30
-	key := func(i int) string { return fmt.Sprintf("user-%d", i+1) }
-	masters := map[string]bool{}
-	held := cl.MasterFor("{cluster:" + key(-1) + "}").Addr()
-	elsewhere := 0 // keys not on the held call's master
-	for i := range n {
-		m := cl.MasterFor("{cluster:" + key(i) + "}").Addr()
-		masters[m] = true
-		if m != held {
-			elsewhere++
-		}
-	}
-	if len(masters) != 3 {
-		t.Fatalf("keys on %d masters, want 3", len(masters))
-	}
-	for round := range 2 {
-		if round == 1 {
-			for _, m := range cl.Masters() {
-				m.Do(t, "SCRIPT", "FLUSH")
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			cl := redistest.StartCluster(t, 3, 0) // its own: the test flushes scripts
+			cc := redis.NewClusterClient(distributed.ClusterClientOptions(&redis.ClusterOptions{Addrs: cl.Addrs()}, 5*time.Second))
+			t.Cleanup(func() { _ = cc.Close() })
+			g := &gate{}
+			cc.AddHook(g)
+			s, _, _ := testStore(t, cc, distributed.WithTimeout(5*time.Second), m.opt)
+			tb, _ := s.TokenBucket("cluster", bulwark.Limit{Events: 10, Period: 24 * time.Hour})
+			const n = 30
+			key := func(i int) string { return fmt.Sprintf("user-%d", i+1) }
+			masters := map[string]bool{}
+			held := cl.MasterFor("{cluster:" + key(-1) + "}").Addr()
+			elsewhere := 0 // keys not on the held call's master
+			for i := range n {
+				m := cl.MasterFor("{cluster:" + key(i) + "}").Addr()
+				masters[m] = true
+				if m != held {
+					elsewhere++
+				}
 			}
-		}
-		before := len(g.pipelines())
-		h, first, rest := queueBehind(t, s, g, tb, background, key, n)
-		h.let(nil)
-		if r := <-first; r.err != nil || r.d.Degraded {
-			t.Fatalf("round %d: held call: %+v, %v", round, r.d, r.err)
-		}
-		for i, ch := range rest {
-			r := <-ch
-			if r.err != nil || r.d.Degraded || r.d.Remaining != 10-1-round {
-				t.Errorf("round %d: key %q: %+v, %v; want Remaining %d", round, key(i), r.d, r.err, 10-1-round)
+			if len(masters) != 3 {
+				t.Fatalf("keys on %d masters, want 3", len(masters))
 			}
-		}
-		// The held call loaded the script on its own master only (a new
-		// cluster, then SCRIPT FLUSH): the commands for the other masters
-		// met NOSCRIPT and went again as EVAL.
-		if got := g.pipelines()[before:]; !slices.Equal(got, []int{n, elsewhere}) {
-			t.Errorf("round %d: pipelines of %v commands, want %d, then %d (NOSCRIPT)", round, got, n, elsewhere)
-		}
+			for round := range 2 {
+				if round == 1 {
+					for _, m := range cl.Masters() {
+						m.Do(t, "SCRIPT", "FLUSH")
+					}
+				}
+				before := len(g.pipelines())
+				h, first, rest := queueBehind(t, m, s, g, tb, background, key, n)
+				h.let(nil)
+				if r := <-first; r.err != nil || r.d.Degraded {
+					t.Fatalf("round %d: held call: %+v, %v", round, r.d, r.err)
+				}
+				for i, ch := range rest {
+					r := <-ch
+					if r.err != nil || r.d.Degraded || r.d.Remaining != 10-1-round {
+						t.Errorf("round %d: key %q: %+v, %v; want Remaining %d", round, key(i), r.d, r.err, 10-1-round)
+					}
+				}
+				// The held call loaded the script on its own master only (a new
+				// cluster, then SCRIPT FLUSH): the commands for the other masters
+				// met NOSCRIPT and went again as EVAL. In dispatcher mode the
+				// held call is a pipeline: EVALSHA, then EVAL.
+				want := m.want(n, elsewhere)
+				if m.held != nil {
+					want = append(m.want(m.held...), n, elsewhere)
+				}
+				if got := g.pipelines()[before:]; !slices.Equal(got, want) {
+					t.Errorf("round %d: pipelines of %v commands, want %v (the last after NOSCRIPT)", round, got, want)
+				}
+			}
+		})
 	}
 }

@@ -377,7 +377,7 @@ func (b *LeasedTokenBucket) call(ctx context.Context, key string, k, n, back int
 	s := b.l.store
 	b.calls.Add(1)
 	c := newCall(lua.TokenBucketLease)
-	c.singleKey(limiterKey(b.l.head, key))
+	c.limiterKey(b.l.head, key)
 	c.argv = append(c.argv, s.nowArg(), s.minTTLms, k, n)
 	c.argv = append(c.argv, b.l.largs...)
 	c.argv = append(c.argv, back)

@@ -103,7 +103,7 @@ func (l *limiter) allow(ctx context.Context, key string, n int) (bulwark.Decisio
 		return d, nil
 	}
 	c := newCall(l.script)
-	c.singleKey(limiterKey(l.head, key))
+	c.limiterKey(l.head, key)
 	c.argv = append(c.argv, s.nowArg(), s.minTTLms, n)
 	c.argv = append(c.argv, l.largs...)
 	reply, err := s.runCall(ctx, c)

@@ -55,6 +55,17 @@ func (s *Store) runCall(ctx context.Context, c *call) (any, error) {
 			c.deadline = start.Add(s.timeout)
 		}
 		c.ctx = ctx
+		if s.lanes.dispatch {
+			if s.lanes.join(c) {
+				s.startDrain()
+			}
+			v, err := s.queued(ctx, c)
+			if err != nil && ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			s.emitCall(start, err)
+			return v, err
+		}
 		if !s.lanes.enter(c) {
 			// Queued: a drainer sends it with the calls queued alongside
 			// and books the health of that round trip.
@@ -69,8 +80,12 @@ func (s *Store) runCall(ctx context.Context, c *call) (any, error) {
 	}
 	caller := ctx
 	if s.timeout > 0 {
-		if dl, ok := ctx.Deadline(); (!ok || dl.Sub(start) > s.timeout) && s.lightDeadline {
-			ctx = &deadlineCtx{Context: ctx, d: start.Add(s.timeout)}
+		if dl, ok := ctx.Deadline(); (!ok || dl.Sub(start) > s.timeout) && s.lightDeadline && !s.detached {
+			// In the pooled call: the call runs on this goroutine (a light
+			// deadline implies a client that honours deadlines, so not
+			// detached) and c is released only once its round trip is over.
+			c.dctx = deadlineCtx{Context: ctx, d: start.Add(s.timeout)}
+			ctx = &c.dctx
 		} else if !ok || dl.Sub(start) > s.timeout {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, start.Add(s.timeout))

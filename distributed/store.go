@@ -93,6 +93,7 @@ type config struct {
 	maxDegraded       time.Duration
 	maxInFlight       int
 	lanes             int
+	dispatch          bool
 }
 
 // WithPrefix sets the prefix of every key the store writes (default
@@ -322,6 +323,8 @@ func New(client Client, opts ...Option) (*Store, error) {
 	s.lightDeadline = deadlineBounds(client, s.timeout)
 	if s.detached {
 		s.inflight = make(chan struct{}, cfg.maxInFlight)
+	} else if cfg.dispatch {
+		s.lanes = &lanes{client: client, max: 1, dispatch: true, pipe: client.Pipeline()}
 	} else if cfg.lanes > 0 {
 		s.lanes = &lanes{client: client, max: cfg.lanes}
 	}

@@ -12,9 +12,11 @@ import (
 	"github.com/bulwark-go/bulwark/distributed"
 )
 
-// BenchmarkPipelining compares, in one run, three ways of sending the
+// BenchmarkPipelining compares, in one run, four ways of sending the
 // store's decisions on one hot key: the store's batching lanes (default),
-// no batching (one round trip per call), and go-redis's AutoPipeliner as
+// the store's coalescing dispatcher (WithDispatcher: one writer sends
+// every call, concurrent calls joining the next pipeline), no batching
+// (one round trip per call), and go-redis's AutoPipeliner as
 // the store's client (go-redis coalesces concurrent commands into
 // pipelines itself; the store then sees a client type it does not know to
 // honour deadlines, so it runs each call on a goroutine of its own, as for
@@ -28,10 +30,13 @@ func BenchmarkPipelining(b *testing.B) {
 	b.Cleanup(func() { _ = ap.Close() })
 	_, _, prefix := testStore(b, c)
 	stores := map[string]*distributed.Store{}
-	for mode, client := range map[string]distributed.Client{"lanes": c, "off": c, "autopipeline": ap} {
+	for mode, client := range map[string]distributed.Client{"lanes": c, "dispatcher": c, "off": c, "autopipeline": ap} {
 		opts := []distributed.Option{distributed.WithPrefix(prefix), distributed.WithTimeout(time.Second)}
-		if mode == "off" {
+		switch mode {
+		case "off":
 			opts = append(opts, distributed.WithBatching(0))
+		case "dispatcher":
+			opts = append(opts, distributed.WithDispatcher())
 		}
 		st, err := distributed.New(client, opts...)
 		if err != nil {
@@ -42,7 +47,7 @@ func BenchmarkPipelining(b *testing.B) {
 	}
 	keys := []string{"hot"}
 	for _, g := range benchConcurrency {
-		for _, mode := range []string{"lanes", "off", "autopipeline"} {
+		for _, mode := range []string{"lanes", "dispatcher", "off", "autopipeline"} {
 			b.Run(fmt.Sprintf("goroutines=%d/mode=%s", g, mode), func(b *testing.B) {
 				tb, err := stores[mode].TokenBucket("pipelining", redisBenchLimit)
 				if err != nil {
