@@ -701,3 +701,82 @@ func TestBatchingCluster(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchingTimeout: with Redis hung (the proxy answers nothing), every
+// caller of a batching store returns within the store's time budget (1s
+// here, with generous slack for a loaded machine, and far below the
+// client's own 5s timeouts), whether its call went out first or queued
+// behind a pipeline in flight, with a degraded decision.
+func TestBatchingTimeout(t *testing.T) {
+	srv := redistest.StartServer(t)
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			proxy := redistest.NewProxy(t, srv.Addr())
+			c, _ := batchClient(t, proxy.Addr())
+			s, _, _ := testStore(t, c, distributed.WithTimeout(time.Second), m.opt,
+				distributed.WithFailureThreshold(1000))
+			tb, _ := s.TokenBucket("timeout", bulwark.Limit{Events: 100, Period: time.Hour})
+			if d, err := tb.Allow(context.Background(), "k", 1); err != nil || d.Degraded {
+				t.Fatalf("first call: %+v, %v", d, err)
+			}
+			warm(t, c, 4)
+			proxy.Blackhole(true)
+			const n = 8
+			var wg sync.WaitGroup
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					start := time.Now()
+					d, err := tb.Allow(context.Background(), "k", 1)
+					if took := time.Since(start); took > 3*time.Second {
+						t.Errorf("call returned after %v with a store budget of 1s", took)
+					}
+					if err != nil || !d.Degraded {
+						t.Errorf("call to a hung Redis: %+v, %v; want a degraded decision", d, err)
+					}
+				}()
+			}
+			wg.Wait()
+			// Let the key cleanup through, on new connections.
+			proxy.Blackhole(false)
+			proxy.CutAll()
+		})
+	}
+}
+
+// TestDispatcherOption: the later of WithBatching and WithDispatcher wins,
+// and a client that ignores deadlines gets neither.
+func TestDispatcherOption(t *testing.T) {
+	addr := redistest.Default(t).(*redis.Client).Options().Addr
+	c, _ := batchClient(t, addr)
+	for _, tc := range []struct {
+		name string
+		opts []distributed.Option
+		want bool
+	}{
+		{"dispatcher", []distributed.Option{distributed.WithDispatcher()}, true},
+		{"batching off, then dispatcher", []distributed.Option{distributed.WithBatching(0), distributed.WithDispatcher()}, true},
+		{"dispatcher, then lanes", []distributed.Option{distributed.WithDispatcher(), distributed.WithBatching(2)}, false},
+		{"default", nil, false},
+	} {
+		s, err := distributed.New(c, tc.opts...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := distributed.Dispatching(s); got != tc.want {
+			t.Errorf("%s: dispatching %v, want %v", tc.name, got, tc.want)
+		}
+		_ = s.Close()
+	}
+	plain := redis.NewClient(&redis.Options{Addr: addr}) // ignores deadlines
+	defer plain.Close()
+	s, err := distributed.New(plain, distributed.WithDispatcher())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if distributed.Dispatching(s) {
+		t.Error("dispatching on a client that ignores context deadlines")
+	}
+}

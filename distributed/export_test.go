@@ -9,3 +9,6 @@ func QueuedCalls(s *Store) int {
 	defer s.lanes.mu.Unlock()
 	return len(s.lanes.queue)
 }
+
+// Dispatching reports whether s sends its calls through the dispatcher.
+func Dispatching(s *Store) bool { return s.lanes != nil && s.lanes.dispatch }

@@ -500,10 +500,13 @@ func TestClientOptions(t *testing.T) {
 // TestAllowAllocations guards the allocations of one Redis-backed decision,
 // on the recommended client (ClientOptions: the call runs on the caller's
 // goroutine) and on go-redis's default client (the call runs on a goroutine
-// of its own). Most belong to go-redis (the connection check, the command,
-// the parsed reply); ours are the key, the per-call deadline and, on the
-// default client, the goroutine and its result channel. The argument
-// vector is pooled and the script's SHA-1 boxed once.
+// of its own). On the recommended client all 6 belong to go-redis: the
+// pool's connection health check on Get (3), the command (1) and the
+// parsed reply (2: its slice and a boxed integer). Ours are none: the
+// argument vector, the key and the time budget's context live in the
+// pooled call, and the script's SHA-1 is boxed once. On the default client
+// ours are the deadline context with its timer, the goroutine and its
+// result channel.
 func TestAllowAllocations(t *testing.T) {
 	addr := redistest.Default(t).(*redis.Client).Options().Addr
 	for _, tc := range []struct {
@@ -511,8 +514,8 @@ func TestAllowAllocations(t *testing.T) {
 		opts *redis.Options
 		max  float64
 	}{
-		{"ClientOptions", distributed.ClientOptions(&redis.Options{Addr: addr}, time.Second), 9},
-		{"default client", &redis.Options{Addr: addr}, 16},
+		{"ClientOptions", distributed.ClientOptions(&redis.Options{Addr: addr}, time.Second), 6},
+		{"default client", &redis.Options{Addr: addr}, 14},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := redis.NewClient(tc.opts)
@@ -542,8 +545,12 @@ func TestAllowAllocations(t *testing.T) {
 				}))
 			}
 			t.Logf("%.0f allocations per Allow", allocs)
-			if allocs > tc.max {
-				t.Errorf("%.0f allocations per Allow, want at most %.0f", allocs, tc.max)
+			want := tc.max
+			if raceBuild {
+				want++ // measured: 7 and 15 with -race (the pool drops calls)
+			}
+			if allocs > want {
+				t.Errorf("%.0f allocations per Allow, want at most %.0f", allocs, want)
 			}
 		})
 	}
