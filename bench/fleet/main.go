@@ -1,0 +1,308 @@
+// Command fleet simulates a fleet of service replicas sharing Redis-backed
+// token buckets, to size Redis for a fleet. It runs N replicas in one
+// process, each with a go-redis client and a distributed.Store of its own
+// (as separate processes would have), against one Redis and against a
+// 3-master Redis Cluster, offers each replica an open-loop paced load, and
+// reports per mode of asking Redis:
+//
+//   - decisions/s achieved, decisions offered and missed;
+//   - Redis calls per decision (Δ calls of EVALSHA/EVAL in INFO
+//     commandstats, summed over the masters) and socket reads per decision
+//     (Δ total_reads_processed: about one per round trip, so batching shows);
+//   - Redis CPU per decision: usec_per_call of the script commands and the
+//     Δ(used_cpu_sys + used_cpu_user) of the servers per decision, and the
+//     client process's CPU per decision;
+//   - accuracy: per key, admitted against ⌊Burst + Rate·T⌋ over the run
+//     (T from the first decision's start to the last one's end), summed,
+//     and the keys that admitted more than that;
+//   - p50 and p99 latency of a decision (exact to 1/16).
+//
+// Then it writes 100k keys of each limiter through a store and reports
+// MEMORY USAGE per key and the used_memory delta per key.
+//
+// Modes:
+//
+//	per-request  Store.TokenBucket with batching off (WithBatching(0)): one round trip per decision
+//	batched      Store.TokenBucket with batching lanes (-lanes, one below -pool)
+//	tiered       NewTiered(local.TokenBucket of the replica's share × -tier-headroom, the batched bucket)
+//
+// Each key's fleet-wide limit is -limit-frac of the load offered to it, so
+// every mode has decisions to deny. Without -addr or -cluster the program
+// starts private redis-server processes (redis-server from PATH, or
+// -redis-server) on free loopback ports and stops them at the end.
+//
+// Usage (from the bench module, or the repository root with ./bench/fleet):
+//
+//	go run ./fleet -replicas 3,30,300 -duration 5s -rate 200 \
+//	    -topology standalone,cluster -modes per-request,batched,tiered
+//
+// Every run takes set-up (building and warming the replicas, under a
+// second for 300) plus -duration plus at most the store timeout; the whole
+// program stops starting runs after -deadline.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// options are the program's flags.
+type options struct {
+	replicas    []int
+	topologies  []string
+	modes       []string
+	rate        float64
+	duration    time.Duration
+	keys        int
+	limitFrac   float64
+	pool        int
+	lanes       int
+	timeout     time.Duration
+	maxInFlight int
+	headroom    float64
+	addr        string
+	cluster     []string
+	memoryKeys  int
+	jsonPath    string
+	redisServer string
+	deadline    time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	replicas := fs.String("replicas", "3,30,300", "fleet sizes to run, comma-separated")
+	topo := fs.String("topology", "standalone,cluster", "standalone (one Redis) and/or cluster (3 masters)")
+	modes := fs.String("modes", strings.Join(knownModes, ","), "modes to run, comma-separated")
+	cluster := fs.String("cluster", "", "comma-separated master addresses of an existing Redis Cluster (default: start one)")
+	fs.Float64Var(&o.rate, "rate", 200, "decisions/s offered by each replica")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "how long each run offers load")
+	fs.IntVar(&o.keys, "keys", 100, "limiter keys the load is spread over (uniformly at random)")
+	fs.Float64Var(&o.limitFrac, "limit-frac", 0.5, "each key's fleet-wide limit per second, as a fraction of the load offered to it")
+	fs.IntVar(&o.pool, "pool", 4, "go-redis PoolSize of each replica's client (per node on a cluster)")
+	fs.IntVar(&o.lanes, "lanes", 0, "batching lanes of the batched and tiered modes (0: pool-1)")
+	fs.DurationVar(&o.timeout, "timeout", 200*time.Millisecond, "store time budget of one round trip (distributed.WithTimeout)")
+	fs.IntVar(&o.maxInFlight, "max-inflight", 64, "decisions one replica may have in flight; more due at once are counted missed")
+	fs.Float64Var(&o.headroom, "tier-headroom", 1.2, "tiered: the local tier admits this multiple of the replica's fair share")
+	fs.StringVar(&o.addr, "addr", "", "address of an existing Redis (default: start one)")
+	fs.IntVar(&o.memoryKeys, "memory-keys", 100_000, "keys per limiter for the memory measurement (0: skip; always on a private server)")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "redis-server binary for private servers")
+	fs.DurationVar(&o.deadline, "deadline", 20*time.Minute, "start no run after this much time")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	for f := range strings.SplitSeq(*replicas, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("bad -replicas %q", *replicas)
+		}
+		o.replicas = append(o.replicas, n)
+	}
+	for f := range strings.SplitSeq(*topo, ",") {
+		f = strings.TrimSpace(f)
+		if f != topoStandalone && f != topoCluster {
+			return o, fmt.Errorf("bad -topology %q: want standalone and/or cluster", *topo)
+		}
+		o.topologies = append(o.topologies, f)
+	}
+	for f := range strings.SplitSeq(*modes, ",") {
+		f = strings.TrimSpace(f)
+		if !validMode(f) {
+			return o, fmt.Errorf("bad -modes %q: known modes are %v", *modes, knownModes)
+		}
+		o.modes = append(o.modes, f)
+	}
+	if *cluster != "" {
+		for a := range strings.SplitSeq(*cluster, ",") {
+			o.cluster = append(o.cluster, strings.TrimSpace(a))
+		}
+	}
+	if o.lanes == 0 {
+		o.lanes = max(1, o.pool-1)
+	}
+	if o.memoryKeys < 0 {
+		return o, fmt.Errorf("bad -memory-keys %d", o.memoryKeys)
+	}
+	return o, nil
+}
+
+// report is everything one invocation measured.
+type report struct {
+	Date     string      `json:"date"`
+	Command  string      `json:"command"`
+	Machine  string      `json:"machine"`
+	LoadAvg  []string    `json:"loadavg_before_after"`
+	Redis    string      `json:"redis"`
+	Results  []result    `json:"results"`
+	Memory   []memResult `json:"memory,omitempty"`
+	Duration string      `json:"total_duration"`
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		os.Exit(2)
+	}
+	if err := runAll(context.Background(), o, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "fleet:", err)
+		os.Exit(1)
+	}
+}
+
+// runAll runs every topology × fleet size × mode, then the memory
+// measurement, and prints the report to out (progress to log).
+func runAll(ctx context.Context, o options, out, log io.Writer) error {
+	begin := time.Now()
+	rep := report{
+		Date:    begin.UTC().Format(time.RFC3339),
+		Command: "fleet " + strings.Join(os.Args[1:], " "),
+		Machine: fmt.Sprintf("%s/%s, %d CPUs (client and Redis share them), %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version()),
+		LoadAvg: []string{loadAvg()},
+		Redis:   redisVersion(o.redisServer),
+	}
+	var private []*server
+	defer func() { stopAll(private) }()
+	for _, topo := range o.topologies {
+		var addrs []string
+		switch {
+		case topo == topoStandalone && o.addr != "":
+			addrs = []string{o.addr}
+		case topo == topoCluster && len(o.cluster) > 0:
+			addrs = o.cluster
+		case topo == topoStandalone:
+			s, err := startServer(o.redisServer, false)
+			if err != nil {
+				return err
+			}
+			private = append(private, s)
+			addrs = []string{s.addr()}
+		default:
+			nodes, err := startCluster(o.redisServer, 3)
+			if err != nil {
+				return err
+			}
+			private = append(private, nodes...)
+			for _, n := range nodes {
+				addrs = append(addrs, n.addr())
+			}
+		}
+		for _, n := range o.replicas {
+			for _, mode := range o.modes {
+				if time.Since(begin) > o.deadline {
+					fmt.Fprintf(log, "fleet: -deadline %v reached; skipping the remaining runs\n", o.deadline)
+					goto memory
+				}
+				c := runConfig{
+					Topology: topo, Addrs: addrs, Masters: addrs, Replicas: n, Mode: mode,
+					Rate: o.rate, Duration: o.duration, Keys: o.keys, LimitFrac: o.limitFrac,
+					PoolSize: o.pool, Lanes: o.lanes, Timeout: o.timeout, MaxInFlight: o.maxInFlight,
+					TierHeadroom: o.headroom,
+					Prefix:       fmt.Sprintf("fleet%d-%s-%d-%s", begin.Unix(), topo, n, mode),
+				}
+				t0 := time.Now()
+				r, err := run(ctx, c)
+				if err != nil {
+					return fmt.Errorf("%s, %d replicas, %s: %w", topo, n, mode, err)
+				}
+				r.Wall = time.Since(t0)
+				fmt.Fprintf(log, "fleet: %-10s %4d replicas %-11s %8.0f decisions/s, %.3f calls/decision, p99 %v (%.1fs)\n",
+					topo, n, mode, r.PerSecond, r.CallsPerDecision, r.P99, r.Wall.Seconds())
+				rep.Results = append(rep.Results, r)
+			}
+		}
+	}
+memory:
+	if o.memoryKeys > 0 {
+		s, err := startServer(o.redisServer, false)
+		if err != nil {
+			return err
+		}
+		private = append(private, s)
+		fmt.Fprintf(log, "fleet: memory: %d keys per limiter and layout\n", o.memoryKeys)
+		if rep.Memory, err = measureMemory(ctx, s.addr(), o.memoryKeys); err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+	}
+	rep.LoadAvg = append(rep.LoadAvg, loadAvg())
+	rep.Duration = time.Since(begin).Round(time.Second).String()
+	writeMarkdown(out, &rep, o)
+	if o.jsonPath != "" {
+		b, err := json.MarshalIndent(&rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func redisVersion(bin string) string {
+	b, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func writeMarkdown(w io.Writer, rep *report, o options) {
+	fmt.Fprintf(w, "Date: %s  \nCommand: `%s`  \nMachine: %s  \nLoad average (1/5/15 min) before: %s, after: %s  \nRedis: %s  \nTotal time: %s\n\n",
+		rep.Date, rep.Command, rep.Machine, rep.LoadAvg[0], rep.LoadAvg[len(rep.LoadAvg)-1], rep.Redis, rep.Duration)
+	fmt.Fprintf(w, "Load: %.0f decisions/s offered per replica for %v, over %d keys; each key's fleet-wide limit is %.2f of its offered load. Pool %d per replica (per node), %d batching lanes, store timeout %v, at most %d decisions in flight per replica.\n\n",
+		o.rate, o.duration, o.keys, o.limitFrac, o.pool, o.lanes, o.timeout, o.maxInFlight)
+	if len(rep.Results) > 0 {
+		fmt.Fprintln(w, "| topology | replicas | mode | limit/key | offered/s | decisions/s | missed | degraded | errors | Redis calls/dec | Redis reads/dec | usec/call | Redis CPU µs/dec | client CPU µs/dec | admitted | bound | exact | admitted/exact | keys over | p50 | p99 | run s |")
+		fmt.Fprintln(w, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, r := range rep.Results {
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %.0f | %.0f | %d | %d | %d | %.3f | %.3f | %.2f | %.2f | %.1f | %d | %d | %d | %.3f | %d | %s | %s | %.1f |\n",
+				r.Topology, r.Replicas, r.Mode, r.Limit, r.OfferedPS, r.PerSecond, r.Missed, r.Degraded, r.Errors,
+				r.CallsPerDecision, r.ReadsPerDecision, r.UsecPerCall, r.CPUPerDecision, r.ClientCPUPerDec,
+				r.Admitted, r.Bound, r.Exact, r.Accuracy, r.OverKeys, fmtDur(r.P50), fmtDur(r.P99), r.Wall.Seconds())
+		}
+		fmt.Fprintln(w)
+	}
+	if len(rep.Memory) > 0 {
+		fmt.Fprintln(w, "| limiter | layout | keys | sample key | encoding | MEMORY USAGE (median) | Δused_memory per key |")
+		fmt.Fprintln(w, "|---|---|---:|---|---|---:|---:|")
+		for _, m := range rep.Memory {
+			fmt.Fprintf(w, "| %s | %s | %d | `%s` | %s | %d B | %.1f B |\n",
+				m.Algorithm, m.Layout, m.Keys, m.SampleKey, m.Encoding, m.MemoryUsage, m.PerKeyDelta)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= 10*time.Millisecond:
+		return fmt.Sprintf("%.0fms", float64(d)/1e6)
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.0fµs", float64(d)/1e3)
+	}
+}
