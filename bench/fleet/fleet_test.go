@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -256,14 +257,19 @@ func TestConfigErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"-replicas", "3,x"}, {"-replicas", "0"}, {"-topology", "ring"},
 		{"-modes", "batched,nope"}, {"-memory-keys", "-1"}, {"-no-such-flag"},
+		{"-rate", "0"}, {"-rate", "x"}, {"-replicas", "3,30,300", "-rate", "1,2"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("flags %q accepted", args)
 		}
 	}
 	o, err := parseFlags([]string{"-pool", "3"}, io.Discard)
-	if err != nil || o.lanes != 2 || len(o.modes) != len(knownModes) {
-		t.Errorf("defaults with -pool 3: lanes %d, modes %v, err %v", o.lanes, o.modes, err)
+	if err != nil || o.lanes != 2 || len(o.modes) != len(knownModes) || !slices.Equal(o.rates, []float64{200, 200, 200}) {
+		t.Errorf("defaults with -pool 3: lanes %d, modes %v, rates %v, err %v", o.lanes, o.modes, o.rates, err)
+	}
+	o, err = parseFlags([]string{"-replicas", "3,300", "-rate", "1000,10"}, io.Discard)
+	if err != nil || !slices.Equal(o.rates, []float64{1000, 10}) {
+		t.Errorf("-rate per fleet size: %v, %v", o.rates, err)
 	}
 }
 

@@ -47,6 +47,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -60,7 +61,7 @@ type options struct {
 	replicas    []int
 	topologies  []string
 	modes       []string
-	rate        float64
+	rates       []float64 // per replica, one per fleet size
 	duration    time.Duration
 	keys        int
 	limitFrac   float64
@@ -85,7 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	topo := fs.String("topology", "standalone,cluster", "standalone (one Redis) and/or cluster (3 masters)")
 	modes := fs.String("modes", strings.Join(knownModes, ","), "modes to run, comma-separated")
 	cluster := fs.String("cluster", "", "comma-separated master addresses of an existing Redis Cluster (default: start one)")
-	fs.Float64Var(&o.rate, "rate", 200, "decisions/s offered by each replica")
+	rates := fs.String("rate", "200", "decisions/s offered by each replica: one value, or one per -replicas entry")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "how long each run offers load")
 	fs.IntVar(&o.keys, "keys", 100, "limiter keys the load is spread over (uniformly at random)")
 	fs.Float64Var(&o.limitFrac, "limit-frac", 0.5, "each key's fleet-wide limit per second, as a fraction of the load offered to it")
@@ -108,6 +109,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("bad -replicas %q", *replicas)
 		}
 		o.replicas = append(o.replicas, n)
+	}
+	for f := range strings.SplitSeq(*rates, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(v > 0) || math.IsInf(v, 0) {
+			return o, fmt.Errorf("bad -rate %q", *rates)
+		}
+		o.rates = append(o.rates, v)
+	}
+	switch len(o.rates) {
+	case len(o.replicas):
+	case 1:
+		for len(o.rates) < len(o.replicas) {
+			o.rates = append(o.rates, o.rates[0])
+		}
+	default:
+		return o, fmt.Errorf("-rate has %d values for %d fleet sizes: give one, or one per size", len(o.rates), len(o.replicas))
 	}
 	for f := range strings.SplitSeq(*topo, ",") {
 		f = strings.TrimSpace(f)
@@ -197,7 +214,7 @@ func runAll(ctx context.Context, o options, out, log io.Writer) error {
 				addrs = append(addrs, n.addr())
 			}
 		}
-		for _, n := range o.replicas {
+		for i, n := range o.replicas {
 			for _, mode := range o.modes {
 				if time.Since(begin) > o.deadline {
 					fmt.Fprintf(log, "fleet: -deadline %v reached; skipping the remaining runs\n", o.deadline)
@@ -205,7 +222,7 @@ func runAll(ctx context.Context, o options, out, log io.Writer) error {
 				}
 				c := runConfig{
 					Topology: topo, Addrs: addrs, Masters: addrs, Replicas: n, Mode: mode,
-					Rate: o.rate, Duration: o.duration, Keys: o.keys, LimitFrac: o.limitFrac,
+					Rate: o.rates[i], Duration: o.duration, Keys: o.keys, LimitFrac: o.limitFrac,
 					PoolSize: o.pool, Lanes: o.lanes, Timeout: o.timeout, MaxInFlight: o.maxInFlight,
 					TierHeadroom: o.headroom,
 					Prefix:       fmt.Sprintf("fleet%d-%s-%d-%s", begin.Unix(), topo, n, mode),
@@ -272,16 +289,16 @@ func redisVersion(bin string) string {
 func writeMarkdown(w io.Writer, rep *report, o options) {
 	fmt.Fprintf(w, "Date: %s  \nCommand: `%s`  \nMachine: %s  \nLoad average (1/5/15 min) before: %s, after: %s  \nRedis: %s  \nTotal time: %s\n\n",
 		rep.Date, rep.Command, rep.Machine, rep.LoadAvg[0], rep.LoadAvg[len(rep.LoadAvg)-1], rep.Redis, rep.Duration)
-	fmt.Fprintf(w, "Load: %.0f decisions/s offered per replica for %v, over %d keys; each key's fleet-wide limit is %.2f of its offered load. Pool %d per replica (per node), %d batching lanes, store timeout %v, at most %d decisions in flight per replica.\n\n",
-		o.rate, o.duration, o.keys, o.limitFrac, o.pool, o.lanes, o.timeout, o.maxInFlight)
+	fmt.Fprintf(w, "Load: %v decisions/s offered per replica (per fleet size %v) for %v, over %d keys; each key's fleet-wide limit is %.2f of its offered load. Pool %d per replica (per node), %d batching lanes, store timeout %v, at most %d decisions in flight per replica.\n\n",
+		o.rates, o.replicas, o.duration, o.keys, o.limitFrac, o.pool, o.lanes, o.timeout, o.maxInFlight)
 	if len(rep.Results) > 0 {
-		fmt.Fprintln(w, "| topology | replicas | mode | limit/key | offered/s | decisions/s | missed | degraded | errors | Redis calls/dec | Redis reads/dec | usec/call | Redis CPU µs/dec | client CPU µs/dec | admitted | bound | exact | admitted/exact | keys over | p50 | p99 | run s |")
-		fmt.Fprintln(w, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| topology | replicas | mode | limit/key | offered/s | decisions/s | non-degraded/s | missed | degraded | errors | Redis calls/dec | Redis reads/dec | usec/call | Redis CPU µs/call | Redis CPU µs/dec | client CPU µs/dec | admitted | bound | exact | admitted/exact | keys over | p50 | p99 | p99 non-degraded | run s |")
+		fmt.Fprintln(w, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, r := range rep.Results {
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %.0f | %.0f | %d | %d | %d | %.3f | %.3f | %.2f | %.2f | %.1f | %d | %d | %d | %.3f | %d | %s | %s | %.1f |\n",
-				r.Topology, r.Replicas, r.Mode, r.Limit, r.OfferedPS, r.PerSecond, r.Missed, r.Degraded, r.Errors,
-				r.CallsPerDecision, r.ReadsPerDecision, r.UsecPerCall, r.CPUPerDecision, r.ClientCPUPerDec,
-				r.Admitted, r.Bound, r.Exact, r.Accuracy, r.OverKeys, fmtDur(r.P50), fmtDur(r.P99), r.Wall.Seconds())
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %.0f | %.0f | %.0f | %d | %d | %d | %.3f | %.3f | %.2f | %.2f | %.2f | %.1f | %d | %d | %d | %.3f | %d | %s | %s | %s | %.1f |\n",
+				r.Topology, r.Replicas, r.Mode, r.Limit, r.OfferedPS, r.PerSecond, r.NonDegradedPS, r.Missed, r.Degraded, r.Errors,
+				r.CallsPerDecision, r.ReadsPerDecision, r.UsecPerCall, r.CPUPerCall, r.CPUPerDecision, r.ClientCPUPerDec,
+				r.Admitted, r.Bound, r.Exact, r.Accuracy, r.OverKeys, fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P99Redis), r.Wall.Seconds())
 		}
 		fmt.Fprintln(w)
 	}

@@ -131,12 +131,16 @@ type result struct {
 	Degraded  int64   `json:"degraded"`   // decisions made without Redis (fail-open twin)
 	OfferedPS float64 `json:"offered_ps"` // offered / duration
 	PerSecond float64 `json:"decisions_ps"`
+	// NonDegradedPS counts the decisions not made by the fail-open twin:
+	// by Redis, or (tiered) denied by the local tier.
+	NonDegradedPS float64 `json:"non_degraded_ps"`
 
 	ScriptCalls      int64   `json:"redis_script_calls"` // Δ EVALSHA+EVAL(+_RO, FCALL) calls, all masters
 	CallsPerDecision float64 `json:"redis_calls_per_decision"`
 	ReadsPerDecision float64 `json:"redis_reads_per_decision"` // Δ total_reads_processed / decision: round trips
 	UsecPerCall      float64 `json:"redis_usec_per_call"`      // commandstats: Δusec / Δcalls of the script commands
 	CPUPerDecision   float64 `json:"redis_cpu_us_per_decision"`
+	CPUPerCall       float64 `json:"redis_cpu_us_per_call"`      // Δ(used_cpu_sys + used_cpu_user) / Δ script calls
 	ClientCPUPerDec  float64 `json:"client_cpu_us_per_decision"` // this process (all replicas)
 
 	Admitted  int64   `json:"admitted"`
@@ -148,6 +152,8 @@ type result struct {
 
 	P50 time.Duration `json:"p50_ns"`
 	P99 time.Duration `json:"p99_ns"`
+	// P99Redis is the p99 of the decisions not made by the fail-open twin.
+	P99Redis time.Duration `json:"p99_non_degraded_ns"`
 
 	Setup time.Duration `json:"setup_ns"` // building and warming the replicas
 	Wall  time.Duration `json:"wall_ns"`  // the whole run, set-up and close included
@@ -276,7 +282,7 @@ type counters struct {
 	admitted                    []atomic.Int64
 	asked                       []atomic.Int64
 	arrivals                    []keyArrivals
-	lat                         hist
+	lat, latRedis               hist
 }
 
 // keyArrivals are the start times of the decisions asked for one key, so
@@ -420,7 +426,7 @@ func run(ctx context.Context, c runConfig) (result, error) {
 		Offered: offered, Missed: missed,
 		Decisions: cnt.decisions.Load(), Errors: cnt.errors.Load(), Degraded: cnt.degraded.Load(),
 		ScriptCalls: d.scriptCalls,
-		P50:         cnt.lat.quantile(0.50), P99: cnt.lat.quantile(0.99),
+		P50:         cnt.lat.quantile(0.50), P99: cnt.lat.quantile(0.99), P99Redis: cnt.latRedis.quantile(0.99),
 		Setup: setup,
 	}
 	t := time.Duration(cnt.lastEnd.Load() - start.UnixNano())
@@ -428,6 +434,7 @@ func run(ctx context.Context, c runConfig) (result, error) {
 	res.OfferedPS = float64(offered) / c.Duration.Seconds()
 	if res.Seconds > 0 {
 		res.PerSecond = float64(res.Decisions) / res.Seconds
+		res.NonDegradedPS = float64(res.Decisions-res.Degraded) / res.Seconds
 	}
 	if res.Decisions > 0 {
 		n := float64(res.Decisions)
@@ -438,6 +445,7 @@ func run(ctx context.Context, c runConfig) (result, error) {
 	}
 	if d.scriptCalls > 0 {
 		res.UsecPerCall = float64(d.scriptUsec) / float64(d.scriptCalls)
+		res.CPUPerCall = d.cpu * 1e6 / float64(d.scriptCalls)
 	}
 	g := c.limitFor()
 	perKey := int64(math.Floor(float64(g.Capacity()) + float64(g.Events)*t.Seconds()/g.Period.Seconds()))
@@ -473,6 +481,9 @@ func decide(ctx context.Context, r *replica, key string, k int, cnt *counters, w
 	if err != nil {
 		cnt.errors.Add(1)
 		return
+	}
+	if !d.Degraded {
+		cnt.latRedis.add(t1.Sub(t0))
 	}
 	cnt.decisions.Add(1)
 	cnt.asked[k].Add(1)
