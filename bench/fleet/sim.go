@@ -155,6 +155,10 @@ type result struct {
 	// P99Redis is the p99 of the decisions not made by the fail-open twin.
 	P99Redis time.Duration `json:"p99_non_degraded_ns"`
 
+	// ClientLogLines is how many lines go-redis logged during the load
+	// (failed dials after a timeout closed a connection, mostly).
+	ClientLogLines int64 `json:"client_log_lines"`
+
 	Setup time.Duration `json:"setup_ns"` // building and warming the replicas
 	Wall  time.Duration `json:"wall_ns"`  // the whole run, set-up and close included
 }
@@ -233,11 +237,41 @@ func (r *replica) close() {
 	_ = r.client.Close()
 }
 
-// warmUp makes the replica's first decisions (on a limiter of its own, so
-// the measured buckets start full): it opens connections to every node its
-// keys live on and loads the script. It waits until the replica's store is
-// healthy and decides from Redis.
-func (r *replica) warmUp(ctx context.Context) error {
+// warmUp opens the replica's connections (PoolSize to every node, so no
+// dial happens during the measurement: real replicas connect long before a
+// load peak), then makes its first decisions (on a limiter of its own, so
+// the measured buckets start full), which loads the script on every node.
+// It waits until the replica's store is healthy and decides from Redis.
+func (r *replica) warmUp(ctx context.Context, pool int) error {
+	open := func(ctx context.Context, c *redis.Client) error {
+		for {
+			var wg sync.WaitGroup
+			errs := make([]error, pool)
+			for i := range pool {
+				wg.Go(func() { errs[i] = c.Ping(ctx).Err() })
+			}
+			wg.Wait()
+			err := errors.Join(errs...)
+			if err == nil && c.PoolStats().TotalConns >= uint32(pool) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("opening %d connections to %s: %w (last: %v)", pool, c.Options().Addr, ctx.Err(), err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	var err error
+	switch c := r.client.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachShard(ctx, open)
+	case *redis.Client:
+		err = open(ctx, c)
+	}
+	if err != nil {
+		return err
+	}
 	for {
 		ok := true
 		for i := range 16 {
@@ -326,6 +360,16 @@ func (c *counters) noteEnd(t time.Time) {
 	}
 }
 
+// clientLog counts the lines go-redis logs (failed dials and the like)
+// instead of printing them; each run reports its count.
+type clientLog struct{ lines atomic.Int64 }
+
+func (l *clientLog) Printf(context.Context, string, ...any) { l.lines.Add(1) }
+
+var goRedisLog = new(clientLog)
+
+func init() { redis.SetLogger(goRedisLog) }
+
 // run builds the fleet, offers the load and reports. It stops every
 // replica it built before it returns.
 func run(ctx context.Context, c runConfig) (result, error) {
@@ -357,7 +401,7 @@ func run(ctx context.Context, c runConfig) (result, error) {
 		reps[i] = r
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := forEach(reps, 16, func(_ int, r *replica) error { return r.warmUp(wctx) })
+	err := forEach(reps, 16, func(_ int, r *replica) error { return r.warmUp(wctx, c.PoolSize) })
 	cancel()
 	if err != nil {
 		return result{}, fmt.Errorf("warm-up: %w", err)
@@ -379,6 +423,7 @@ func run(ctx context.Context, c runConfig) (result, error) {
 		return result{}, err
 	}
 	cpu0 := processCPU()
+	log0 := goRedisLog.lines.Load()
 
 	// The pacer: an open-loop schedule of Rate decisions/s per replica,
 	// each at its own phase, checked every millisecond. Each due decision
@@ -414,6 +459,7 @@ func run(ctx context.Context, c runConfig) (result, error) {
 	tick.Stop()
 	wg.Wait() // every call is bounded by the store's timeout
 	cpu := processCPU() - cpu0
+	logLines := goRedisLog.lines.Load() - log0
 	after, err := statsOf(ctx, admins)
 	if err != nil {
 		return result{}, err
@@ -427,7 +473,7 @@ func run(ctx context.Context, c runConfig) (result, error) {
 		Decisions: cnt.decisions.Load(), Errors: cnt.errors.Load(), Degraded: cnt.degraded.Load(),
 		ScriptCalls: d.scriptCalls,
 		P50:         cnt.lat.quantile(0.50), P99: cnt.lat.quantile(0.99), P99Redis: cnt.latRedis.quantile(0.99),
-		Setup: setup,
+		Setup: setup, ClientLogLines: logLines,
 	}
 	t := time.Duration(cnt.lastEnd.Load() - start.UnixNano())
 	res.Seconds = t.Seconds()
