@@ -164,7 +164,7 @@ type Executor[T any] struct {
 // slice is copied.
 func Compose[T any](policies ...Policy) (*Executor[T], error) {
 	for i, p := range policies {
-		if p == nil {
+		if isNil(p) {
 			return nil, configError("policy %d is nil", i)
 		}
 		if v, ok := p.(interface{ Validate() error }); ok {
@@ -260,7 +260,7 @@ type limiterPolicy struct {
 func LimiterPolicy(l Limiter, key func(context.Context) string, n int) Policy {
 	p := &limiterPolicy{l: l, key: key, n: n}
 	switch {
-	case l == nil:
+	case isNil(l):
 		p.err = configError("limiter policy: nil limiter")
 	case key == nil:
 		p.err = configError("limiter policy: nil key function")
@@ -319,7 +319,7 @@ func BreakerPolicy(b Breaker, isFailure func(error) bool) Policy {
 		isFailure = IsFailure
 	}
 	p := &breakerPolicy{b: b, isFailure: isFailure}
-	if b == nil {
+	if isNil(b) {
 		p.err = configError("breaker policy: nil breaker")
 	}
 	return p
@@ -363,7 +363,7 @@ type bulkheadPolicy struct {
 // [ErrInvalidConfig]) and its Run returns that error.
 func BulkheadPolicy(b Bulkhead) Policy {
 	p := &bulkheadPolicy{b: b}
-	if b == nil {
+	if isNil(b) {
 		p.err = configError("bulkhead policy: nil bulkhead")
 	}
 	return p

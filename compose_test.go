@@ -673,3 +673,27 @@ func TestComposeWrapsCustomValidateError(t *testing.T) {
 		t.Errorf("error %q lost the policy's own message", got)
 	}
 }
+
+// ptrPolicy is a custom policy implemented on a pointer, to pass as a
+// typed nil.
+type ptrPolicy struct{ n int }
+
+func (p *ptrPolicy) Run(ctx context.Context, next bulwark.Next) error { p.n++; return next.Run(ctx) }
+
+func TestComposeRejectsTypedNils(t *testing.T) {
+	if _, err := bulwark.Compose[int]((*ptrPolicy)(nil)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("Compose((*ptrPolicy)(nil)) error = %v, want ErrInvalidConfig", err)
+	}
+	var tb *local.TokenBucket
+	if _, err := bulwark.Compose[int](bulwark.LimiterPolicy(tb, bulwark.FixedKey("k"), 1)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("LimiterPolicy with a typed nil limiter: error = %v, want ErrInvalidConfig", err)
+	}
+	var br *local.Breaker
+	if _, err := bulwark.Compose[int](bulwark.BreakerPolicy(br, nil)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("BreakerPolicy with a typed nil breaker: error = %v, want ErrInvalidConfig", err)
+	}
+	var bh *local.Bulkhead
+	if _, err := bulwark.Compose[int](bulwark.BulkheadPolicy(bh)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Errorf("BulkheadPolicy with a typed nil bulkhead: error = %v, want ErrInvalidConfig", err)
+	}
+}

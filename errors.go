@@ -3,6 +3,7 @@ package bulwark
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -47,6 +48,20 @@ func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimit
 // configError builds an error wrapping ErrInvalidConfig.
 func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+}
+
+// isNil reports whether v is nil or a typed nil (a nil pointer, map,
+// slice, channel or function held by an interface), which compares unequal
+// to nil but fails on first use.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch r := reflect.ValueOf(v); r.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
+		return r.IsNil()
+	}
+	return false
 }
 
 // argumentError builds an error wrapping ErrInvalidArgument.

@@ -27,7 +27,7 @@ FILTER=${BENCH_FILTER:-.}
 OUT=${1:-$(mktemp -d /tmp/bulwark-bench.XXXXXX)}
 mkdir -p "$OUT"
 
-go test -c -o "$OUT/distributed.test" ./distributed/
+(cd bench && go test -c -o "$OUT/distributed.test" ./peers/)
 
 if [ -z "${BULWARK_REDIS_ADDR:-}" ]; then
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -69,9 +69,9 @@ grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$OUT/raw.txt" >>"$OUT/bench.txt"
 
 echo
 echo "== benchstat (columns: ours = TokenBucketRedis[LanesN], theirs = RedisRate; each compared with the first)"
-go tool benchstat -col .name "$OUT/bench.txt" | tee "$OUT/benchstat.txt"
+(cd bench && go tool benchstat -col .name "$OUT/bench.txt") | tee "$OUT/benchstat.txt"
 
 echo
 echo "== MEMORY USAGE per key"
-"$OUT/distributed.test" -test.run '^TestMemoryPerKey$' -test.v | grep -E 'bytes|ok|FAIL|PASS' | tee "$OUT/memory.txt"
+(cd bench/peers && "$OUT/distributed.test" -test.run '^TestMemory(PerKey|VsMinimalScript)$' -test.v) | grep -E 'bytes|ok|FAIL|PASS' | tee "$OUT/memory.txt"
 echo "results in $OUT"

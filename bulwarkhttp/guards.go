@@ -29,7 +29,7 @@ const (
 // It returns an error wrapping bulwark.ErrInvalidConfig when b is nil or an
 // option is invalid.
 func Breaker(b bulwark.Breaker, opts ...Option) (func(http.Handler) http.Handler, error) {
-	if b == nil {
+	if core.IsNil(b) {
 		return nil, core.ConfigError("bulwarkhttp: breaker must not be nil")
 	}
 	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
@@ -57,7 +57,7 @@ func Breaker(b bulwark.Breaker, opts ...Option) (func(http.Handler) http.Handler
 // an error wrapping bulwark.ErrInvalidConfig when b is nil or an option is
 // invalid.
 func Bulkhead(b bulwark.Bulkhead, opts ...Option) (func(http.Handler) http.Handler, error) {
-	if b == nil {
+	if core.IsNil(b) {
 		return nil, core.ConfigError("bulwarkhttp: bulkhead must not be nil")
 	}
 	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {
@@ -99,7 +99,7 @@ func (f ShedderFunc) Acquire(ctx context.Context, priority int) (func(), error) 
 // returns an error wrapping bulwark.ErrInvalidConfig when s is nil or an
 // option is invalid.
 func Shed(s Shedder, opts ...Option) (func(http.Handler) http.Handler, error) {
-	if s == nil {
+	if core.IsNil(s) {
 		return nil, core.ConfigError("bulwarkhttp: shedder must not be nil")
 	}
 	return guard(opts, func(o *options, next http.Handler, w http.ResponseWriter, r *http.Request) {

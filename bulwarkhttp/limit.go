@@ -46,7 +46,7 @@ const PatternLimit = "http_limit"
 // Limit returns an error wrapping bulwark.ErrInvalidConfig when l is nil
 // or an option is invalid.
 func Limit(l bulwark.Limiter, opts ...Option) (func(http.Handler) http.Handler, error) {
-	if l == nil {
+	if core.IsNil(l) {
 		return nil, core.ConfigError("bulwarkhttp: limiter must not be nil")
 	}
 	o, err := buildOptions(opts)

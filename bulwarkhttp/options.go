@@ -294,7 +294,7 @@ func WithRetryAfterFunc(f func(bulwark.Decision) time.Duration) Option {
 // rejections.
 func WithBackpressure(src RetryAfterSource) Option {
 	return func(o *options) {
-		if src == nil {
+		if core.IsNil(src) {
 			o.fail("bulwarkhttp: backpressure source must not be nil")
 			return
 		}
@@ -309,7 +309,15 @@ func WithBackpressure(src RetryAfterSource) Option {
 // (bulwark.EventRetry, bulwark.EventHedge). Limiters, breakers and
 // bulkheads report their own decisions through their own observers, so
 // enforced decisions are not reported twice.
-func WithObserver(obs bulwark.Observer) Option { return func(o *options) { o.observer = obs } }
+func WithObserver(obs bulwark.Observer) Option {
+	return func(o *options) {
+		if obs != nil && core.IsNil(obs) {
+			o.fail("bulwarkhttp: observer is a nil %T", obs)
+			return
+		}
+		o.observer = obs
+	}
+}
 
 // WithName names the middleware instance in its events, and so in metrics.
 // Keep names few and fixed: they become metric labels.
@@ -318,6 +326,10 @@ func WithName(name string) Option { return func(o *options) { o.name = name } }
 // WithClock sets the clock that stamps events (default bulwark.SystemClock).
 func WithClock(c bulwark.Clock) Option {
 	return func(o *options) {
+		if c != nil && core.IsNil(c) {
+			o.fail("bulwarkhttp: clock is a nil %T", c)
+			return
+		}
 		if c != nil {
 			o.clock = c
 		}

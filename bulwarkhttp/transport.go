@@ -65,7 +65,7 @@ var _ http.RoundTripper = (*Transport)(nil)
 // (http.DefaultTransport when nil). It returns an error wrapping
 // bulwark.ErrInvalidConfig when an option is invalid.
 func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
-	if base == nil {
+	if core.IsNil(base) {
 		base = http.DefaultTransport
 	}
 	o, err := buildOptions(opts)

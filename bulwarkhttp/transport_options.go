@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/core"
 )
 
 // Transport defaults.
@@ -158,7 +159,7 @@ func WithHostBreaker(newBreaker func(host string) bulwark.Breaker) Option {
 // denial (an error matching bulwark.ErrRateLimited) without being sent.
 func WithHostLimiter(l bulwark.Limiter) Option {
 	return func(o *options) {
-		if l == nil {
+		if core.IsNil(l) {
 			o.fail("bulwarkhttp: host limiter must not be nil")
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bulwark-go/bulwark/internal/core"
+	"github.com/bulwark-go/bulwark/internal/eventq"
 )
 
 // Subscriber is the part of a go-redis v9 client a [Broadcast] uses.
@@ -89,6 +90,7 @@ type Broadcast struct {
 	// its first Resync from Handle instead of from the confirmation.
 	deliver sync.Mutex
 	live    bool // under deliver
+	guard   eventq.Guard
 
 	mu     sync.Mutex
 	ps     *redis.PubSub // current subscription, closed by Close
@@ -159,7 +161,7 @@ func (b *Broadcast) Handle(topic string, h Handler) (remove func(), err error) {
 	b.handlers.Store(&next)
 	b.mu.Unlock()
 	if b.live {
-		h(Message{Topic: topic, Resync: true})
+		b.call(h, Message{Topic: topic, Resync: true})
 	}
 	var once sync.Once
 	return func() { once.Do(func() { b.remove(topic, e) }) }, nil
@@ -290,9 +292,21 @@ func (b *Broadcast) dispatch(msg string) {
 	b.deliver.Lock()
 	defer b.deliver.Unlock()
 	for _, e := range (*b.handlers.Load())[topic] {
-		e.h(Message{Topic: topic, Payload: payload})
+		b.call(e.h, Message{Topic: topic, Payload: payload})
 	}
 }
+
+// call runs one handler, recovering its panic: a handler's bug must not
+// kill the receiving goroutine (and the process), nor keep the other
+// handlers from their messages.
+func (b *Broadcast) call(h Handler, m Message) {
+	defer b.guard.Recover("broadcast handler")
+	h(m)
+}
+
+// HandlerPanics returns how many times a handler panicked. Each panic is
+// recovered: the broadcast goes on delivering, to that handler too.
+func (b *Broadcast) HandlerPanics() uint64 { return b.guard.Panics() }
 
 // resync marks the subscription live and tells every handler that it is
 // (again) live.
@@ -302,7 +316,7 @@ func (b *Broadcast) resync() {
 	b.live = true
 	for topic, es := range *b.handlers.Load() {
 		for _, e := range es {
-			e.h(Message{Topic: topic, Resync: true})
+			b.call(e.h, Message{Topic: topic, Resync: true})
 		}
 	}
 }

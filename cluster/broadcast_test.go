@@ -3,7 +3,9 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,4 +238,46 @@ func TestBroadcastCloseWhileDown(t *testing.T) {
 	srv.Kill()
 	_ = bc.Close()
 	_ = bc.Close()
+}
+
+// TestBroadcastHandlerPanicRecovered: a handler that panics on every
+// message, on the receiving goroutine, is recovered and counted; the
+// process survives and later messages still reach it and the others.
+func TestBroadcastHandlerPanicRecovered(t *testing.T) {
+	c := redistest.Default(t)
+	channel := redistest.Prefix(t, c) + "events"
+	bc, err := cluster.NewBroadcast(c, channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	var got atomic.Int64
+	if _, err := bc.Handle("t", func(m cluster.Message) {
+		if !m.Resync {
+			got.Add(1)
+		}
+		panic("handler bug")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	other := newInbox()
+	if _, err := bc.Handle("t", other.handle); err != nil {
+		t.Fatal(err)
+	}
+	other.waitResync(t)
+	ctx := context.Background()
+	for i := range 3 {
+		if err := cluster.Publish(ctx, c, channel, "t", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+		if m := other.wait(t); m.Payload != strconv.Itoa(i) {
+			t.Fatalf("message %d: payload %q", i, m.Payload)
+		}
+	}
+	if got.Load() != 3 {
+		t.Fatalf("the panicking handler heard %d messages, want 3", got.Load())
+	}
+	if p := bc.HandlerPanics(); p < 4 { // 3 messages and at least one Resync
+		t.Fatalf("HandlerPanics() = %d, want at least 4", p)
+	}
 }

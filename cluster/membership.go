@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/internal/core"
+	"github.com/bulwark-go/bulwark/internal/logs"
 	"github.com/bulwark-go/bulwark/lua"
 )
 
@@ -43,6 +45,7 @@ type config struct {
 	interval time.Duration
 	timeout  time.Duration
 	clock    bulwark.Clock
+	logger   *slog.Logger
 }
 
 // WithPrefix sets the key prefix (default [DefaultPrefix]): 1 to 128
@@ -58,6 +61,16 @@ func WithGroup(g string) Option { return func(c *config) { c.group = g } }
 // 1 to 256 bytes (Join rejects an empty or longer one). Two live replicas
 // with one id count once.
 func WithID(id string) Option { return func(c *config) { c.id, c.idSet = id, true } }
+
+// WithLogger makes the membership log to l (default: nothing is logged):
+// Info "bulwark: replica count changed" (from, to) when the live count it
+// sees changes, at most one line every 10s (a line written after a quiet
+// spell reports the count since the last line, so the log always catches
+// up), Warn "bulwark: membership heartbeat failing" (err) when heartbeats
+// start failing and Info "bulwark: membership heartbeat back" (outage)
+// when one succeeds again. An outage writes two lines, not one per
+// heartbeat.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithTTL sets how long a member counts after its last heartbeat (default
 // [DefaultTTL], at least 10ms). A replica that stops heartbeating (crashed,
@@ -106,6 +119,12 @@ type Membership struct {
 
 	count atomic.Int64
 
+	log        *logs.Logger
+	logged     int64     // the count the last line reported; loop only
+	loggedAt   time.Time // when; loop only
+	failing    bool      // heartbeats fail; loop only
+	failingFor time.Time // since when; loop only
+
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -148,6 +167,7 @@ func Join(client redis.Scripter, opts ...Option) (*Membership, error) {
 		ttlArg:   strconv.FormatInt(cfg.ttl.Milliseconds(), 10),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+		log:      logs.New(cfg.logger),
 	}
 	go m.loop()
 	return m, nil
@@ -226,7 +246,8 @@ func (m *Membership) eval(ctx context.Context, op string) (int64, error) {
 func (m *Membership) loop() {
 	defer close(m.done)
 	for {
-		_, _ = m.Heartbeat(context.Background())
+		n, err := m.Heartbeat(context.Background())
+		m.logHeartbeat(n, err)
 		t := core.NewTimer(m.clock, m.interval)
 		select {
 		case <-m.stop:
@@ -234,6 +255,33 @@ func (m *Membership) loop() {
 			return
 		case <-t.C():
 		}
+	}
+}
+
+// logHeartbeat logs what changed with one heartbeat of the loop.
+func (m *Membership) logHeartbeat(n int, err error) {
+	if m.log == nil {
+		return
+	}
+	now := time.Now()
+	if m.clock != nil {
+		now = m.clock.Now()
+	}
+	attrs := []any{slog.String("group", m.key), slog.String("id", m.id)}
+	if err != nil {
+		if !m.failing {
+			m.failing, m.failingFor = true, now
+			m.log.Log(slog.LevelWarn, "bulwark: membership heartbeat failing", append(attrs, slog.String("err", err.Error()))...)
+		}
+		return
+	}
+	if m.failing {
+		m.failing = false
+		m.log.Log(slog.LevelInfo, "bulwark: membership heartbeat back", append(attrs, slog.Duration("outage", now.Sub(m.failingFor)))...)
+	}
+	if int64(n) != m.logged && now.Sub(m.loggedAt) >= logs.Every {
+		m.log.Log(slog.LevelInfo, "bulwark: replica count changed", append(attrs, slog.Int64("from", m.logged), slog.Int("to", n))...)
+		m.logged, m.loggedAt = int64(n), now
 	}
 }
 

@@ -54,9 +54,10 @@ const maxBatch = 128
 //     the time it queued.
 //
 // Batching needs a client that applies context deadlines to its sockets
-// (ContextTimeoutEnabled, as set by [ClientOptions]) and has a Pipeline
-// method (every go-redis client does); with any other client the option
-// is ignored and every call is its own round trip. On a Redis Cluster
+// (ContextTimeoutEnabled, as set by [ClientOptions], read from the
+// client's Options method: see [Client]); with a client that ignores them
+// the option is ignored and every call is its own round trip, on a
+// goroutine of its own. On a Redis Cluster
 // client a pipeline is split per node by go-redis, each part a round trip
 // of its own, all sent in parallel. Keep lanes below the client's
 // PoolSize so that the store's round trips never wait for a connection.
@@ -166,16 +167,11 @@ func (c *call) finish(v any, err error) {
 	c.done <- struct{}{}
 }
 
-// pipeliner is what batching needs of a client beyond [Client].
-type pipeliner interface {
-	Pipeline() redis.Pipeliner
-}
-
 // lanes bounds the round trips of a store in flight and queues the calls
 // that find them all busy. Invariant: the queue is empty unless every lane
 // is busy, so a lane that frees up always finds the calls that wait.
 type lanes struct {
-	client pipeliner
+	client Client
 	max    int
 
 	mu    sync.Mutex

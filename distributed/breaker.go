@@ -2,21 +2,15 @@ package distributed
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/bulwark-go/bulwark"
-	"github.com/bulwark-go/bulwark/cluster"
 	"github.com/bulwark-go/bulwark/internal/core"
+	"github.com/bulwark-go/bulwark/internal/eventq"
 	"github.com/bulwark-go/bulwark/local"
-	"github.com/bulwark-go/bulwark/lua"
 )
 
 var _ bulwark.Breaker = (*Breaker)(nil)
@@ -98,9 +92,8 @@ func WithRefreshInterval(d time.Duration) BreakerOption {
 // channel "<prefix>:br:events" (cluster.Broadcast; one subscription per
 // store) and every script reply also updates the cache. A subscription
 // that was re-established triggers a fresh read, and a breaker that heard
-// no reply for RefreshInterval reads the state again. With a client that
-// cannot subscribe (one without a Subscribe method), replicas learn of
-// transitions only from their own replies and refreshes.
+// no reply for RefreshInterval reads the state again (the safety net for
+// messages pub/sub lost: it delivers at most once).
 //
 // Clocks. Deadlines in Redis are Redis TIME (or the store's injected
 // clock). A reply carries the server's now and the open deadline; the
@@ -177,13 +170,11 @@ type Breaker struct {
 	openUntil time.Time // local clock: when an open breaker may go half-open
 	retryAt   time.Time // local clock: half-open, trials refused until then
 	seq       uint64    // cache changes; a reply is fresh when none happened since its request
-	lastReply time.Time // real time of the last script reply
+	lastReply time.Time // breaker clock: when the last script reply came
 	fleet     fleetCounts
 	batch     outcomeBatch
 	trials    []trialOutcome
-	pending   []bulwark.Event
-	spare     []bulwark.Event
-	draining  bool
+	events    eventq.Queue // transitions in order; other events at once
 
 	kick      chan struct{}
 	stop      chan struct{}
@@ -218,15 +209,6 @@ type fleetCall struct {
 	start time.Time
 	live  atomic.Bool
 	done  func(success bool)
-}
-
-// breakerReply is the decoded reply of lua.BreakerState.
-type breakerReply struct {
-	state                         bulwark.State
-	gen                           uint64
-	opened, until, now            int64
-	calls, failures, slow, consec int64
-	granted, ok, result           int64
 }
 
 // Breaker returns the fleet-wide circuit breaker called name, shaped by c.
@@ -269,6 +251,7 @@ func (s *Store) Breaker(name string, c bulwark.BreakerConfig, opts ...BreakerOpt
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
+	b.events.Init(s.observer, &s.guard)
 	b.calls.New = func() any {
 		call := &fleetCall{b: b}
 		call.done = call.report
@@ -279,7 +262,7 @@ func (s *Store) Breaker(name string, c bulwark.BreakerConfig, opts ...BreakerOpt
 		twinOpts = append(twinOpts, local.WithClock(s.clock))
 	}
 	if s.observer != nil {
-		twinOpts = append(twinOpts, local.WithObserver(degradedObserver{s.observer}))
+		twinOpts = append(twinOpts, local.WithObserver(degradedObserver{s.observer, &b.degraded}))
 	}
 	twin, err := local.NewBreaker(c, twinOpts...)
 	if err != nil {
@@ -303,25 +286,6 @@ func breakerKeys(prefix, name string) (state, counts, topic string) {
 	tag := appendPart(nil, name, false)
 	base := prefix + ":" + algBreaker + ":{" + string(tag) + "}"
 	return base + ":s", base + ":c", string(tag)
-}
-
-// breakerChannel is the pub/sub channel of a store's breakers.
-func breakerChannel(prefix string) string { return prefix + ":" + algBreaker + ":events" }
-
-func breakerConfigArgs(c bulwark.BreakerConfig) []any {
-	slowRate := "0"
-	if c.SlowCall > 0 {
-		slowRate = strconv.FormatFloat(c.SlowCallRate, 'g', -1, 64)
-	}
-	return []any{
-		strconv.FormatInt(c.Window.Microseconds(), 10),
-		strconv.Itoa(c.MinimumCalls),
-		strconv.FormatFloat(c.FailureRate, 'g', -1, 64),
-		strconv.Itoa(c.ConsecutiveFailures),
-		slowRate,
-		strconv.FormatInt(c.OpenFor.Microseconds(), 10),
-		strconv.Itoa(c.HalfOpenCalls),
-	}
 }
 
 // Name returns the breaker's name.
@@ -449,7 +413,7 @@ func (b *Breaker) allowSlow(ctx context.Context) (func(bool), error) {
 
 func (b *Breaker) reject(now time.Time, s bulwark.State, err error) error {
 	if b.obs != nil {
-		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: patternBreaker, Name: b.name, Time: now, To: s})
+		b.events.Emit(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: patternBreaker, Name: b.name, Time: now, To: s})
 	}
 	return err
 }
@@ -517,7 +481,7 @@ func (b *Breaker) record(gen uint64, trial int64, start time.Time, success bool)
 		b.wake()
 	}
 	if b.obs != nil {
-		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: patternBreaker, Name: b.name, Time: now, Allowed: success, Duration: d, To: state})
+		b.events.Emit(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: patternBreaker, Name: b.name, Time: now, Allowed: success, Duration: d, To: state})
 	}
 }
 
@@ -540,13 +504,6 @@ func (b *Breaker) tripPlausibleLocked() bool {
 		return true
 	}
 	return c.SlowCall > 0 && float64(f.slow+bt.slow)/float64(calls) >= c.SlowCallRate
-}
-
-func (b *Breaker) wake() {
-	select {
-	case b.kick <- struct{}{}:
-	default:
-	}
 }
 
 // State returns the fleet's state as this replica knows it: from the cache
@@ -637,499 +594,20 @@ func (b *Breaker) Close() error {
 	return nil
 }
 
-// loop is the breaker's goroutine: it sends batches, trial outcomes and
-// refreshes, and probes Redis while degraded.
-func (b *Breaker) loop() {
-	defer close(b.done)
-	flushT := time.NewTicker(b.flushEvery)
-	defer flushT.Stop()
-	tickT := time.NewTicker(max(b.refreshEvery/4, time.Millisecond))
-	defer tickT.Stop()
-	ctx := context.Background()
-	for {
-		select {
-		case <-b.stop:
-			if !b.degraded.Load() {
-				_ = b.flush(ctx)
-			}
-			return
-		case <-flushT.C:
-			_ = b.flush(ctx)
-		case <-b.kick:
-			if b.needSync.Swap(false) && !b.degraded.Load() {
-				b.sync(ctx)
-			}
-			_ = b.flush(ctx)
-		case <-tickT.C:
-			b.tick(ctx)
-		}
-	}
+// degradedObserver flags the local twin's events as degraded, and drops
+// those of a twin that is not deciding: Reset and ForceOpen mirror the
+// fleet's transitions onto the twin while the breaker is healthy, which
+// are not decisions of this replica (the fleet's own transition is
+// reported).
+type degradedObserver struct {
+	o        bulwark.Observer
+	degraded *atomic.Bool
 }
-
-// tick probes Redis while degraded, and reads the state again when no reply
-// came for a refresh interval.
-func (b *Breaker) tick(ctx context.Context) {
-	b.mu.Lock()
-	stale := time.Since(b.lastReply) >= b.refreshEvery
-	b.mu.Unlock()
-	if !stale && !b.degraded.Load() {
-		return
-	}
-	// A successful read also marks the store healthy again.
-	if b.sync(ctx) {
-		b.degraded.Store(false)
-	}
-}
-
-// sync reads the state (creating it closed if absent) into the cache. It
-// reports whether Redis answered; a failure turns the breaker degraded.
-func (b *Breaker) sync(ctx context.Context) bool {
-	if _, err := b.exec(ctx, "get"); err != nil {
-		b.enterDegraded()
-		return false
-	}
-	return true
-}
-
-// flush sends the waiting trial outcomes, then the batch. One flush runs
-// at a time, so a Flush returns only after what was recorded before it
-// has been sent, by it or by the flush in progress.
-func (b *Breaker) flush(ctx context.Context) error {
-	b.flushMu.Lock()
-	defer b.flushMu.Unlock()
-	b.mu.Lock()
-	if b.degraded.Load() {
-		b.trials = b.trials[:0]
-		b.batch = outcomeBatch{}
-		b.mu.Unlock()
-		return nil
-	}
-	trials := b.trials
-	b.trials = nil
-	bt := b.batch
-	b.batch = outcomeBatch{}
-	b.mu.Unlock()
-	for _, t := range trials {
-		ok := "0"
-		if t.ok {
-			ok = "1"
-		}
-		if _, err := b.exec(ctx, "trial", strconv.FormatUint(t.gen, 10), strconv.FormatInt(t.index, 10), ok); err != nil {
-			b.enterDegraded()
-			return err
-		}
-	}
-	if bt.calls == 0 {
-		return nil
-	}
-	_, err := b.exec(ctx, "report",
-		strconv.FormatUint(bt.gen, 10), strconv.FormatInt(bt.calls, 10), strconv.FormatInt(bt.failures, 10),
-		strconv.FormatInt(bt.slow, 10), strconv.FormatInt(bt.lead, 10), strconv.FormatInt(bt.maxrun, 10),
-		strconv.FormatInt(bt.run, 10))
-	if err != nil {
-		b.enterDegraded()
-	}
-	return err
-}
-
-// enterDegraded switches to the local twin, seeded with the last known
-// state, unless already degraded.
-func (b *Breaker) enterDegraded() {
-	if b.degraded.Swap(true) {
-		return
-	}
-	b.mu.Lock()
-	open := b.known && b.state == bulwark.Open && b.now().Before(b.openUntil)
-	b.batch = outcomeBatch{}
-	b.trials = b.trials[:0]
-	b.mu.Unlock()
-	if open {
-		b.twin.ForceOpen()
-	} else {
-		b.twin.Reset()
-	}
-}
-
-// exec runs one operation of the script and applies its reply to the cache.
-func (b *Breaker) exec(ctx context.Context, op string, opArgs ...any) (breakerReply, error) {
-	// With an injected clock the script's now is this reading, so a
-	// deadline in the reply is exact relative to it; with Redis TIME the
-	// reply is read against the local clock when it arrived (see recv).
-	var sent time.Time
-	var nowArg any = ""
-	if b.s.clock != nil {
-		sent = b.s.clock.Now()
-		nowArg = core.Micros(sent)
-	}
-	args := make([]any, 0, 12+len(opArgs))
-	args = append(args, nowArg, b.s.minTTLms, op, b.channel, b.topic)
-	args = append(args, b.cfgArgs...)
-	args = append(args, opArgs...)
-	b.mu.Lock()
-	seq := b.seq
-	b.mu.Unlock()
-	raw, err := b.s.run(ctx, lua.BreakerState, b.keys, args...)
-	if err != nil {
-		return breakerReply{}, err
-	}
-	r, err := decodeBreaker(raw)
-	if err != nil {
-		return breakerReply{}, err
-	}
-	recv := sent
-	if recv.IsZero() {
-		recv = b.now()
-	}
-	b.mu.Lock()
-	b.lastReply = time.Now()
-	b.applyLocked(r, recv, seq, true)
-	b.unlockAndEmit()
-	return r, nil
-}
-
-// applyLocked updates the cache from a reply (counts set) or a message,
-// recv being the local time that matches the reply's now. A lower
-// generation than the cached one is applied only from a reply whose
-// request left after the cache last changed (the state was lost and
-// started again); so is, within one open generation, an earlier open time
-// than the cached one: a message about the open period a later ForceOpen
-// replaced, delivered late, must not bring its deadline back, read
-// against a later recv. Requires b.mu held.
-func (b *Breaker) applyLocked(r breakerReply, recv time.Time, seq uint64, counts bool) {
-	fresh := counts && seq == b.seq
-	if b.known && r.gen < b.gen && !fresh {
-		return
-	}
-	if b.known && r.gen == b.gen && r.state == b.state {
-		if r.state == bulwark.Open && r.opened != b.openedAt && (r.opened > b.openedAt || fresh) {
-			// reopened within its generation (ForceOpen on an open breaker)
-			b.openedAt = r.opened
-			b.openUntil = recv.Add(micros(r.until - r.now))
-			b.seq++
-		} else if r.state == bulwark.Open && counts && r.now == r.opened && b.s.clock != nil {
-			// The reply to the request that opened the breaker, its message
-			// applied first: with an injected clock the reply's deadline is
-			// exact to the nanosecond, the message's to the microsecond.
-			b.openUntil = recv.Add(micros(r.until - r.now))
-		}
-		if counts {
-			b.fleet = fleetCounts{r.calls, r.failures, r.slow, r.consec}
-		}
-		return
-	}
-	from, wasKnown := b.state, b.known
-	b.known = true
-	b.state, b.gen, b.openedAt = r.state, r.gen, r.opened
-	b.openUntil, b.retryAt = time.Time{}, time.Time{}
-	if r.state == bulwark.Open {
-		b.openUntil = recv.Add(micros(r.until - r.now))
-	}
-	b.fleet = fleetCounts{}
-	if counts {
-		b.fleet = fleetCounts{r.calls, r.failures, r.slow, r.consec}
-	}
-	b.batch = outcomeBatch{gen: r.gen}
-	b.trials = b.trials[:0]
-	b.seq++
-	b.packed.Store(r.gen<<3 | 4 | uint64(r.state))
-	if wasKnown && from != r.state && b.obs != nil {
-		b.pending = append(b.pending, bulwark.Event{
-			Kind: bulwark.EventBreakerTransition, Pattern: patternBreaker, Name: b.name, Time: recv, From: from, To: r.state,
-		})
-	}
-}
-
-// unlockAndEmit releases b.mu and emits the queued transition events; one
-// goroutine at a time drains the queue, so observers see them in order.
-func (b *Breaker) unlockAndEmit() {
-	if b.draining || len(b.pending) == 0 {
-		b.mu.Unlock()
-		return
-	}
-	b.draining = true
-	for len(b.pending) > 0 {
-		batch := b.pending
-		b.pending, b.spare = b.spare[:0], nil
-		b.mu.Unlock()
-		for _, e := range batch {
-			b.obs.Observe(e)
-		}
-		b.mu.Lock()
-		clear(batch)
-		b.spare = batch[:0]
-	}
-	b.draining = false
-	b.mu.Unlock()
-}
-
-// onMessage handles the store's broadcast for this breaker: a published
-// transition, or a (re)established subscription.
-func (b *Breaker) onMessage(m cluster.Message) {
-	if m.Resync {
-		b.needSync.Store(true)
-		b.wake()
-		return
-	}
-	r, ok := parseTransition(m.Payload)
-	if !ok {
-		return
-	}
-	// With an injected clock the script's time is the clock's, so the
-	// message's now is a reading of this clock: reading the clock now,
-	// after it may have moved since the message left, would push the
-	// open deadline later than it is.
-	var recv time.Time
-	if b.s.clock != nil {
-		recv = time.UnixMicro(r.now)
-	} else {
-		recv = b.now()
-	}
-	b.mu.Lock()
-	b.applyLocked(r, recv, 0, false)
-	b.unlockAndEmit()
-}
-
-// parseTransition decodes "state gen opened until now".
-func parseTransition(p string) (breakerReply, bool) {
-	var v [5]int64
-	for i := range v {
-		f, rest, _ := strings.Cut(p, " ")
-		x, err := strconv.ParseInt(f, 10, 64)
-		if err != nil || x < 0 {
-			return breakerReply{}, false
-		}
-		v[i], p = x, rest
-	}
-	if p != "" || v[0] > 2 {
-		return breakerReply{}, false
-	}
-	return breakerReply{state: bulwark.State(v[0]), gen: uint64(v[1]), opened: v[2], until: v[3], now: v[4]}, true
-}
-
-// decodeBreaker decodes the reply of lua.BreakerState: 12 non-negative
-// integers, the state at most 2.
-func decodeBreaker(reply any) (breakerReply, error) {
-	arr, ok := reply.([]any)
-	if !ok || len(arr) != 12 {
-		return breakerReply{}, &errReply{"breaker", reply}
-	}
-	var v [12]int64
-	for i, x := range arr {
-		n, ok := x.(int64)
-		if !ok || n < 0 {
-			return breakerReply{}, &errReply{"breaker", reply}
-		}
-		v[i] = n
-	}
-	if v[0] > 2 {
-		return breakerReply{}, &errReply{"breaker", reply}
-	}
-	return breakerReply{
-		state: bulwark.State(v[0]), gen: uint64(v[1]), opened: v[2], until: v[3], now: v[4],
-		calls: v[5], failures: v[6], slow: v[7], consec: v[8], granted: v[9], ok: v[10], result: v[11],
-	}, nil
-}
-
-// degradedObserver flags the local twin's events as degraded.
-type degradedObserver struct{ o bulwark.Observer }
 
 func (d degradedObserver) Observe(e bulwark.Event) {
+	if !d.degraded.Load() {
+		return
+	}
 	e.Degraded = true
 	d.o.Observe(e)
-}
-
-// breakerSet is what a store keeps of its breakers: the broadcast they
-// share, and the breakers themselves, so Store.Close can close them.
-type breakerSet struct {
-	mu     sync.Mutex
-	closed bool
-	bc     *cluster.Broadcast
-	all    map[*Breaker]struct{}
-}
-
-// add registers b, starting the store's broadcast with the first breaker
-// when the client can subscribe.
-func (bs *breakerSet) add(s *Store, b *Breaker) error {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	if bs.closed || s.closed.Load() {
-		return ErrClosed
-	}
-	if bs.bc == nil {
-		if sub, ok := s.client.(cluster.Subscriber); ok {
-			bc, err := cluster.NewBroadcast(sub, breakerChannel(s.prefix))
-			if err != nil {
-				return err
-			}
-			bs.bc = bc
-		}
-	}
-	if bs.bc != nil {
-		remove, err := bs.bc.Handle(b.topic, b.onMessage)
-		if err != nil {
-			return err
-		}
-		b.unhandle = remove
-		b.channel = bs.bc.Channel()
-	}
-	if bs.all == nil {
-		bs.all = make(map[*Breaker]struct{})
-	}
-	bs.all[b] = struct{}{}
-	return nil
-}
-
-func (bs *breakerSet) remove(b *Breaker) {
-	bs.mu.Lock()
-	delete(bs.all, b)
-	bs.mu.Unlock()
-}
-
-// close closes every breaker, then the broadcast.
-func (bs *breakerSet) close() {
-	bs.mu.Lock()
-	bs.closed = true
-	all := make([]*Breaker, 0, len(bs.all))
-	for b := range bs.all {
-		all = append(all, b)
-	}
-	bc := bs.bc
-	bs.mu.Unlock()
-	for _, b := range all {
-		_ = b.Close()
-	}
-	if bc != nil {
-		_ = bc.Close()
-	}
-}
-
-// BreakerInfo is the fleet-wide state of one breaker, as
-// [Store.BreakerState] reads it.
-type BreakerInfo struct {
-	// Name is the breaker's name.
-	Name string
-	// Exists is false when Redis holds no state for the breaker (never
-	// used, expired, or lost): it then counts as closed.
-	Exists bool
-	// State is the state a call would find now: an open breaker whose
-	// open period has passed shows HalfOpen, a half-open one whose trial
-	// did not report in time shows Open.
-	State bulwark.State
-	// Generation counts transitions; see [Breaker].
-	Generation uint64
-	// OpenedAt is when the breaker last opened (zero when closed), and
-	// OpenUntil when an open breaker goes half-open; both Redis time.
-	OpenedAt, OpenUntil time.Time
-	// Calls, Failures and SlowCalls are the fleet's outcomes in the window
-	// (closed state).
-	Calls, Failures, SlowCalls int64
-	// ConsecutiveFailures is the fleet's current run of failures (closed).
-	ConsecutiveFailures int64
-	// TrialsGranted and TrialsSucceeded count the half-open trial calls.
-	TrialsGranted, TrialsSucceeded int64
-	// Now is Redis's time when the state was read.
-	Now time.Time
-}
-
-// BreakerState reads the fleet-wide state of breaker name without changing
-// anything (one round trip): what a `bulwark inspect` command shows. The
-// window and open period are those the breaker's replicas last wrote. It
-// returns Redis's error, if any, and ErrClosed after Close.
-func (s *Store) BreakerState(ctx context.Context, name string) (BreakerInfo, error) {
-	if s.closed.Load() {
-		return BreakerInfo{}, ErrClosed
-	}
-	state, counts, topic := breakerKeys(s.prefix, name)
-	args := []any{s.nowArg(), s.minTTLms, "peek", "", topic}
-	args = append(args, breakerConfigArgs(bulwark.DefaultBreakerConfig())...)
-	raw, err := s.run(ctx, lua.BreakerState, []string{state, counts}, args...)
-	if err != nil {
-		return BreakerInfo{}, err
-	}
-	r, err := decodeBreaker(raw)
-	if err != nil {
-		return BreakerInfo{}, err
-	}
-	info := BreakerInfo{
-		Name: name, Exists: r.gen != 0, State: r.state, Generation: r.gen,
-		Calls: r.calls, Failures: r.failures, SlowCalls: r.slow, ConsecutiveFailures: r.consec,
-		TrialsGranted: r.granted, TrialsSucceeded: r.ok, Now: time.UnixMicro(r.now),
-	}
-	if r.opened != 0 {
-		info.OpenedAt = time.UnixMicro(r.opened)
-	}
-	if r.state == bulwark.Open && r.until != 0 {
-		info.OpenUntil = time.UnixMicro(r.until)
-	}
-	return info, nil
-}
-
-// Breakers lists the names of the breakers that have state in Redis under
-// the store's prefix (on every master of a cluster), sorted by nothing in
-// particular. A name longer than 64 bytes of plain text (48 otherwise) is
-// stored hashed and listed as "!" followed by its hash, which
-// [Store.BreakerState] does not accept; use short names for breakers.
-func (s *Store) Breakers(ctx context.Context) ([]string, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
-	head := s.prefix + ":" + algBreaker + ":{"
-	pattern := head + "*}:s"
-	var mu sync.Mutex
-	var names []string
-	scan := func(ctx context.Context, c Client) error {
-		var cursor int64
-		for {
-			cmd := redis.NewCmd(ctx, "scan", cursor, "match", pattern, "count", 500)
-			_ = c.Process(ctx, cmd)
-			v, err := cmd.Result()
-			if err != nil {
-				return err
-			}
-			arr, ok := v.([]any)
-			if !ok || len(arr) != 2 {
-				return &errReply{"scan", v}
-			}
-			cs, _ := arr[0].(string)
-			keys, _ := arr[1].([]any)
-			for _, k := range keys {
-				key, _ := k.(string)
-				tag := strings.TrimSuffix(strings.TrimPrefix(key, head), "}:s")
-				mu.Lock()
-				names = append(names, decodePart(tag))
-				mu.Unlock()
-			}
-			cursor, err = strconv.ParseInt(cs, 10, 64)
-			if err != nil {
-				return &errReply{"scan", v}
-			}
-			if cursor == 0 {
-				return nil
-			}
-		}
-	}
-	type masters interface {
-		ForEachMaster(ctx context.Context, fn func(ctx context.Context, client *redis.Client) error) error
-	}
-	var err error
-	if m, ok := s.client.(masters); ok {
-		err = m.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
-	} else {
-		err = scan(ctx, s.client)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return names, nil
-}
-
-// decodePart inverts appendPart where it can: plain text as is, "~" and
-// base64; a hashed part ("!…") is returned unchanged.
-func decodePart(p string) string {
-	if strings.HasPrefix(p, "~") {
-		if raw, err := base64.RawURLEncoding.DecodeString(p[1:]); err == nil {
-			return string(raw)
-		}
-	}
-	return p
 }

@@ -237,10 +237,7 @@ func (s *Store) Bulkhead(name string, c bulwark.BulkheadConfig, opts ...Bulkhead
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = bulwark.DefaultLeaseTTL
 	}
-	sc, err := s.semaphoreClient()
-	if err != nil {
-		return nil, err
-	}
+	sc := s.semaphoreClient()
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -280,13 +277,62 @@ func (b *Bulkhead) runScript(ctx context.Context, script *redis.Script, keys []s
 	return b.s.run(ctx, script, keys, args...)
 }
 
-// semaphoreClient returns the store's client as a semaphore client.
-func (s *Store) semaphoreClient() (semaphore.Client, error) {
-	sc, ok := s.client.(semaphore.Client)
-	if !ok {
-		return nil, core.ConfigError("a fleet-wide bulkhead needs a client with Subscribe for its wake-ups, got %T", s.client)
+// semaphoreClient returns the store's client as a semaphore client: its
+// Subscribe carries the wake-ups, and its scripts go through the store's
+// call path (semaphore.WithRunner), so the Scripter methods are only
+// forwarded to Process for completeness.
+func (s *Store) semaphoreClient() semaphore.Client { return processScripter{s.client} }
+
+// processScripter is a [Client] seen as a semaphore.Client: the Scripter
+// methods send their commands through Process.
+type processScripter struct{ Client }
+
+func (p processScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.eval(ctx, "eval", script, keys, args)
+}
+
+func (p processScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return p.eval(ctx, "evalsha", sha1, keys, args)
+}
+
+func (p processScripter) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.eval(ctx, "eval_ro", script, keys, args)
+}
+
+func (p processScripter) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return p.eval(ctx, "evalsha_ro", sha1, keys, args)
+}
+
+func (p processScripter) eval(ctx context.Context, name, script string, keys []string, args []any) *redis.Cmd {
+	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+	cmdArgs = append(cmdArgs, name, script, len(keys))
+	for _, k := range keys {
+		cmdArgs = append(cmdArgs, k)
 	}
-	return sc, nil
+	cmdArgs = append(cmdArgs, args...)
+	cmd := redis.NewCmd(ctx, cmdArgs...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	_ = p.Process(ctx, cmd)
+	return cmd
+}
+
+func (p processScripter) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd {
+	args := make([]any, 0, 2+len(hashes))
+	args = append(args, "script", "exists")
+	for _, h := range hashes {
+		args = append(args, h)
+	}
+	cmd := redis.NewBoolSliceCmd(ctx, args...)
+	_ = p.Process(ctx, cmd)
+	return cmd
+}
+
+func (p processScripter) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
+	cmd := redis.NewStringCmd(ctx, "script", "load", script)
+	_ = p.Process(ctx, cmd)
+	return cmd
 }
 
 // Name returns the bulkhead's name.
@@ -659,7 +705,7 @@ func (g *localGrant) release() {
 func (b *Bulkhead) leaseLost(_ *semaphore.Lease, err error) {
 	b.emit(bulwark.EventLeaseLost, !b.s.Healthy(), b.cfg.MaxConcurrent, b.s.eventTime(), 0, err)
 	if b.onLost != nil {
-		b.onLost(err)
+		b.s.guard.Call("lease-lost callback", func() { b.onLost(err) })
 	}
 }
 
@@ -733,10 +779,7 @@ func (s *Store) BulkheadHolders(ctx context.Context, name string) ([]semaphore.L
 	if name == "" {
 		return nil, core.ArgumentError("bulkhead name must not be empty")
 	}
-	sc, err := s.semaphoreClient()
-	if err != nil {
-		return nil, err
-	}
+	sc := s.semaphoreClient()
 	sem, err := semaphore.New(sc, name, 1, semaphore.WithPrefix(s.prefix+":"), semaphore.WithRunner(s.run))
 	if err != nil {
 		return nil, err

@@ -99,9 +99,6 @@ func bhEventually(tb testing.TB, timeout time.Duration, what string, cond func()
 	}
 }
 
-// scriptOnlyClient satisfies distributed.Client but cannot subscribe.
-type scriptOnlyClient struct{ distributed.Client }
-
 func TestBulkheadRejectsBadConfig(t *testing.T) {
 	s, c, _ := testStore(t, nil)
 	good := bulwark.BulkheadConfig{MaxConcurrent: 2}
@@ -127,19 +124,6 @@ func TestBulkheadRejectsBadConfig(t *testing.T) {
 			}
 		})
 	}
-	t.Run("client without subscribe", func(t *testing.T) {
-		ns, err := distributed.New(scriptOnlyClient{c})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ns.Close()
-		if _, err := ns.Bulkhead("b", good); !errors.Is(err, bulwark.ErrInvalidConfig) {
-			t.Errorf("got %v, want an error wrapping ErrInvalidConfig", err)
-		}
-		if _, err := ns.BulkheadHolders(context.Background(), "b"); !errors.Is(err, bulwark.ErrInvalidConfig) {
-			t.Errorf("BulkheadHolders: got %v, want an error wrapping ErrInvalidConfig", err)
-		}
-	})
 	t.Run("closed store", func(t *testing.T) {
 		ns, _, _ := testStore(t, c)
 		_ = ns.Close()

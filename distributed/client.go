@@ -1,8 +1,13 @@
 package distributed
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/bulwark-go/bulwark/internal/logs"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -121,4 +126,37 @@ func setDuration(d *time.Duration, v time.Duration) {
 	if *d == 0 {
 		*d = v
 	}
+}
+
+// RedisLogger routes go-redis's own log lines (a connection pool's "failed
+// to dial" while Redis is away, one per dial: with a store's prober, one
+// per probe interval per replica) into a *slog.Logger at one level,
+// rate-limited: each distinct line is written at most once every 10s, the
+// next one saying how many were dropped ("suppressed").
+//
+// go-redis has one logger for the whole process, so install it once, at
+// start-up, for every client:
+//
+//	redis.SetLogger(distributed.NewRedisLogger(logger, slog.LevelDebug))
+//
+// A RedisLogger built with a nil logger writes nothing: it quiets
+// go-redis altogether (as go-redis's logging.Disable does).
+type RedisLogger struct {
+	l     *logs.Logger
+	level slog.Level
+}
+
+// NewRedisLogger returns a go-redis logger writing to l at level (see
+// [RedisLogger]).
+func NewRedisLogger(l *slog.Logger, level slog.Level) *RedisLogger {
+	return &RedisLogger{l: logs.New(l), level: level}
+}
+
+// Printf writes one go-redis line; it implements go-redis's logging
+// interface (redis.SetLogger).
+func (r *RedisLogger) Printf(_ context.Context, format string, v ...any) {
+	if r == nil || r.l == nil {
+		return
+	}
+	r.l.Limited("go-redis:"+format, logs.Every, r.level, strings.TrimSpace(fmt.Sprintf(format, v...)), slog.String("source", "go-redis"))
 }

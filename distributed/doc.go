@@ -83,13 +83,24 @@
 // [FailurePolicy]: FailLocal (default) gives each replica a local twin with
 // its fair share of the limit or of the slots (divided by the replica count
 // of [WithReplicas], or of a cluster.Membership given to
-// [WithReplicaCounter]); FailOpen admits everything; FailClosed rejects
-// everything. A breaker decides with a local twin seeded with the last
-// known state (open stays open).
+// [WithReplicaCounter], and at least [WithMinReplicas]); FailOpen admits
+// everything; FailClosed rejects everything. A breaker decides with a
+// local twin seeded with the last known state (open stays open).
 //
 // [Store] describes the state machine and what to expect in the seconds
 // after recovery, [Breaker] and [Bulkhead] what each does while degraded,
 // and [ClientOptions] the client settings that keep a hung Redis from
 // holding callers (ContextTimeoutEnabled, no retries, a short pool
 // timeout).
+//
+// # Clients, logs and callbacks
+//
+// [Client] lists exactly the methods the store uses (Process, Pipeline,
+// Subscribe): a client wrapper that satisfies it keeps batching and the
+// breaker broadcast. A store is silent unless given a *slog.Logger
+// ([WithLogger]): it then logs its state changes, rate-limited, never one
+// line per call; [NewRedisLogger] does the same for go-redis's own lines. A
+// user's Observer or callback that panics is recovered and counted
+// ([Store.ObserverPanics]), on whichever goroutine it ran, and later
+// events are still delivered.
 package distributed

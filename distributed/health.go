@@ -405,7 +405,7 @@ func (s *Store) probeLoop() {
 		}
 		err := s.probe()
 		if err != nil {
-			if cc, ok := s.client.(*redis.ClusterClient); ok {
+			if cc, ok := s.client.(interface{ ReloadState(context.Context) }); ok {
 				// A failed-over master is found only after the client
 				// reloads the slot map; non-retryable script commands do not
 				// trigger that reload themselves.

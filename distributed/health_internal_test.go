@@ -178,8 +178,10 @@ type fixedCount int
 func (f fixedCount) Replicas() int { return int(f) }
 
 // nilClient is a Client that fails every call at once, as a client whose
-// server refuses connections does.
-type nilClient struct{ redis.Scripter }
+// server refuses connections does. It has no Options method, so the store
+// runs its calls detached and never batches them: Pipeline and Subscribe
+// are never called.
+type nilClient struct{ redis.UniversalClient }
 
 func (nilClient) Process(ctx context.Context, cmd redis.Cmder) error {
 	err := errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
@@ -371,9 +373,9 @@ func TestDegradedAllocs(t *testing.T) {
 // switchClient fails every call while fail is set and otherwise answers
 // every script with an admitting reply, as Redis would.
 type switchClient struct {
-	redis.Scripter
-	fail  atomic.Bool
-	calls atomic.Int64
+	redis.UniversalClient // never called: see nilClient
+	fail                  atomic.Bool
+	calls                 atomic.Int64
 }
 
 func (c *switchClient) Process(ctx context.Context, cmd redis.Cmder) error {
@@ -383,6 +385,8 @@ func (c *switchClient) Process(ctx context.Context, cmd redis.Cmder) error {
 		cmd.SetErr(err)
 		return err
 	}
-	cmd.(interface{ SetVal(any) }).SetVal([]any{int64(1), int64(4), int64(0), int64(0)})
+	// lua.TokenBucket's admission of one token of 5 per second: a debt of
+	// one token, P = 200000 units (1 per µs).
+	cmd.(interface{ SetVal(any) }).SetVal([]any{int64(1), int64(200000)})
 	return nil
 }

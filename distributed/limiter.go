@@ -34,6 +34,7 @@ type limiter struct {
 	capacity int    // Decision.Limit
 	largs    []any  // the limit's script arguments, boxed once
 	tb       bool   // reply of lua.TokenBucket rather than of a window script
+	gcra     gcraUnits
 
 	// policy says how to decide when Redis cannot; twin decides for
 	// FailLocal: the local limiter with the same arithmetic and this
@@ -65,7 +66,9 @@ func (s *Store) newLimiter(pattern, alg, name string, l bulwark.Limit, opts []Li
 	case algTokenBucket:
 		lim.script, lim.tb = lua.TokenBucket, true
 		lim.max, lim.capacity = l.Capacity(), l.Capacity()
-		lim.largs = []any{e, p, strconv.Itoa(l.Capacity())}
+		lim.gcra = newGCRAUnits(l)
+		g := lim.gcra
+		lim.largs = []any{strconv.FormatInt(g.e, 10), strconv.FormatInt(g.p, 10), strconv.FormatInt(g.tau, 10)}
 	default:
 		lim.script = map[string]*redis.Script{
 			algFixedWindow:   lua.FixedWindow,
@@ -107,7 +110,7 @@ func (l *limiter) allow(ctx context.Context, key string, n int) (bulwark.Decisio
 	var d bulwark.Decision
 	if err == nil {
 		if l.tb {
-			d, err = decodeTokenBucket(reply, l.capacity)
+			d, err = decodeTokenBucket(reply, l.gcra, int64(n))
 		} else {
 			d, err = decodeWindow(reply, l.capacity)
 		}
@@ -159,13 +162,15 @@ func (s *Store) emitDecision(pattern, name string, d bulwark.Decision) {
 // arrival time, no background refill). The arithmetic is that of
 // local.NewTokenBucket (docs/algorithms.md), so both decide identically.
 //
-// One call is one round trip running one script, atomic in Redis. The state
-// of a key is one 16-byte string (two packed doubles; on a server whose Lua
-// lacks the struct library, such as an embedded test server, the same two
-// numbers as text) with a TTL equal to the time until its bucket is full
-// again; an absent key is a full bucket. The limit travels
-// with every call, so replicas configured differently for one name each
-// apply their own limit to the shared state.
+// One call is one round trip running one script (lua.TokenBucket: a GET,
+// and a SET when it admits), atomic in Redis. The state of a key is its
+// theoretical arrival time: a whole number of µs, which Redis stores as an
+// integer (MEMORY USAGE 72 bytes with a short key), whenever Period/Events
+// is a whole number of µs; otherwise that number and a remainder as text.
+// Its TTL is the time until its bucket is full again; an absent key is a
+// full bucket. The limit travels with every call, so replicas configured
+// differently for one name each apply their own limit to the shared state
+// (a replica with a lower limit denies while the shared debt exceeds it).
 //
 // Safe for concurrent use. Build it with [Store.TokenBucket].
 type TokenBucket struct{ l limiter }

@@ -146,7 +146,7 @@ func (m *Multi) allow(ctx context.Context, tag string, keys []string, key string
 	args = append(args, s.nowArg(), s.minTTLms, n)
 	args = append(args, m.largs...)
 	var d bulwark.Decision
-	reply, err := s.run(ctx, lua.TokenBucket, rkeys, args...)
+	reply, err := s.run(ctx, lua.MultiTokenBucket, rkeys, args...)
 	if err == nil {
 		d, err = decodeTokenBucketMulti(reply, m.caps, make([]int64, 1+3*len(m.limits)))
 	}

@@ -162,21 +162,32 @@ func TestTiered(t *testing.T) {
 	}
 	r1, r2 := replica(), replica()
 	ctx := context.Background()
-	want := func(tr *distributed.Tiered, allowed bool, remaining int, retry time.Duration) {
+	want := func(tr *distributed.Tiered, allowed bool, remaining int, retry time.Duration, by distributed.Tier) {
 		t.Helper()
-		d, err := tr.Allow(ctx, "k", 1)
-		if err != nil || d.Allowed != allowed || d.Remaining != remaining || d.RetryAfter != retry {
-			t.Fatalf("Allow: %+v, %v; want allowed %v, remaining %d, retry after %v", d, err, allowed, remaining, retry)
+		d, err := tr.AllowTier(ctx, "k", 1)
+		if err != nil || d.Allowed != allowed || d.Remaining != remaining || d.RetryAfter != retry || d.DeniedBy != by {
+			t.Fatalf("AllowTier: %+v, %v; want allowed %v, remaining %d, retry after %v, denied by %v", d, err, allowed, remaining, retry, by)
 		}
 	}
-	want(r1, true, 1, 0)               // local 1 left, global 2 left
-	want(r1, true, 0, 0)               // local 0, global 1
-	want(r1, false, 0, 30*time.Minute) // the local tier denies: global untouched
-	want(r2, true, 0, 0)               // global's last token (local 1 left)
-	want(r2, false, 0, 20*time.Minute) // the global tier denies (r2's local token is spent)
-	want(r2, false, 0, 30*time.Minute) // now r2's local tier is empty too
-	clk.Advance(20 * time.Minute)      // r1's local tier: 2/3 of a token back
-	want(r1, false, 0, 10*time.Minute) // still short by 1/3 of a token
-	clk.Advance(10 * time.Minute)      // local: one token; global: 1.5 tokens
-	want(r1, true, 0, 0)
+	none, loc, fleet := distributed.TierNone, distributed.TierLocal, distributed.TierGlobal
+	want(r1, true, 1, 0, none)                // local 1 left, global 2 left
+	want(r1, true, 0, 0, none)                // local 0, global 1
+	want(r1, false, 0, 30*time.Minute, loc)   // the local tier denies: global untouched
+	want(r2, true, 0, 0, none)                // global's last token (local 1 left)
+	want(r2, false, 0, 20*time.Minute, fleet) // the global tier denies (r2's local token is spent): both show 0 left, Limit is the local tier's
+	want(r2, false, 0, 30*time.Minute, loc)   // now r2's local tier is empty too
+	clk.Advance(20 * time.Minute)             // r1's local tier: 2/3 of a token back
+	want(r1, false, 0, 10*time.Minute, loc)   // still short by 1/3 of a token
+	clk.Advance(10 * time.Minute)             // local: one token; global: 1.5 tokens
+	want(r1, true, 0, 0, none)
+	// Allow is AllowTier's decision without the tier.
+	d, err := r2.Allow(ctx, "k", 1)
+	if err != nil || d.Allowed {
+		t.Fatalf("Allow on r2: %+v, %v; want a denial", d, err)
+	}
+	for tier, name := range map[distributed.Tier]string{none: "none", loc: "local", fleet: "global", 9: "unknown"} {
+		if tier.String() != name {
+			t.Errorf("Tier(%d).String() = %q, want %q", tier, tier.String(), name)
+		}
+	}
 }

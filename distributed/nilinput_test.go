@@ -9,6 +9,7 @@ import (
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/fakeclock"
+	"github.com/bulwark-go/bulwark/local"
 )
 
 // nilCounter is a ReplicaCounter whose typed nil must be refused.
@@ -58,3 +59,14 @@ func TestNewRejectsTypedNilOptions(t *testing.T) {
 type nilObserver struct{ n int }
 
 func (o *nilObserver) Observe(bulwark.Event) { o.n++ }
+
+func TestNewTieredRejectsTypedNils(t *testing.T) {
+	var tb *distributed.TokenBucket
+	good, err := local.NewTokenBucket(bulwark.PerSecond(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := distributed.NewTiered(good, tb); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Fatalf("NewTiered(local, typed nil) error = %v, want ErrInvalidConfig", err)
+	}
+}

@@ -68,8 +68,22 @@ type ReplicaCounter interface {
 
 // WithReplicas sets how many replicas share the store's limits (default 1)
 // when no [ReplicaCounter] knows better: a degraded limiter with the
-// [FailLocal] policy enforces 1/n of its limit.
+// [FailLocal] policy enforces 1/n of its limit. It is the expected fleet
+// size, used also by a counter that knows no count yet (a replica that
+// started while Redis was away); [WithMinReplicas] is a floor under any
+// count.
 func WithReplicas(n int) Option { return func(c *config) { c.replicas = n } }
+
+// WithMinReplicas sets a floor on the replica count of fair shares
+// (default 1: no floor): a degraded limiter with the [FailLocal] policy
+// never enforces more than 1/n of its limit, whatever the count. Set it to
+// the smallest size the fleet runs at (an autoscaler's minimum). It is what
+// keeps a replica that starts while Redis is away to its share: its
+// [ReplicaCounter] (a cluster.Membership) has heard no heartbeat yet and
+// knows no count, and without a floor (or [WithReplicas]) the replica
+// would enforce the whole limit on its own. A floor above the live count
+// makes each replica stricter, never looser.
+func WithMinReplicas(n int) Option { return func(c *config) { c.minReplicas = n } }
 
 // WithReplicaCounter sets where the store learns the live replica count for
 // fair shares, typically a cluster.Membership. While it reports 0 the
@@ -141,14 +155,16 @@ func (s *Store) limiterPolicy(opts []LimiterOption) (FailurePolicy, error) {
 }
 
 // replicaCount is the number of replicas a degraded limiter shares its
-// limit with: the counter's last known count, else the configured one.
+// limit with: the counter's last known count, else the configured one, and
+// at least the floor.
 func (s *Store) replicaCount() int {
+	n := s.replicas
 	if s.counter != nil {
-		if n := s.counter.Replicas(); n > 0 {
-			return n
+		if c := s.counter.Replicas(); c > 0 {
+			n = c
 		}
 	}
-	return s.replicas
+	return max(n, s.minReplicas)
 }
 
 // shareLimit returns one of n replicas' fair share of l: Events and Burst

@@ -3,6 +3,8 @@ package distributed
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,21 +15,44 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/internal/core"
+	"github.com/bulwark-go/bulwark/internal/eventq"
+	"github.com/bulwark-go/bulwark/internal/logs"
 )
 
-// Client is the part of a go-redis v9 client a [Store] uses. *redis.Client
-// (also when built by redis.NewFailoverClient for Sentinel),
-// *redis.ClusterClient, *redis.Ring and redis.UniversalClient all satisfy
-// it.
+// Client is exactly what a [Store] and everything built from it use of a
+// go-redis v9 client. *redis.Client (also when built by
+// redis.NewFailoverClient for Sentinel), *redis.ClusterClient, *redis.Ring
+// and redis.UniversalClient satisfy it, and so does any type embedding one
+// of them.
 //
-// The store sends its scripts through Process with a command that refuses
-// client-side retries, so go-redis never runs a token-taking script twice
-// after a timeout (see [Store]); the Scripter methods remain part of the
-// interface so that a client wrapper can be checked at compile time against
-// everything a script-running client offers.
+// Every method is needed; none is looked for at run time, so a client
+// wrapper (for tracing, metrics, a circuit of its own) that satisfies the
+// interface keeps every feature, and one that lacks a method does not
+// compile:
+//
+//   - Process runs every script call (EVALSHA, then EVAL after NOSCRIPT),
+//     as a command that refuses client-side retries, so go-redis never runs
+//     a token-taking script twice after a timeout (see [Store]), and the
+//     SCAN of [Store.Breakers].
+//   - Pipeline batches the calls that find every round trip of the store
+//     busy ([WithBatching]).
+//   - Subscribe carries the breakers' transitions ([Store.Breaker]) and the
+//     bulkheads' wake-ups ([Store.Bulkhead]).
+//
+// A wrapper must hand each of these to the client it wraps (or do as much
+// itself): a Pipeline that sends nothing loses the batched calls.
+//
+// Three methods of go-redis's clients, not part of the interface, are used
+// when the client has them, as any type embedding a go-redis client does:
+// Options (whether ContextTimeoutEnabled is on: see [WithTimeout]; a
+// client without it is taken to ignore context deadlines, so each call
+// runs on a goroutine of its own and batching is off), ForEachMaster
+// ([Store.Breakers] scans every master of a cluster) and ReloadState (a
+// degraded store's prober asks a cluster client to reload its slot map).
 type Client interface {
-	redis.Scripter
 	Process(ctx context.Context, cmd redis.Cmder) error
+	Pipeline() redis.Pipeliner
+	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
 }
 
 // Defaults of a [Store].
@@ -52,9 +77,11 @@ type config struct {
 	timeout  time.Duration
 	minTTL   time.Duration
 	observer bulwark.Observer
+	logger   *slog.Logger
 
 	policy            FailurePolicy
 	replicas          int
+	minReplicas       int
 	counter           ReplicaCounter
 	failureThreshold  int
 	recoveryThreshold int
@@ -110,6 +137,33 @@ func WithMinTTL(d time.Duration) Option { return func(c *config) { c.minTTL = d 
 // the cause of a degradation) and one EventDecision per decision of its
 // limiters (Degraded when decided without Redis).
 func WithObserver(o bulwark.Observer) Option { return func(c *config) { c.observer = o } }
+
+// WithLogger makes the store, its breakers and its bulkheads log their
+// state changes to l (default: nothing is logged):
+//
+//   - Warn "bulwark: store degraded, deciding without Redis" (err: the
+//     cause) when the store turns degraded, and Info "bulwark: store back
+//     on Redis" (outage: how long it lasted) when it recovers: one line
+//     each per outage, whatever the traffic;
+//   - "bulwark: breaker state changed" (breaker, from, to, degraded) when
+//     this replica learns of a transition, Warn when the breaker opens and
+//     Info otherwise; per breaker at most 4 lines at once, then one a
+//     second;
+//   - Warn "bulwark: lease lost" (a bulkhead's slot could not be
+//     renewed), at most one line per bulkhead every 10s;
+//   - Error "bulwark: a user callback panicked; recovered" (the observer
+//     or a lease-lost callback), at most one line every 10s;
+//   - Info once at New when the client ignores context deadlines (see
+//     [Client]), so calls run detached and are never batched.
+//
+// Rate-limited lines carry "suppressed", the count of lines dropped since
+// the last one. Every line carries the store's prefix. A logger costs
+// what an observer does: events are then built for every call.
+//
+// go-redis logs on its own, through one process-wide logger (a line per
+// failed dial while Redis is away); see [NewRedisLogger] to route those
+// lines into l, rate-limited, or quiet them.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // Store holds what every Redis-backed primitive of one service shares: the
 // client, the key prefix, the time budget of a call, the store's health and
@@ -190,15 +244,18 @@ type Store struct {
 	observer bulwark.Observer
 	probeKey string
 
-	policy   FailurePolicy
-	replicas int
-	counter  ReplicaCounter
+	policy      FailurePolicy
+	replicas    int
+	minReplicas int
+	counter     ReplicaCounter
 
 	// detached is set when the client ignores context deadlines on its
 	// sockets: calls then run on a goroutine of their own, at most
 	// cap(inflight) at once.
 	detached bool
-	inflight chan struct{}
+	// lightDeadline: a deadline alone bounds a call (see deadlineCtx).
+	lightDeadline bool
+	inflight      chan struct{}
 	// lanes batches calls when the client allows it (see WithBatching);
 	// nil: every call is its own round trip.
 	lanes   *lanes
@@ -207,6 +264,10 @@ type Store struct {
 
 	health health
 	closed atomic.Bool
+	// guard recovers and counts the panics of the user's observer and
+	// callbacks, wherever they run.
+	guard eventq.Guard
+	log   *logs.Logger // nil: silent
 
 	breakers  breakerSet  // breakers built from this store, closed by Close
 	bulkheads bulkheadSet // bulkheads built from this store, closed by Close
@@ -243,22 +304,30 @@ func New(client Client, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		client:   client,
-		prefix:   cfg.prefix,
-		clock:    cfg.clock,
-		timeout:  cfg.timeout,
-		minTTLms: strconv.FormatInt(int64((cfg.minTTL+time.Millisecond-1)/time.Millisecond), 10),
-		observer: cfg.observer,
-		probeKey: cfg.prefix + ":health:{probe}",
-		policy:   cfg.policy,
-		replicas: cfg.replicas,
-		counter:  cfg.counter,
-		detached: !honoursContext(client),
+		client:      client,
+		prefix:      cfg.prefix,
+		clock:       cfg.clock,
+		timeout:     cfg.timeout,
+		minTTLms:    strconv.FormatInt(int64((cfg.minTTL+time.Millisecond-1)/time.Millisecond), 10),
+		probeKey:    cfg.prefix + ":health:{probe}",
+		policy:      cfg.policy,
+		replicas:    cfg.replicas,
+		minReplicas: cfg.minReplicas,
+		counter:     cfg.counter,
+		detached:    !honoursContext(client),
 	}
+	s.lightDeadline = deadlineBounds(client, s.timeout)
 	if s.detached {
 		s.inflight = make(chan struct{}, cfg.maxInFlight)
-	} else if p, ok := client.(pipeliner); ok && cfg.lanes > 0 {
-		s.lanes = &lanes{client: p, max: cfg.lanes}
+	} else if cfg.lanes > 0 {
+		s.lanes = &lanes{client: client, max: cfg.lanes}
+	}
+	s.log = logs.New(cfg.logger)
+	s.guard.OnPanic = s.log.Panic
+	s.observer = eventq.Safe(bulwark.Observers(s.log.Observer(slog.String("prefix", cfg.prefix)), cfg.observer), &s.guard)
+	if s.detached {
+		s.log.Log(slog.LevelInfo, "bulwark: the redis client ignores context deadlines; each call runs on a goroutine of its own and calls are not batched (build the client with distributed.ClientOptions)",
+			slog.String("prefix", cfg.prefix), slog.String("client", fmt.Sprintf("%T", client)))
 	}
 	s.health.init(&cfg)
 	return s, nil
@@ -283,6 +352,8 @@ func (c *config) validate() error {
 		return core.ConfigError("unknown failure policy %d", c.policy)
 	case c.replicas < 1:
 		return core.ConfigError("replica count must be at least 1, got %d", c.replicas)
+	case c.minReplicas < 0:
+		return core.ConfigError("min replica count must not be negative, got %d", c.minReplicas)
 	case c.failureThreshold < 1 || c.failureThreshold > 1<<20:
 		return core.ConfigError("failure threshold must be between 1 and 2^20, got %d", c.failureThreshold)
 	case c.recoveryThreshold < 1:
@@ -302,14 +373,15 @@ func (c *config) validate() error {
 }
 
 // honoursContext reports whether go-redis applies context deadlines to the
-// sockets of client. Clients of unknown types are assumed not to.
+// sockets of client, as the Options method of a go-redis client (or of a
+// type embedding one) tells. A client without one is assumed not to.
 func honoursContext(client Client) bool {
 	switch c := client.(type) {
-	case *redis.Client:
+	case interface{ Options() *redis.Options }:
 		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
+	case interface{ Options() *redis.ClusterOptions }:
 		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
+	case interface{ Options() *redis.RingOptions }:
 		return c.Options().ContextTimeoutEnabled
 	}
 	return false
@@ -344,6 +416,12 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// ObserverPanics returns how many times a user callback of the store
+// panicked: its observer (on any goroutine, the store's own included) or a
+// bulkhead's lease-lost callback. Each panic is recovered and counted; the
+// store goes on and later events are still delivered.
+func (s *Store) ObserverPanics() uint64 { return s.guard.Panics() }
+
 // Prefix returns the key prefix of the store.
 func (s *Store) Prefix() string { return s.prefix }
 
@@ -362,158 +440,4 @@ func (s *Store) eventTime() time.Time {
 		return s.clock.Now()
 	}
 	return time.Now()
-}
-
-// noRetryCmd is a script command that go-redis must not send twice: its
-// first attempt may have run the script even when no reply came back.
-// go-redis (v9) checks Cmder.NoRetry before every retry of a command, on
-// standalone, failover, ring and cluster clients alike.
-type noRetryCmd struct{ *redis.Cmd }
-
-func (noRetryCmd) NoRetry() bool { return true }
-
-// run is the single path of every Redis round trip of the store's
-// primitives: it runs script over keys with args (EVALSHA, then EVAL when
-// the server has not cached the script), bounded by the store's timeout,
-// and records the result in the store's health and events. A degraded
-// store returns its ReasonDegraded *CallError at once, without I/O.
-//
-// It returns the caller's context error when the caller's context ended
-// first, a *CallError for any other failure, and the raw reply otherwise;
-// each primitive decodes the reply with its script's decoder.
-func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
-	c := newCall(script)
-	c.keys(keys)
-	c.argv = append(c.argv, args...)
-	return s.runCall(ctx, c)
-}
-
-// runCall is run for a call built by the caller, which hands c over: the
-// store releases it once nothing refers to it any more.
-func (s *Store) runCall(ctx context.Context, c *call) (any, error) {
-	if s.health.down.Load() {
-		c.release()
-		return nil, s.health.degraded.Load()
-	}
-	start := time.Now()
-	if s.lanes != nil {
-		if s.timeout > 0 {
-			c.deadline = start.Add(s.timeout)
-		}
-		c.ctx = ctx
-		if !s.lanes.enter(c) {
-			// Queued: a drainer sends it with the calls queued alongside
-			// and books the health of that round trip.
-			v, err := s.queued(ctx, c)
-			if err != nil && ctx.Err() != nil {
-				err = ctx.Err()
-			}
-			s.emitCall(start, err)
-			return v, err
-		}
-		defer s.leaveLane()
-	}
-	caller := ctx
-	if s.timeout > 0 {
-		if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > s.timeout {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, start.Add(s.timeout))
-			defer cancel()
-		}
-	}
-	v, err := s.call(ctx, c)
-	if err != nil {
-		if cerr := caller.Err(); cerr != nil && !s.callerTimeoutCounts(cerr, start) {
-			// The caller gave up: that says nothing about Redis.
-			s.emitCall(start, cerr)
-			return nil, cerr
-		}
-		err = s.record(err)
-	} else {
-		s.health.success()
-	}
-	s.emitCall(start, err)
-	return v, err
-}
-
-// callerTimeoutCounts reports whether a call ended by the caller's own
-// deadline counts as a Redis timeout: when the call had waited at least a
-// quarter of the store's budget (shorter deadlines say more about the
-// caller than about Redis). Cancellation never counts.
-func (s *Store) callerTimeoutCounts(cerr error, start time.Time) bool {
-	return errors.Is(cerr, context.DeadlineExceeded) && s.timeout > 0 && time.Since(start) >= s.timeout/4
-}
-
-func (s *Store) emitCall(start time.Time, err error) {
-	if s.observer == nil {
-		return
-	}
-	core.Emit(s.observer, bulwark.Event{
-		Kind:     bulwark.EventStoreCall,
-		Pattern:  "store",
-		Time:     s.eventTime(),
-		Duration: time.Since(start),
-		Err:      err,
-	})
-}
-
-// call runs c once as its own round trip: on the caller's goroutine when
-// the client honours context deadlines, else on a detached goroutine that
-// the caller stops waiting for at ctx's end. It releases c.
-func (s *Store) call(ctx context.Context, c *call) (any, error) {
-	if !s.detached {
-		v, err := s.evalScript(ctx, c)
-		c.release()
-		return v, err
-	}
-	select {
-	case s.inflight <- struct{}{}:
-	default:
-		c.release()
-		return nil, &CallError{Reason: ReasonOverload, Err: errors.New("too many detached redis calls in flight")}
-	}
-	type result struct {
-		v   any
-		err error
-	}
-	s.closeMu.RLock()
-	if s.closed.Load() {
-		s.closeMu.RUnlock()
-		<-s.inflight
-		c.release()
-		return nil, ErrClosed
-	}
-	s.calls.Add(1)
-	s.closeMu.RUnlock()
-	done := make(chan result, 1)
-	go func() {
-		defer s.calls.Done()
-		v, err := s.evalScript(ctx, c)
-		<-s.inflight
-		c.release() // the caller never touches c once it is sent
-		done <- result{v, err}
-	}()
-	select {
-	case r := <-done:
-		return r.v, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// evalScript sends EVALSHA, then EVAL with the source after NOSCRIPT.
-func (s *Store) evalScript(ctx context.Context, c *call) (any, error) {
-	cmd := c.command(ctx, false)
-	_ = s.client.Process(ctx, cmd)
-	if err := cmd.Err(); err != nil && isNoScript(err) && c.sa.src != nil {
-		// EVALSHA did not run: send the source, which also caches it.
-		cmd = c.command(ctx, true)
-		_ = s.client.Process(ctx, cmd)
-	}
-	return cmd.Result()
-}
-
-func isNoScript(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOSCRIPT")
 }

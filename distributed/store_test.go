@@ -511,7 +511,7 @@ func TestAllowAllocations(t *testing.T) {
 		opts *redis.Options
 		max  float64
 	}{
-		{"ClientOptions", distributed.ClientOptions(&redis.Options{Addr: addr}, time.Second), 13},
+		{"ClientOptions", distributed.ClientOptions(&redis.Options{Addr: addr}, time.Second), 9},
 		{"default client", &redis.Options{Addr: addr}, 16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

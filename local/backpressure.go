@@ -262,7 +262,7 @@ var _ bulwark.Limiter = (*BackpressureLimiter)(nil)
 // NewBackpressureLimiter wraps l; a nil l or e is an error wrapping
 // bulwark.ErrInvalidConfig.
 func NewBackpressureLimiter(l bulwark.Limiter, e *Backpressure) (*BackpressureLimiter, error) {
-	if l == nil || e == nil {
+	if core.IsNil(l) || e == nil {
 		return nil, core.ConfigError("backpressure limiter needs a limiter and an estimator")
 	}
 	return &BackpressureLimiter{l: l, e: e}, nil

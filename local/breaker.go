@@ -9,6 +9,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/internal/core"
+	"github.com/bulwark-go/bulwark/internal/eventq"
 )
 
 var _ bulwark.Breaker = (*Breaker)(nil)
@@ -80,7 +81,7 @@ var (
 // Create one with [NewBreaker]; the zero value is not usable.
 type Breaker struct {
 	cfg        bulwark.BreakerConfig
-	clock      bulwark.Clock
+	clock      fastClock
 	obs        bulwark.Observer
 	name       string
 	timeCalls  bool  // read the clock in Allow: SlowCall set or observer present
@@ -101,6 +102,7 @@ type Breaker struct {
 	// Closed state: the sliding window and its running totals.
 	buckets             [BreakerBuckets]breakerBucket
 	head                int64 // absolute index of the newest bucket
+	headStart           int64 // its first µs: head × bucketSize
 	total               breakerBucket
 	consecutiveFailures int
 
@@ -109,11 +111,10 @@ type Breaker struct {
 	trialsStarted   int
 	trialsSucceeded int
 
-	// Transition events waiting to be emitted, in order; one goroutine at a
-	// time (the drainer) emits them. spare is the other buffer of the pair.
-	pending  []bulwark.Event
-	spare    []bulwark.Event
-	draining bool
+	// events delivers to obs: transitions queued under mu and emitted in
+	// order after it is released; an observer's panic is recovered and
+	// counted there, and later events still arrive.
+	events eventq.Queue
 }
 
 type breakerBucket struct {
@@ -152,13 +153,14 @@ func NewBreaker(c bulwark.BreakerConfig, opts ...Option) (*Breaker, error) {
 	}
 	b := &Breaker{
 		cfg:        c,
-		clock:      o.clock,
+		clock:      newFastClock(o.clock),
 		obs:        o.observer,
 		name:       o.name,
 		timeCalls:  c.SlowCall > 0 || o.observer != nil,
 		bucketSize: c.Window.Microseconds() / BreakerBuckets,
 		trials:     make([]breakerTrial, c.HalfOpenCalls),
 	}
+	b.events.Init(o.observer, nil)
 	b.calls.New = func() any {
 		call := &breakerCall{b: b}
 		call.done = call.report
@@ -215,7 +217,7 @@ func (b *Breaker) allowSlow() (func(bool), error) {
 	state := b.state
 	b.unlockAndFlush()
 	if b.obs != nil {
-		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: b.name, Time: now, To: state})
+		b.events.Emit(bulwark.Event{Kind: bulwark.EventBreakerRejected, Pattern: "breaker", Name: b.name, Time: now, To: state})
 	}
 	return nil, err
 }
@@ -287,7 +289,7 @@ func (b *Breaker) record(gen uint64, start time.Time, trial int, success bool) {
 	state := b.state
 	b.unlockAndFlush()
 	if b.obs != nil {
-		b.obs.Observe(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: b.name, Time: now, Allowed: success, Duration: d, To: state})
+		b.events.Emit(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: b.name, Time: now, Allowed: success, Duration: d, To: state})
 	}
 }
 
@@ -355,7 +357,7 @@ func (b *Breaker) transitionLocked(now time.Time, to bulwark.State) {
 		b.openUntil = time.Time{}
 	}
 	if b.obs != nil && from != to {
-		b.pending = append(b.pending, bulwark.Event{
+		b.events.PushLocked(bulwark.Event{
 			Kind: bulwark.EventBreakerTransition, Pattern: "breaker", Name: b.name, Time: now, From: from, To: to,
 		})
 	}
@@ -365,49 +367,22 @@ func (b *Breaker) transitionLocked(now time.Time, to bulwark.State) {
 // goroutine at a time drains the queue, so observers see transitions in the
 // order they happened; an observer that calls back into the breaker only
 // adds to the queue the outer drain is emptying.
-func (b *Breaker) unlockAndFlush() {
-	if b.draining || len(b.pending) == 0 {
-		b.mu.Unlock()
-		return
-	}
-	b.drainLocked()
-}
+func (b *Breaker) unlockAndFlush() { b.events.UnlockAndEmit(&b.mu) }
 
-// drainLocked emits pending events until none is left. Requires b.mu held;
-// releases it.
-func (b *Breaker) drainLocked() {
-	b.draining = true
-	finished := false
-	defer func() {
-		if !finished {
-			// An observer panicked (with b.mu released): let the next
-			// transition drain what is left.
-			b.mu.Lock()
-			b.draining = false
-			b.mu.Unlock()
-		}
-	}()
-	for len(b.pending) > 0 {
-		batch := b.pending
-		b.pending, b.spare = b.spare[:0], nil
-		b.mu.Unlock()
-		for _, e := range batch {
-			b.obs.Observe(e)
-		}
-		b.mu.Lock()
-		clear(batch) // drop references to names and errors
-		b.spare = batch[:0]
-	}
-	b.draining = false
-	finished = true
-	b.mu.Unlock()
-}
+// ObserverPanics returns how many times the breaker's observer panicked.
+// Each panic is recovered: the breaker goes on and later events are still
+// delivered.
+func (b *Breaker) ObserverPanics() uint64 { return b.events.Guard().Panics() }
 
 // advanceLocked slides the window so that its newest bucket holds now,
 // dropping the buckets that left it. A clock that went backwards keeps
 // counting in the newest bucket. Requires b.mu held.
 func (b *Breaker) advanceLocked(now time.Time) {
-	idx := breakerFloorDiv(core.Micros(now), b.bucketSize)
+	m := core.Micros(now)
+	if m >= b.headStart && m-b.headStart < b.bucketSize {
+		return // still in the newest bucket: no division
+	}
+	idx := breakerFloorDiv(m, b.bucketSize)
 	if idx <= b.head {
 		return
 	}
@@ -424,6 +399,7 @@ func (b *Breaker) advanceLocked(now time.Time) {
 		}
 	}
 	b.head = idx
+	b.headStart = idx * b.bucketSize
 }
 
 func (b *Breaker) slot(i int64) int {

@@ -739,8 +739,8 @@ func ExampleBreaker() {
 	// closed
 }
 
-// An observer that panics does not stop later transitions from being
-// delivered.
+// An observer that panics is recovered and counted: the caller never sees
+// the panic, and later transitions are still delivered.
 func TestBreakerObserverPanicKeepsDelivering(t *testing.T) {
 	c := testBreakerConfig()
 	c.ConsecutiveFailures = 1
@@ -761,17 +761,62 @@ func TestBreakerObserverPanicKeepsDelivering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	func() {
-		defer func() {
-			if recover() == nil {
-				t.Fatal("the observer's panic did not reach the caller")
-			}
-		}()
-		b.ForceOpen()
-	}()
+	b.ForceOpen()
 	brWantState(t, b, stOpen)
+	if got := b.ObserverPanics(); got != 1 {
+		t.Fatalf("ObserverPanics() = %d, want 1", got)
+	}
 	b.Reset()
 	if want := []string{"open>closed"}; fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Fatalf("transitions after the panic = %v, want %v", seen, want)
+	}
+}
+
+// An observer that panics on every event changes nothing the breaker
+// does: it trips, goes half-open, closes, and every transition still
+// reaches the observer.
+func TestBreakerObserverPanickingOnEveryEvent(t *testing.T) {
+	c := testBreakerConfig()
+	c.ConsecutiveFailures = 2
+	clk := fakeclock.New(fakeclock.Epoch)
+	var seen []string
+	events := 0
+	obs := bulwark.ObserverFunc(func(e bulwark.Event) {
+		events++
+		if e.Kind == bulwark.EventBreakerTransition {
+			seen = append(seen, e.From.String()+">"+e.To.String())
+		}
+		panic(fmt.Sprintf("observer bug on %v", e.Kind))
+	})
+	b, err := NewBreaker(c, WithClock(clk), WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		done, err := b.Allow(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done(false)
+	}
+	brWantState(t, b, stOpen)
+	if _, err := b.Allow(context.Background()); !errors.Is(err, bulwark.ErrOpen) {
+		t.Fatalf("Allow on the open breaker: %v, want ErrOpen", err)
+	}
+	clk.Advance(c.OpenFor)
+	for range c.HalfOpenCalls {
+		done, err := b.Allow(context.Background())
+		if err != nil {
+			t.Fatalf("trial call: %v", err)
+		}
+		done(true)
+	}
+	brWantState(t, b, stClosed)
+	want := []string{"closed>open", "open>half-open", "half-open>closed"}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("transitions = %v, want %v", seen, want)
+	}
+	if got := b.ObserverPanics(); got != uint64(events) || events == 0 {
+		t.Fatalf("ObserverPanics() = %d, want %d (one per event)", got, events)
 	}
 }

@@ -67,7 +67,7 @@ func NewFixedWindow(l bulwark.Limit, opts ...Option) (*FixedWindow, error) {
 		return nil, err
 	}
 	return &FixedWindow{
-		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
+		keyedCore: keyedCore{clock: newFastClock(o.clock), observer: o.observer, name: o.name},
 		limit:     l,
 		e:         int64(l.Events),
 		p:         l.PeriodMicros(),

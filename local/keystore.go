@@ -72,6 +72,7 @@ type keyShard[S any] struct {
 	index map[string]int // key -> position in slots
 	slots []keySlot[S]
 	hand  int   // next slot the sweep examines
+	last  int   // slot of the latest lookup or insert: checked before the map
 	max   int   // this shard's share of the key cap, at least 1
 	grace int64 // as keyStore.grace
 }
@@ -125,8 +126,17 @@ func (st *keyStore[S]) len() int {
 
 // lookup returns key's slot, or nil when key holds no state. The pointer is
 // valid until the shard next inserts or frees a slot. Requires sh.mu held.
+//
+// A key asked for again and again (one hot tenant, the usual case of a
+// shard) is found by comparing it with the slot of the previous lookup,
+// without hashing it into the map: the slot's key is compared, so a slot
+// moved or freed since is never mistaken for the key's.
 func (sh *keyShard[S]) lookup(key string) *keySlot[S] {
+	if i := sh.last; i < len(sh.slots) && sh.slots[i].key == key {
+		return &sh.slots[i]
+	}
 	if i, ok := sh.index[key]; ok {
+		sh.last = i
 		return &sh.slots[i]
 	}
 	return nil
@@ -151,6 +161,7 @@ func (sh *keyShard[S]) insert(key string, now int64) *keySlot[S] {
 	i := len(sh.slots)
 	sh.slots = append(sh.slots, keySlot[S]{key: k})
 	sh.index[k] = i
+	sh.last = i
 	return &sh.slots[i]
 }
 
@@ -213,7 +224,7 @@ func (sh *keyShard[S]) free(i int) {
 // keyedCore is what every keyed limiter shares: its clock, observer and
 // name, from the options.
 type keyedCore struct {
-	clock    bulwark.Clock
+	clock    fastClock
 	observer bulwark.Observer
 	name     string
 }

@@ -122,9 +122,10 @@ func TestTokenBucketSteps(t *testing.T) {
 				{0, "a", 2, limDenied(3, 0, 200*time.Millisecond, 300*time.Millisecond)},
 				{150 * time.Millisecond, "a", 2, limDenied(3, 1, 50*time.Millisecond, 150*time.Millisecond)},
 				{50 * time.Millisecond, "a", 2, limAllowed(3, 0, 300*time.Millisecond)},
-				// The clock goes back 200ms: the key stays at its own time.
-				{-200 * time.Millisecond, "a", 1, limDenied(3, 0, 100*time.Millisecond, 300*time.Millisecond)},
-				{100 * time.Millisecond, "a", 1, limDenied(3, 0, 100*time.Millisecond, 300*time.Millisecond)},
+				// The clock goes back 200ms: the bucket is as it was then,
+				// less what was taken since; it never admits more.
+				{-200 * time.Millisecond, "a", 1, limDenied(3, 0, 300*time.Millisecond, 500*time.Millisecond)},
+				{100 * time.Millisecond, "a", 1, limDenied(3, 0, 200*time.Millisecond, 400*time.Millisecond)},
 				{200 * time.Millisecond, "a", 1, limAllowed(3, 0, 300*time.Millisecond)},
 			},
 		},
@@ -306,11 +307,10 @@ func (m *refBucket) level(t int64) int64 {
 	return min(full, m.levelP+(t-m.last)*m.e)
 }
 
+// decide: a clock that went back (now < last) un-refills the bucket, so its
+// level may be negative; nothing then remains.
 func (m *refBucket) decide(now, n int64) bulwark.Decision {
 	t := now
-	if m.seen {
-		t = max(t, m.last)
-	}
 	full := m.c * m.p
 	lv := m.level(t)
 	d := bulwark.Decision{Limit: int(m.c)}
@@ -319,7 +319,7 @@ func (m *refBucket) decide(now, n int64) bulwark.Decision {
 		d.Allowed = true
 		d.Remaining = int(m.levelP / m.p)
 	} else {
-		d.Remaining = int(lv / m.p)
+		d.Remaining = int(max(lv, 0) / m.p)
 		d.RetryAfter = micros(limFirst(1, func(r int64) bool { return m.level(t+r) >= n*m.p }))
 	}
 	d.ResetAfter = micros(limFirst(0, func(r int64) bool { return m.level(t+r) == full }))

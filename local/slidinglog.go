@@ -130,7 +130,7 @@ func NewSlidingLog(l bulwark.Limit, opts ...Option) (*SlidingLog, error) {
 		return nil, err
 	}
 	return &SlidingLog{
-		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
+		keyedCore: keyedCore{clock: newFastClock(o.clock), observer: o.observer, name: o.name},
 		limit:     l,
 		e:         int64(l.Events),
 		p:         l.PeriodMicros(),

@@ -77,7 +77,7 @@ func NewSlidingWindow(l bulwark.Limit, opts ...Option) (*SlidingWindow, error) {
 		return nil, err
 	}
 	return &SlidingWindow{
-		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
+		keyedCore: keyedCore{clock: newFastClock(o.clock), observer: o.observer, name: o.name},
 		limit:     l,
 		e:         int64(l.Events),
 		p:         l.PeriodMicros(),

@@ -43,8 +43,9 @@ import (
 // Durations in a Decision are whole microseconds, rounded up, so a client
 // that waits RetryAfter and asks again for the same n, with no other traffic
 // on the key, is admitted (unless the clock went backwards meanwhile: a
-// key's time never goes backwards, so a clock that does is treated as still
-// at the key's latest time).
+// clock that goes back finds the bucket as empty as it was at that earlier
+// time plus what was taken since, so it never admits more than a clock that
+// did not).
 //
 // Memory and the key cap (the same for every keyed limiter of this
 // package): a key costs a few dozen bytes plus its key string. A key whose
@@ -99,7 +100,7 @@ func NewTokenBucket(l bulwark.Limit, opts ...Option) (*TokenBucket, error) {
 	c := l.Capacity()
 	p := l.PeriodMicros()
 	return &TokenBucket{
-		keyedCore: keyedCore{clock: o.clock, observer: o.observer, name: o.name},
+		keyedCore: keyedCore{clock: newFastClock(o.clock), observer: o.observer, name: o.name},
 		limit:     l,
 		e:         int64(l.Events),
 		p:         p,
@@ -144,9 +145,9 @@ func (b *TokenBucket) decide(sh *keyShard[bucketState], key string, now, n int64
 	t := now
 	var debt int64 // how far the arrival time is ahead of t, in scaled units
 	if slot != nil {
-		t = max(t, slot.s.at)
 		// The debt is gone once t reaches the reset time at + ⌈ahead/E⌉;
-		// before it, (t − at) × E < ahead, so nothing overflows.
+		// before it, (t − at) × E < ahead, so nothing overflows. A clock
+		// that went back (t < at) sees the debt not yet repaid at t.
 		if t < slot.reset {
 			debt = slot.s.ahead - (t-slot.s.at)*b.e
 		}
@@ -155,7 +156,7 @@ func (b *TokenBucket) decide(sh *keyShard[bucketState], key string, now, n int64
 	if need > b.tau {
 		return bulwark.Decision{
 			Limit:      b.c,
-			Remaining:  int((b.tau - debt) / b.p),
+			Remaining:  int(max(b.tau-debt, 0) / b.p),
 			RetryAfter: micros(ceilDiv64(need-b.tau, b.e)),
 			ResetAfter: micros(ceilDiv64(debt, b.e)),
 		}

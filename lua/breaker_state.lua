@@ -45,8 +45,6 @@
 -- wrong state), acquire the trial index granted (0: none), force 1, get and
 -- peek 0. peek of an absent breaker returns gen 0. Times in µs.
 
-redis.replicate_commands()
-
 local now = now_us(ARGV[1])
 local minttl = tonumber(ARGV[2])
 local op = ARGV[3]

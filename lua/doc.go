@@ -2,7 +2,9 @@
 // each, embedded into the binary and exposed as a *redis.Script:
 //
 //	Script            File                    Run by
-//	TokenBucket       token_bucket.lua        distributed.TokenBucket, distributed.Multi (GCRA over one or more keys, all or nothing)
+//	TokenBucket       token_bucket.lua        distributed.TokenBucket (GCRA over one key; state: one integer)
+//	TokenBucketLease  token_bucket_lease.lua  distributed.LeasedTokenBucket (k tokens at once from TokenBucket's bucket; give back)
+//	MultiTokenBucket  multi_token_bucket.lua  distributed.Multi (GCRA over several keys, all or nothing)
 //	FixedWindow       fixed_window.lua        distributed.FixedWindow
 //	SlidingWindow     sliding_window.lua      distributed.SlidingWindow (weighted previous window)
 //	SlidingLog        sliding_log.lua         distributed.SlidingLog (exact log, one member per token)
@@ -17,10 +19,18 @@
 //	SingleflightComplete singleflight_complete.lua  sync/singleflight (store the outcome, drop the lease, wake)
 //	SingleflightForget   singleflight_forget.lua    sync/singleflight (drop a stored outcome)
 //
-// Every script's text is prelude.lua followed by its own file: the prelude
-// holds the helpers they share (exact integer floor/ceil division, the time
-// in µs from Redis TIME or ARGV, TTLs in ms) as local functions only, so it
-// runs no command and touches no global.
+// The text of every script but TokenBucket's, FixedWindow's and
+// SlidingWindow's is the file prelude.lua followed by its own file: the
+// prelude holds the helpers they share (exact integer floor/ceil division,
+// the time in µs from Redis TIME or ARGV, TTLs in ms) as local functions
+// only, so it runs no command and touches no global. Those three, the
+// decisions of every request, are their file alone, without a function:
+// Lua would build each of the prelude's closures again on every call.
+//
+// Requirements: Redis 5.0 or later (or Valkey). The scripts call Redis TIME
+// before they write, which needs effects replication, the default since
+// Redis 5.0 (and the only mode since 7.0): they do not call
+// redis.replicate_commands().
 //
 // [Source] returns the Lua source of any of them: every script is recorded
 // in a registry when the package initialises, so callers that send EVAL
@@ -40,10 +50,10 @@
 // quotient. The current time is read from Redis TIME, so replicas with
 // skewed clocks agree, unless the caller passes it as an argument (a store
 // with an injected clock). Unix time in nanoseconds would exceed 2^53, which
-// is why no script ever uses nanoseconds. The token bucket packs its state
-// with Lua's struct library, and writes it as text on servers without that
-// library (embedded test servers such as miniredis), with the same
-// decisions.
+// is why no script ever uses nanoseconds. The multi-key token bucket packs
+// its state with Lua's struct library, and writes it as text on servers
+// without that library (embedded test servers such as miniredis), with the
+// same decisions.
 //
 // Common argument layout of the limiter scripts:
 //
@@ -55,6 +65,7 @@
 //
 // Every script reads and writes only keys passed in KEYS and sets a TTL on
 // every key it writes; the limiter scripts return an array of integers and
-// write nothing when they deny. The packages using the scripts decode each
+// write nothing when they deny (TokenBucket returns {allowed, debt}; see
+// its doc). The packages using the scripts decode each
 // reply with one decoder per script and treat any other shape as an error.
 package lua

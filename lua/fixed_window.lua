@@ -9,31 +9,51 @@
 -- ARGV[5]   P, window length in µs
 --
 -- Reply: {allowed 0|1, remaining, retry_after, reset_after}, durations in µs.
+--
+-- Like token_bucket.lua, a bare script with no function (none would be
+-- built on every call): arithmetic on numbers coerced from the argument
+-- strings; a % b is exact once corrected (for 0 <= a < 2^53 the quotient's
+-- floor is at most one too big, leaving a negative remainder).
 
-redis.replicate_commands()
+local now = ARGV[1]
+if now == '' then
+  local t = redis.call('TIME')
+  now = t[1] * 1000000 + t[2]
+else
+  now = now + 0
+end
+local n = ARGV[3] + 0
+local E = ARGV[4] + 0
+local P = ARGV[5] + 0
 
-local now = now_us(ARGV[1])
-local minttl = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
-local E = tonumber(ARGV[4])
-local P = tonumber(ARGV[5])
-
-local wn = floordiv(now, P)
-local e = now - wn * P
+local e = now % P
+if e < 0 then e = e + P end
+local wn = (now - e) / P
 local cur = 0
 local raw = redis.call('GET', KEYS[1])
 if raw then
   local w, c = string.match(raw, '^(%d+):(%d+)$')
   if not w then return redis.error_reply('ERR bulwark: malformed fixed window state') end
-  w, c = tonumber(w), tonumber(c)
+  w = w + 0
   if w > wn then wn, e = w, 0 end -- the clock went back: stay in the stored window
-  if w == wn then cur = c end
+  if w == wn then cur = c + 0 end
 end
 
 local left = P - e
 if cur + n <= E then
   cur = cur + n
-  redis.call('SET', KEYS[1], string.format('%d:%d', wn, cur), 'PX', ttl_ms(left, minttl))
+  -- PEXPIRE max(ceil(left/1000), 1, min TTL) ms (left >= 1).
+  local x = left + 999
+  local r = x % 1000
+  if r < 0 then r = r + 1000 end
+  local ms = (x - r) / 1000
+  local minttl = ARGV[2] + 0
+  if ms < minttl then ms = minttl end
+  redis.call('SET', KEYS[1], string.format('%d:%d', wn, cur), 'PX', ms)
   return {1, E - cur, 0, left}
 end
-return {0, E - cur, left, cur > 0 and left or 0}
+-- cur > E when a replica with a larger E counted into this window (a limit
+-- lowered mid rolling deploy): nothing remains, and the next window decides.
+local rem = E - cur
+if rem < 0 then rem = 0 end
+return {0, rem, left, cur > 0 and left or 0}

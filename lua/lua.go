@@ -11,6 +11,10 @@ var (
 	prelude string
 	//go:embed token_bucket.lua
 	tokenBucketSrc string
+	//go:embed token_bucket_lease.lua
+	tokenBucketLeaseSrc string
+	//go:embed multi_token_bucket.lua
+	multiTokenBucketSrc string
 	//go:embed fixed_window.lua
 	fixedWindowSrc string
 	//go:embed sliding_window.lua
@@ -19,7 +23,34 @@ var (
 	slidingLogSrc string
 )
 
-// TokenBucket is the GCRA token bucket over one or more keys, deducting
+// TokenBucket is the GCRA token bucket over one key, the cheapest decision
+// of the package: one GET, and one SET when it admits.
+//
+//	KEYS[1]     state: the theoretical arrival time, "T" (a whole number of
+//	            µs, stored by Redis as an integer) or "T:r" (T µs and r/E µs)
+//	ARGV[1..3]  now, min TTL, n (see the package doc)
+//	ARGV[4..6]  E (events), P (period µs), C (capacity)
+//
+// Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
+// Unlike the other scripts its text is its file alone, without the prelude:
+// the prelude's functions would be built again on every call.
+var TokenBucket = newBareScript(tokenBucketSrc)
+
+// TokenBucketLease takes up to k tokens at once from TokenBucket's bucket
+// (same key and state) for a replica to spend locally, and gives back
+// tokens leased and not spent.
+//
+//	KEYS[1]     state, as TokenBucket's
+//	ARGV[1..2]  now, min TTL
+//	ARGV[3..4]  k (most tokens to take; 0: only give back), n (fewest worth taking)
+//	ARGV[5..7]  E, P, tau in TokenBucket's units
+//	ARGV[8]     tokens given back first
+//
+// Reply: {granted, debt}: tokens granted (0: fewer than n were free, none
+// taken) and the debt after the call in units.
+var TokenBucketLease = newScript(tokenBucketLeaseSrc)
+
+// MultiTokenBucket is the GCRA token bucket over several keys, deducting
 // from all of them only when every one admits (several limits on one
 // request).
 //
@@ -30,26 +61,28 @@ var (
 //
 // Reply: {allowed, remaining_1, retry_after_1, reset_after_1, …} with one
 // triple per key, durations in µs.
-var TokenBucket = newScript(tokenBucketSrc)
+var MultiTokenBucket = newScript(multiTokenBucketSrc)
 
-// FixedWindow is the fixed-window counter over one key.
+// FixedWindow is the fixed-window counter over one key. Like TokenBucket,
+// its text is its file alone.
 //
 //	KEYS[1]     state: "w:cur" (window index, tokens counted in it)
 //	ARGV[1..3]  now, min TTL, n
 //	ARGV[4..5]  E (events per window), P (window µs)
 //
 // Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
-var FixedWindow = newScript(fixedWindowSrc)
+var FixedWindow = newBareScript(fixedWindowSrc)
 
 // SlidingWindow is the sliding-window counter (the previous window's count,
-// weighted by its overlap with the sliding window) over one key.
+// weighted by its overlap with the sliding window) over one key. Like
+// TokenBucket, its text is its file alone.
 //
 //	KEYS[1]     state: "w:cur:prev"
 //	ARGV[1..3]  now, min TTL, n
 //	ARGV[4..5]  E (events per window), P (window µs)
 //
 // Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
-var SlidingWindow = newScript(slidingWindowSrc)
+var SlidingWindow = newBareScript(slidingWindowSrc)
 
 // SlidingLog is the exact sliding-window log over one key: a sorted set of
 // one member per admitted token, scored by its time in µs, holding at most
@@ -76,8 +109,17 @@ func newScript(src string) *redis.Script {
 	return s
 }
 
+// newBareScript declares a script whose text is its .lua file alone.
+func newBareScript(src string) *redis.Script {
+	s := redis.NewScript(src)
+	sources[s] = src
+	return s
+}
+
 // Source returns the full Lua source of one of this package's scripts (the
-// shared prelude, then the script's own file), and "" for any other script. Callers that build their own EVAL commands (to send
+// shared prelude, then the script's own file; for TokenBucket, FixedWindow
+// and SlidingWindow their file alone), and
+// "" for any other script. Callers that build their own EVAL commands (to send
 // them without client-side retries, for instance) need it after a NOSCRIPT
 // reply; tools use it to show what runs on the server.
 func Source(s *redis.Script) string { return sources[s] }

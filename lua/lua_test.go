@@ -16,24 +16,27 @@ import (
 func TestMain(m *testing.M) { redistest.Main(m) }
 
 var scripts = map[string]*redis.Script{
-	"token_bucket":   lua.TokenBucket,
-	"fixed_window":   lua.FixedWindow,
-	"sliding_window": lua.SlidingWindow,
-	"sliding_log":    lua.SlidingLog,
+	"token_bucket":       lua.TokenBucket,
+	"multi_token_bucket": lua.MultiTokenBucket,
+	"fixed_window":       lua.FixedWindow,
+	"sliding_window":     lua.SlidingWindow,
+	"sliding_log":        lua.SlidingLog,
 }
 
 // allScripts is every script of the package, by the name of its file.
 var allScripts = map[string]*redis.Script{
-	"token_bucket":      lua.TokenBucket,
-	"fixed_window":      lua.FixedWindow,
-	"sliding_window":    lua.SlidingWindow,
-	"sliding_log":       lua.SlidingLog,
-	"breaker_state":     lua.BreakerState,
-	"membership":        lua.Membership,
-	"semaphore_acquire": lua.SemaphoreAcquire,
-	"semaphore_release": lua.SemaphoreRelease,
-	"semaphore_renew":   lua.SemaphoreRenew,
-	"semaphore_inspect": lua.SemaphoreInspect,
+	"token_bucket":       lua.TokenBucket,
+	"multi_token_bucket": lua.MultiTokenBucket,
+	"token_bucket_lease": lua.TokenBucketLease,
+	"fixed_window":       lua.FixedWindow,
+	"sliding_window":     lua.SlidingWindow,
+	"sliding_log":        lua.SlidingLog,
+	"breaker_state":      lua.BreakerState,
+	"membership":         lua.Membership,
+	"semaphore_acquire":  lua.SemaphoreAcquire,
+	"semaphore_release":  lua.SemaphoreRelease,
+	"semaphore_renew":    lua.SemaphoreRenew,
+	"semaphore_inspect":  lua.SemaphoreInspect,
 
 	"singleflight_claim":    lua.SingleflightClaim,
 	"singleflight_renew":    lua.SingleflightRenew,
@@ -41,18 +44,20 @@ var allScripts = map[string]*redis.Script{
 	"singleflight_forget":   lua.SingleflightForget,
 }
 
-// readOnly names the scripts that write nothing, so need no
-// redis.replicate_commands().
-var readOnly = map[string]bool{"semaphore_inspect": true}
+// bare names the scripts whose text is their file alone, without the
+// prelude.
+var bare = map[string]bool{"token_bucket": true, "fixed_window": true, "sliding_window": true}
 
 //go:embed *.lua
 var files embed.FS
 
 // TestScriptConventions: each script is the shared prelude followed by its
-// own file; the file opens with a comment naming its KEYS, ARGV and reply
-// and, when the script writes, calls redis.replicate_commands() before
-// anything else; the prelude only defines local functions, so it runs no
-// command and touches no global; nothing swallows errors with pcall.
+// own file (or, for the bare token bucket, its file alone, defining no
+// function); the file opens with a comment naming its KEYS, ARGV and reply;
+// no script calls redis.replicate_commands() (a no-op since Redis 7, the
+// default since 5.0, the minimum version); the prelude only defines local
+// functions, so it runs no command and touches no global; nothing swallows
+// errors with pcall.
 // (Globals are refused by Redis itself, so TestScriptsRun covers them.)
 func TestScriptConventions(t *testing.T) {
 	prelude, err := files.ReadFile("prelude.lua")
@@ -83,7 +88,15 @@ func TestScriptConventions(t *testing.T) {
 			t.Fatal(err)
 		}
 		src := lua.Source(s)
-		if src != string(prelude)+"\n"+string(body) {
+		switch {
+		case bare[name]:
+			if src != string(body) {
+				t.Errorf("%s: source is not %s.lua", name, name)
+			}
+			if regexp.MustCompile(`(?m)^[^-]*\bfunction\b`).MatchString(src) {
+				t.Errorf("%s: defines a function (a closure built on every call)", name)
+			}
+		case src != string(prelude)+"\n"+string(body):
 			t.Errorf("%s: source is not the prelude followed by %s.lua", name, name)
 		}
 		if !strings.HasPrefix(string(body), "-- ") {
@@ -108,8 +121,8 @@ func TestScriptConventions(t *testing.T) {
 		if !reply.MatchString(h) {
 			t.Errorf("%s: header comment does not describe the reply", name)
 		}
-		if !readOnly[name] && (len(code) == 0 || code[0] != "redis.replicate_commands()") {
-			t.Errorf("%s: the first statement is not redis.replicate_commands()", name)
+		if strings.Contains(src, "replicate_commands") {
+			t.Errorf("%s: calls redis.replicate_commands()", name)
 		}
 		if strings.Contains(src, "pcall") {
 			t.Errorf("%s: uses pcall", name)
@@ -128,15 +141,22 @@ func TestScriptsRun(t *testing.T) {
 	prefix := redistest.Prefix(t, c)
 	ctx := context.Background()
 	args := map[string][]any{
-		"token_bucket":   {"", "0", 1, "10", "1000000", "10"},
-		"fixed_window":   {"", "0", 1, "10", "1000000"},
-		"sliding_window": {"", "0", 1, "10", "1000000"},
-		"sliding_log":    {"", "0", 1, "10", "1000000"},
+		// 10 per second: E 1, P 100000 (divided by 10), tau 10 × P.
+		"token_bucket":       {"", "0", 1, "1", "100000", "1000000"},
+		"multi_token_bucket": {"", "0", 1, "10", "1000000", "10"},
+		"fixed_window":       {"", "0", 1, "10", "1000000"},
+		"sliding_window":     {"", "0", 1, "10", "1000000"},
+		"sliding_log":        {"", "0", 1, "10", "1000000"},
 	}
 	for name, s := range scripts {
 		key := prefix + name + "{k}"
 		v, err := s.Run(ctx, c, []string{key}, args[name]...).Int64Slice()
-		if err != nil || len(v) != 4 || v[0] != 1 || v[1] != 9 {
+		if name == "token_bucket" {
+			// {allowed, need}: one token of debt.
+			if err != nil || len(v) != 2 || v[0] != 1 || v[1] != 100000 {
+				t.Errorf("%s: reply %v, %v; want [1 100000]", name, v, err)
+			}
+		} else if err != nil || len(v) != 4 || v[0] != 1 || v[1] != 9 {
 			t.Errorf("%s: reply %v, %v; want allowed with 9 left", name, v, err)
 		}
 		if ttl := c.PTTL(ctx, key).Val(); ttl <= 0 {

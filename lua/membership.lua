@@ -13,8 +13,6 @@
 -- The set is pruned of expired members on every call and expires itself one
 -- TTL after the last heartbeat, so a group nobody renews disappears.
 
-redis.replicate_commands()
-
 local now = tonumber(ARGV[1]) or floordiv(time_us(), 1000) -- ms
 local ttl = tonumber(ARGV[2])
 

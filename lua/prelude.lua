@@ -1,8 +1,8 @@
--- prelude.lua: helpers shared by every script of this package. lua.go puts
--- this text in front of each script's own file, so the script the server
--- runs (and hashes) is this prelude followed by the script. It only defines
--- local functions: no command runs before the script itself calls one, after
--- its redis.replicate_commands(). Globals are neither read nor written.
+-- prelude.lua: helpers shared by the scripts of this package (all but
+-- token_bucket.lua). lua.go puts this text in front of each such script's
+-- own file, so the script the server runs (and hashes) is this prelude
+-- followed by the script. It only defines local functions: no command runs
+-- before the script itself calls one. Globals are neither read nor written.
 
 -- floor(a/b) and ceil(a/b) for integers 0 <= a < 2^53, b >= 1: the double
 -- quotient may be off by one ulp, so correct it with the exact remainder.

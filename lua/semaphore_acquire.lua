@@ -26,8 +26,6 @@
 -- waiters queued before it (every queued waiter, for a caller not queued)
 -- still fit in the capacity. So waiters are served in arrival order, and a
 -- large waiter at the head of the queue is not starved by small newcomers.
-redis.replicate_commands()
-
 local leases, holders, waiters, waitexp, fence = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id = ARGV[1]
 local n = tonumber(ARGV[2])

@@ -15,8 +15,6 @@
 --   withdrawn 1 when a waiter entry was removed, else 0
 -- Expired leases are reclaimed on the way. Waiters are woken (PUBLISH) when
 -- slots were freed or the queue changed and someone is still queued.
-redis.replicate_commands()
-
 local leases, holders, waiters, waitexp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, member, channel = ARGV[1], ARGV[2], ARGV[3]
 

@@ -13,8 +13,6 @@
 --                released, or the keys were deleted); nothing is written
 -- A lease whose expiry has passed is never renewed, even if not reclaimed
 -- yet: its slots may already be promised to a waiter by then.
-redis.replicate_commands()
-
 local leases, holders, waiters = KEYS[1], KEYS[2], KEYS[3]
 local id = ARGV[1]
 local ttl = tonumber(ARGV[2])

@@ -15,8 +15,6 @@
 --                lease, so a retried call returns the same lease)
 --   {0, pttl}    another caller leads; its lease lasts pttl more
 --                milliseconds unless renewed
-redis.replicate_commands()
-
 local lease, result, fence = KEYS[1], KEYS[2], KEYS[3]
 local id = ARGV[1]
 

@@ -14,8 +14,6 @@
 -- Reply: 1 when the caller still held the lease (the record is stored, the
 -- lease deleted and the waiters woken), 0 when it did not (nothing written:
 -- a later leader owns the key).
-redis.replicate_commands()
-
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end

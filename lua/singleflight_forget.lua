@@ -5,6 +5,4 @@
 -- KEYS[1] result STRING the record of the last run
 -- ARGV[1] none: the script takes no arguments
 -- Reply: 1 when a record was dropped, 0 when there was none.
-redis.replicate_commands()
-
 return redis.call('DEL', KEYS[1])

@@ -6,8 +6,6 @@
 -- Reply: 1 when the caller still held the lease (its expiry is now + TTL),
 -- 0 when it does not (it expired, or was taken over); a lost lease is not
 -- revived.
-redis.replicate_commands()
-
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1

@@ -14,8 +14,6 @@
 -- Reply: {allowed 0|1, remaining, retry_after, reset_after}, durations in µs.
 -- A denial writes nothing (stale members are dropped on the next admission).
 
-redis.replicate_commands()
-
 local now = now_us(ARGV[1])
 local minttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
@@ -46,7 +44,9 @@ if sum + n <= E then
   return {1, E - sum - n, 0, P}
 end
 
--- Denied: wait until the k-th oldest logged token leaves the window.
+-- Denied: wait until the k-th oldest logged token leaves the window. sum > E
+-- when a replica with a larger E logged into this key (a limit lowered mid
+-- rolling deploy): nothing remains, and k <= sum still holds since n <= E.
 local k = sum + n - E
 local kth = redis.call('ZRANGEBYSCORE', key, '(' .. lo, '+inf', 'WITHSCORES', 'LIMIT', k - 1, 1)
-return {0, E - sum, tonumber(kth[2]) + P - t, tonumber(newest[2]) + P - t}
+return {0, math.max(E - sum, 0), tonumber(kth[2]) + P - t, tonumber(newest[2]) + P - t}

@@ -1,77 +1,80 @@
--- Token bucket (GCRA) over one or more keys; docs/algorithms.md, "Token bucket".
--- Deducts from every key only when every key admits n tokens.
+-- Token bucket (GCRA) over one key; docs/algorithms.md, "Token bucket".
+-- The hot path of every fleet, kept to the least work in Redis: one GET, one
+-- SET when it admits, and no division on the common path; the caller derives
+-- the Decision from the reply.
 --
--- KEYS[i]   state of limit i: struct.pack('dd', at, ahead) (16 bytes), or the
---           text "at ahead" on servers without the struct library (embedded
---           test servers); absent = full bucket
---           at: time (µs) of the last admitted request
---           ahead: how far tat was ahead of at, in scaled units of 1/E µs
+-- KEYS[1]   state: the theoretical arrival time tat, in scaled units of 1/E
+--           µs, written as "T" when it is a whole number T of µs (always
+--           when E is 1: Redis then stores it as an integer), else as "T:r",
+--           tat = T×E + r with 0 < r < E; absent = full bucket. The state of
+--           earlier versions, (at, ahead) as "at ahead" or
+--           struct.pack('dd', at, ahead), is read as tat = at×E + ahead.
 -- ARGV[1]   now in µs, or '' to read Redis TIME
 -- ARGV[2]   minimum TTL in ms (0: none)
 -- ARGV[3]   n, tokens asked for
--- ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]   limit i: E events, P period µs, C capacity
+-- ARGV[4]   E, P: the limit, Events per Period µs, divided by their greatest
+-- ARGV[5]   common divisor (the same arithmetic, in coarser units: E is 1
+--           whenever P/E is a whole number of µs); one token costs P units
+-- ARGV[6]   tau, the tolerance: capacity × P units
 --
--- Reply: {allowed 0|1, remaining_1, retry_after_1, reset_after_1, ...}, one
--- triple per key, durations in µs. All values are integers below 2^53.
+-- Reply: {1, need} when admitted, need being the debt after the call (tat −
+-- now, in units), or {0, debt} when denied, the debt before it; both
+-- integers below 2^53. A denial writes nothing.
+--
+-- Arithmetic is on numbers coerced from the argument strings, and integer
+-- division uses a % b, corrected when negative (for 0 <= a < 2^53 Lua's
+-- floor(a/b) is at most one too big), so the common path calls no function
+-- but the Redis commands, tonumber and string.format.
 
-redis.replicate_commands()
-
--- The state is two doubles packed in 16 bytes where the struct library exists
--- (Redis, Valkey); elsewhere it is written as text. rawget: reading a missing
--- global is an error in script sandboxes.
-local struct = rawget(_G, 'struct')
-local function encode(at, ahead)
-  if struct then return struct.pack('dd', at, ahead) end
-  return string.format('%.0f %.0f', at, ahead)
+local now = ARGV[1]
+if now == '' then
+  local t = redis.call('TIME')
+  now = t[1] * 1000000 + t[2]
+else
+  now = now + 0
 end
-local function decode(raw)
-  if struct and #raw == 16 then
-    local at, ahead = struct.unpack('dd', raw)
-    return at, ahead
+local E = ARGV[4] + 0
+
+local d = 0 -- the debt: how far tat is ahead of now, in units (0: behind)
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local T, r = tonumber(raw), 0
+  if not T then
+    T, r = string.match(raw, '^(%d+):(%d+)$')
+    if not T then
+      local at, ahead = string.match(raw, '^(%d+) (%d+)$')
+      if not at and #raw == 16 and rawget(_G, 'struct') then at, ahead = struct.unpack('dd', raw) end
+      at, ahead = tonumber(at), tonumber(ahead)
+      if not at or not ahead then return redis.error_reply('ERR bulwark: malformed token bucket state') end
+      r = ahead % E
+      if r < 0 then r = r + E end
+      T = at + (ahead - r) / E
+    end
+    T, r = tonumber(T), tonumber(r)
   end
-  local at, ahead = string.match(raw, '^(%d+) (%d+)$')
-  return tonumber(at), tonumber(ahead)
+  if T > now then d = (T - now) * E + r elseif T == now then d = r end
 end
 
-local now = now_us(ARGV[1])
-local minttl = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
+local need = d + ARGV[3] * ARGV[5]
+if need > ARGV[6] + 0 then return {0, d} end
 
-local ok = true
-local st = {}
-for i = 1, #KEYS do
-  local E = tonumber(ARGV[3 * i + 1])
-  local P = tonumber(ARGV[3 * i + 2])
-  local tau = tonumber(ARGV[3 * i + 3]) * P -- tolerance: C tokens of P units
-  local at, ahead = now, 0
-  local raw = redis.call('GET', KEYS[i])
-  if raw then
-    at, ahead = decode(raw)
-    if not at or not ahead then return redis.error_reply('ERR bulwark: malformed token bucket state') end
-  end
-  local t = math.max(now, at) -- a key's time never goes backwards
-  local d = 0                 -- debt left at t
-  local elapsed = t - at
-  if elapsed < ceildiv(ahead, E) then d = ahead - elapsed * E end
-  local need = d + n * P
-  if need > tau then ok = false end
-  st[i] = {t, d, need, E, P, tau}
+-- tat after the call: (now + q)×E + m; the bucket is full again ⌈need/E⌉ µs
+-- from now, and the key lives that long (in whole ms, at least the minimum).
+local v, reset
+if E == 1 then
+  v, reset = string.format('%d', now + need), need
+else
+  local m = need % E
+  if m < 0 then m = m + E end
+  local q = (need - m) / E
+  v, reset = string.format('%d', now + q), q
+  if m > 0 then v, reset = v .. string.format(':%d', m), q + 1 end
 end
-
-local reply = {ok and 1 or 0}
-for i = 1, #KEYS do
-  local t, d, need, E, P, tau = unpack(st[i])
-  if ok then
-    local reset = ceildiv(need, E)
-    redis.call('SET', KEYS[i], encode(t, need), 'PX', ttl_ms(reset, minttl))
-    reply[#reply + 1] = floordiv(tau - need, P)
-    reply[#reply + 1] = 0
-    reply[#reply + 1] = reset
-  else
-    -- tau < d only when the limit shrank since the state was written
-    reply[#reply + 1] = floordiv(math.max(tau - d, 0), P)
-    reply[#reply + 1] = need > tau and ceildiv(need - tau, E) or 0
-    reply[#reply + 1] = ceildiv(d, E)
-  end
-end
-return reply
+local x = reset + 999
+local r = x % 1000
+if r < 0 then r = r + 1000 end
+local ms = (x - r) / 1000
+local minttl = ARGV[2] + 0
+if ms < minttl then ms = minttl end
+redis.call('SET', KEYS[1], v, 'PX', ms)
+return {1, need}

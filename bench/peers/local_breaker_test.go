@@ -7,6 +7,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/local"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -211,6 +212,57 @@ func BenchmarkBulkheadAcquireSlotParallel(b *testing.B) {
 				return
 			}
 			s.Release()
+		}
+	})
+}
+
+// failsafeBreaker is failsafe-go's breaker shaped like
+// bulwark.DefaultBreakerConfig: a failure rate of 50% over at least 20
+// calls in a 10s window, 30s open, 3 half-open trials.
+func failsafeBreaker() circuitbreaker.CircuitBreaker[any] {
+	return circuitbreaker.NewBuilder[any]().
+		WithFailureRateThreshold(0.5, 20, 10*time.Second).
+		WithDelay(30 * time.Second).
+		WithSuccessThreshold(3).
+		Build()
+}
+
+// BenchmarkFailsafePermit is failsafe-go's permit path, the peer of
+// BenchmarkBreakerAllowDone/plain: TryAcquirePermit, then RecordSuccess.
+// "time" is shaped like ours (a time-based failure rate, which reads the
+// clock per outcome); "count" is failsafe-go's default breaker (trips on one
+// failure among the last call, no clock), cheaper and not the same policy.
+func BenchmarkFailsafePermit(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		cb   func() circuitbreaker.CircuitBreaker[any]
+	}{
+		{"time", failsafeBreaker},
+		{"count", circuitbreaker.NewWithDefaults[any]},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cb := bc.cb()
+			b.ReportAllocs()
+			for b.Loop() {
+				if !cb.TryAcquirePermit() {
+					b.Fatal("no permit")
+				}
+				cb.RecordSuccess()
+			}
+		})
+	}
+}
+
+func BenchmarkFailsafePermitParallel(b *testing.B) {
+	cb := failsafeBreaker()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !cb.TryAcquirePermit() {
+				b.Error("no permit")
+				return
+			}
+			cb.RecordSuccess()
 		}
 	})
 }

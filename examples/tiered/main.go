@@ -5,7 +5,7 @@
 // shared tier stops the fleet at 8. The local tier is asked first, so
 // requests a replica refuses on its own cost no Redis round trip; a request
 // the fleet refuses still used a local token (the tiers err towards
-// denying), which is why replica-2 and replica-3 reach their own limit early.
+// denying). AllowTier says which tier refused each request.
 //
 // It uses an embedded Redis unless REDIS_URL names one:
 //
@@ -69,17 +69,17 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "  replica-%d:", i+1)
 		for range attempts {
-			d, err := tiered.Allow(ctx, "customer-42", 1)
+			d, err := tiered.AllowTier(ctx, "customer-42", 1)
 			if err != nil {
 				return err
 			}
-			switch {
-			case d.Allowed:
+			switch d.DeniedBy {
+			case distributed.TierNone:
 				total++
 				fmt.Fprint(out, " ok")
-			case d.Limit == perReplica.Capacity():
+			case distributed.TierLocal:
 				fmt.Fprint(out, " denied(replica)")
-			default:
+			case distributed.TierGlobal:
 				fmt.Fprint(out, " denied(fleet)")
 			}
 		}

@@ -18,8 +18,8 @@ func TestRun(t *testing.T) {
 	}
 	for _, want := range []string{
 		"replica-1: ok ok ok ok ok denied(replica)",
-		"replica-2: ok ok ok denied(fleet) denied(replica) denied(replica)",
-		"replica-3: denied(fleet) denied(fleet) denied(fleet) denied(fleet) denied(replica) denied(replica)",
+		"replica-2: ok ok ok denied(fleet) denied(fleet) denied(replica)",
+		"replica-3: denied(fleet) denied(fleet) denied(fleet) denied(fleet) denied(fleet) denied(replica)",
 		"admitted 8 of 18",
 	} {
 		if !strings.Contains(out.String(), want) {

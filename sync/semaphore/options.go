@@ -2,6 +2,7 @@ package semaphore
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -61,7 +62,15 @@ type options struct {
 	nameSet   bool
 	runner    Runner
 	clock     bulwark.Clock
+	logger    *slog.Logger
 }
+
+// WithLogger makes the semaphore log to l (default: nothing is logged):
+// Warn "bulwark: lease lost" (name, err) when a held lease could not be
+// renewed, at most one line every 10s (the next line says how many were
+// dropped: "suppressed"), and Error when the observer or the lease-lost
+// callback panicked (recovered), rate-limited alike.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithPrefix sets the prefix of every key and channel (default
 // DefaultPrefix). It must not contain '{' or '}', which would move the

@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/internal/core"
+	"github.com/bulwark-go/bulwark/internal/eventq"
+	"github.com/bulwark-go/bulwark/internal/logs"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -83,6 +86,8 @@ type Weighted struct {
 	waitTTL  time.Duration
 	onLost   func(*Lease, error)
 	obs      bulwark.Observer
+	guard    eventq.Guard // recovers the panics of obs and onLost
+	log      *logs.Logger // nil: silent
 	evName   string
 	run      Runner
 	clock    bulwark.Clock
@@ -173,6 +178,9 @@ func New(client Client, name string, capacity int64, opts ...Option) (*Weighted,
 		done:     make(chan struct{}),
 		leases:   make(map[*Lease]struct{}),
 	}
+	w.log = logs.New(o.logger)
+	w.guard.OnPanic = w.log.Panic
+	w.obs = eventq.Safe(o.observer, &w.guard)
 	if w.run == nil {
 		w.run = func(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
 			return s.Run(ctx, client, keys, args...).Result()
@@ -538,11 +546,20 @@ func (w *Weighted) lose(l *Lease, err error, notify bool) {
 	}
 }
 
+// CallbackPanics returns how many times the observer or the lease-lost
+// callback panicked. Each panic is recovered (the keepalive goes on) and
+// counted.
+func (w *Weighted) CallbackPanics() uint64 { return w.guard.Panics() }
+
 // notifyLost emits EventLeaseLost, then runs the callback.
 func (w *Weighted) notifyLost(l *Lease, err error) {
 	w.emit(bulwark.EventLeaseLost, w.clock.Now().Sub(l.acquired), err)
+	if w.log != nil {
+		w.log.Limited("lease-lost", logs.Every, slog.LevelWarn, "bulwark: lease lost",
+			slog.String("semaphore", w.evName), slog.Any("err", err))
+	}
 	if w.onLost != nil {
-		w.onLost(l, err)
+		w.guard.Call("lease-lost callback", func() { w.onLost(l, err) })
 	}
 }
 
