@@ -25,6 +25,7 @@
 //	per-request  Store.TokenBucket with batching off (WithBatching(0)): one round trip per decision
 //	batched      Store.TokenBucket with batching lanes (-lanes, one below -pool)
 //	tiered       NewTiered(local.TokenBucket of the replica's share × -tier-headroom, the batched bucket)
+//	leased       Store.LeasedTokenBucket on the batched store (leases of up to -max-lease tokens)
 //
 // Each key's fleet-wide limit is -limit-frac of the load offered to it, so
 // every mode has decisions to deny. Without -addr or -cluster the program
@@ -34,7 +35,7 @@
 // Usage (from the bench module, or the repository root with ./bench/fleet):
 //
 //	go run ./fleet -replicas 3,30,300 -duration 5s -rate 200 \
-//	    -topology standalone,cluster -modes per-request,batched,tiered
+//	    -topology standalone,cluster -modes per-request,batched,tiered,leased
 //
 // Every run takes set-up (building and warming the replicas, under a
 // second for 300) plus -duration plus at most the store timeout; the whole
@@ -70,6 +71,7 @@ type options struct {
 	timeout     time.Duration
 	maxInFlight int
 	headroom    float64
+	maxLease    int
 	addr        string
 	cluster     []string
 	memoryKeys  int
@@ -95,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 200*time.Millisecond, "store time budget of one round trip (distributed.WithTimeout)")
 	fs.IntVar(&o.maxInFlight, "max-inflight", 64, "decisions one replica may have in flight; more due at once are counted missed")
 	fs.Float64Var(&o.headroom, "tier-headroom", 1.2, "tiered: the local tier admits this multiple of the replica's fair share")
+	fs.IntVar(&o.maxLease, "max-lease", 0, "leased: tokens one replica holds per key (distributed.WithMaxLease; 0: the limiter's default, a tenth of the capacity)")
 	fs.StringVar(&o.addr, "addr", "", "address of an existing Redis (default: start one)")
 	fs.IntVar(&o.memoryKeys, "memory-keys", 100_000, "keys per limiter for the memory measurement (0: skip; always on a private server)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
@@ -147,6 +150,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.lanes == 0 {
 		o.lanes = max(1, o.pool-1)
+	}
+	if o.maxLease < 0 {
+		return o, fmt.Errorf("bad -max-lease %d", o.maxLease)
 	}
 	if o.memoryKeys < 0 {
 		return o, fmt.Errorf("bad -memory-keys %d", o.memoryKeys)
@@ -224,8 +230,8 @@ func runAll(ctx context.Context, o options, out, log io.Writer) error {
 					Topology: topo, Addrs: addrs, Masters: addrs, Replicas: n, Mode: mode,
 					Rate: o.rates[i], Duration: o.duration, Keys: o.keys, LimitFrac: o.limitFrac,
 					PoolSize: o.pool, Lanes: o.lanes, Timeout: o.timeout, MaxInFlight: o.maxInFlight,
-					TierHeadroom: o.headroom,
-					Prefix:       fmt.Sprintf("fleet%d-%s-%d-%s", begin.Unix(), topo, n, mode),
+					TierHeadroom: o.headroom, MaxLease: o.maxLease,
+					Prefix: fmt.Sprintf("fleet%d-%s-%d-%s", begin.Unix(), topo, n, mode),
 				}
 				t0 := time.Now()
 				r, err := run(ctx, c)

@@ -24,9 +24,10 @@ const (
 	modePerRequest = "per-request" // distributed.TokenBucket, batching off
 	modeBatched    = "batched"     // distributed.TokenBucket, batching lanes on
 	modeTiered     = "tiered"      // distributed.Tiered: local share, then the batched bucket
+	modeLeased     = "leased"      // distributed.LeasedTokenBucket on the batched store
 )
 
-var knownModes = []string{modePerRequest, modeBatched, modeTiered}
+var knownModes = []string{modePerRequest, modeBatched, modeTiered, modeLeased}
 
 // Topologies.
 const (
@@ -54,6 +55,7 @@ type runConfig struct {
 	Timeout      time.Duration // store time budget of a round trip
 	MaxInFlight  int           // per replica; a decision due while this many are in flight is counted missed
 	TierHeadroom float64       // tiered: the local tier admits this × the replica's fair share
+	MaxLease     int           // leased: distributed.WithMaxLease (0: the limiter's default)
 	Prefix       string        // key prefix, unique per run
 }
 
@@ -83,6 +85,8 @@ func (c *runConfig) validate() error {
 		return fmt.Errorf("timeout must be positive, got %v", c.Timeout)
 	case c.MaxInFlight < 1:
 		return fmt.Errorf("max in flight must be at least 1, got %d", c.MaxInFlight)
+	case c.MaxLease < 0:
+		return fmt.Errorf("max lease must not be negative, got %d", c.MaxLease)
 	case !(c.TierHeadroom > 0):
 		return fmt.Errorf("tier headroom must be positive, got %v", c.TierHeadroom)
 	case c.Prefix == "":
@@ -170,6 +174,7 @@ type replica struct {
 	store    *distributed.Store
 	warm     *distributed.TokenBucket
 	lim      bulwark.Limiter
+	leased   *distributed.LeasedTokenBucket // closed first: gives back the tokens in hand
 	inflight atomic.Int64
 	issued   int64 // owned by the pacer
 	phase    float64
@@ -214,6 +219,15 @@ func newReplica(c *runConfig) (*replica, error) {
 		return fail(err)
 	}
 	switch c.Mode {
+	case modeLeased:
+		var opts []distributed.LeaseOption
+		if c.MaxLease > 0 {
+			opts = append(opts, distributed.WithMaxLease(min(c.MaxLease, g.Capacity())))
+		}
+		if r.leased, err = store.LeasedTokenBucket("fleet", g, opts...); err != nil {
+			return fail(err)
+		}
+		r.lim = r.leased
 	case modeTiered:
 		loc, err := local.NewTokenBucket(c.localLimitFor(g))
 		if err != nil {
@@ -231,6 +245,9 @@ func newReplica(c *runConfig) (*replica, error) {
 }
 
 func (r *replica) close() {
+	if r.leased != nil {
+		_ = r.leased.Close()
+	}
 	if r.store != nil {
 		_ = r.store.Close()
 	}
