@@ -63,7 +63,7 @@ func checkSane(t *testing.T, c runConfig, r result) {
 	if !(r.CallsPerDecision > 0 && r.CallsPerDecision <= 1.05) {
 		t.Errorf("%s: %v Redis calls per decision, want in (0, 1.05]", c.Mode, r.CallsPerDecision)
 	}
-	if r.ReadsPerDecision <= 0 || r.UsecPerCall <= 0 || r.CPUPerDecision <= 0 {
+	if r.ReadsPerDecision <= 0 || r.UsecPerCall <= 0 || r.CPUPerDecision <= 0 || r.RedisCPUPercent <= 0 {
 		t.Errorf("%s: reads/decision %v, usec/call %v, CPU µs/decision %v: want all positive", c.Mode, r.ReadsPerDecision, r.UsecPerCall, r.CPUPerDecision)
 	}
 	if r.P50 <= 0 || r.P99 < r.P50 {

@@ -298,12 +298,12 @@ func writeMarkdown(w io.Writer, rep *report, o options) {
 	fmt.Fprintf(w, "Load: %v decisions/s offered per replica (per fleet size %v) for %v, over %d keys; each key's fleet-wide limit is %.2f of its offered load. Pool %d per replica (per node), %d batching lanes, store timeout %v, at most %d decisions in flight per replica.\n\n",
 		o.rates, o.replicas, o.duration, o.keys, o.limitFrac, o.pool, o.lanes, o.timeout, o.maxInFlight)
 	if len(rep.Results) > 0 {
-		fmt.Fprintln(w, "| topology | replicas | mode | limit/key | offered/s | decisions/s | non-degraded/s | missed | degraded | errors | Redis calls/dec | Redis reads/dec | usec/call | Redis CPU µs/call | Redis CPU µs/dec | client CPU µs/dec | admitted | bound | exact | admitted/exact | keys over | p50 | p99 | p99 non-degraded | run s |")
-		fmt.Fprintln(w, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| topology | replicas | mode | limit/key | offered/s | decisions/s | non-degraded/s | missed | degraded | errors | Redis calls/dec | Redis reads/dec | usec/call | Redis CPU µs/call | Redis CPU µs/dec | Redis CPU % | client CPU µs/dec | admitted | bound | exact | admitted/exact | keys over | p50 | p99 | p99 non-degraded | run s |")
+		fmt.Fprintln(w, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, r := range rep.Results {
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %.0f | %.0f | %.0f | %d | %d | %d | %.3f | %.3f | %.2f | %.2f | %.2f | %.1f | %d | %d | %d | %.3f | %d | %s | %s | %s | %.1f |\n",
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %.0f | %.0f | %.0f | %d | %d | %d | %.3f | %.3f | %.2f | %.2f | %.2f | %.0f | %.1f | %d | %d | %d | %.3f | %d | %s | %s | %s | %.1f |\n",
 				r.Topology, r.Replicas, r.Mode, r.Limit, r.OfferedPS, r.PerSecond, r.NonDegradedPS, r.Missed, r.Degraded, r.Errors,
-				r.CallsPerDecision, r.ReadsPerDecision, r.UsecPerCall, r.CPUPerCall, r.CPUPerDecision, r.ClientCPUPerDec,
+				r.CallsPerDecision, r.ReadsPerDecision, r.UsecPerCall, r.CPUPerCall, r.CPUPerDecision, r.RedisCPUPercent, r.ClientCPUPerDec,
 				r.Admitted, r.Bound, r.Exact, r.Accuracy, r.OverKeys, fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P99Redis), r.Wall.Seconds())
 		}
 		fmt.Fprintln(w)

@@ -144,8 +144,11 @@ type result struct {
 	ReadsPerDecision float64 `json:"redis_reads_per_decision"` // Δ total_reads_processed / decision: round trips
 	UsecPerCall      float64 `json:"redis_usec_per_call"`      // commandstats: Δusec / Δcalls of the script commands
 	CPUPerDecision   float64 `json:"redis_cpu_us_per_decision"`
-	CPUPerCall       float64 `json:"redis_cpu_us_per_call"`      // Δ(used_cpu_sys + used_cpu_user) / Δ script calls
-	ClientCPUPerDec  float64 `json:"client_cpu_us_per_decision"` // this process (all replicas)
+	CPUPerCall       float64 `json:"redis_cpu_us_per_call"` // Δ(used_cpu_sys + used_cpu_user) / Δ script calls
+	// RedisCPUPercent is the servers' CPU time over the run's time, summed
+	// over the masters: 100 is one core busy.
+	RedisCPUPercent float64 `json:"redis_cpu_percent"`
+	ClientCPUPerDec float64 `json:"client_cpu_us_per_decision"` // this process (all replicas)
 
 	Admitted  int64   `json:"admitted"`
 	Bound     int64   `json:"bound"`      // Σ over keys asked of ⌊Burst + Rate·T⌋
@@ -498,6 +501,7 @@ func run(ctx context.Context, c runConfig) (result, error) {
 	if res.Seconds > 0 {
 		res.PerSecond = float64(res.Decisions) / res.Seconds
 		res.NonDegradedPS = float64(res.Decisions-res.Degraded) / res.Seconds
+		res.RedisCPUPercent = d.cpu * 100 / res.Seconds
 	}
 	if res.Decisions > 0 {
 		n := float64(res.Decisions)
