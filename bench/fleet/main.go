@@ -45,6 +45,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -174,7 +175,11 @@ type report struct {
 
 func main() {
 	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleet:", err)
 		os.Exit(2)
 	}
 	if err := runAll(context.Background(), o, os.Stdout, os.Stderr); err != nil {
