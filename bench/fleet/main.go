@@ -37,6 +37,9 @@
 //	go run ./fleet -replicas 3,30,300 -duration 5s -rate 200 \
 //	    -topology standalone,cluster -modes per-request,batched,tiered,leased
 //
+// Redis figures are server-wide deltas: against a server that other work
+// uses too (-addr, -cluster), they include that work.
+//
 // Every run takes set-up (building and warming the replicas, under a
 // second for 300) plus -duration plus at most the store timeout; the whole
 // program stops starting runs after -deadline.
@@ -52,9 +55,11 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -182,9 +187,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		os.Exit(2)
 	}
-	if err := runAll(context.Background(), o, os.Stdout, os.Stderr); err != nil {
+	// An interrupt stops the load and the remaining runs; the servers this
+	// program started are stopped either way.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runAll(ctx, o, os.Stdout, os.Stderr); err != nil {
+		stop()
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		os.Exit(1)
+
 	}
 }
 
@@ -227,6 +238,10 @@ func runAll(ctx context.Context, o options, out, log io.Writer) error {
 		}
 		for i, n := range o.replicas {
 			for _, mode := range o.modes {
+				if ctx.Err() != nil {
+					fmt.Fprintln(log, "fleet: interrupted; reporting the runs done so far")
+					goto memory
+				}
 				if time.Since(begin) > o.deadline {
 					fmt.Fprintf(log, "fleet: -deadline %v reached; skipping the remaining runs\n", o.deadline)
 					goto memory
@@ -251,7 +266,7 @@ func runAll(ctx context.Context, o options, out, log io.Writer) error {
 		}
 	}
 memory:
-	if o.memoryKeys > 0 {
+	if o.memoryKeys > 0 && ctx.Err() == nil {
 		s, err := startServer(o.redisServer, false)
 		if err != nil {
 			return err

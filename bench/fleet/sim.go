@@ -133,7 +133,7 @@ type result struct {
 	Decisions int64   `json:"decisions"`  // Allow calls that returned a decision
 	Errors    int64   `json:"errors"`     // Allow calls that returned an error
 	Degraded  int64   `json:"degraded"`   // decisions made without Redis (fail-open twin)
-	OfferedPS float64 `json:"offered_ps"` // offered / duration
+	OfferedPS float64 `json:"offered_ps"` // offered / the time the schedule ran
 	PerSecond float64 `json:"decisions_ps"`
 	// NonDegradedPS counts the decisions not made by the fail-open twin:
 	// by Redis, or (tiered) denied by the local tier.
@@ -452,15 +452,22 @@ func run(ctx context.Context, c runConfig) (result, error) {
 	// due one as missed.
 	var wg sync.WaitGroup
 	var offered, missed int64
+	var sched time.Duration // how much of the schedule ran: Duration unless interrupted
 	start := time.Now()
 	cnt.lastEnd.Store(start.UnixNano())
 	tick := time.NewTicker(time.Millisecond)
 	for done := false; !done; {
-		now := <-tick.C
+		var now time.Time
+		select {
+		case now = <-tick.C:
+		case <-ctx.Done():
+			now, done = time.Now(), true
+		}
 		el := now.Sub(start)
 		if el >= c.Duration {
 			el, done = c.Duration, true
 		}
+		sched = el
 		for _, r := range reps {
 			due := int64(el.Seconds()*c.Rate + r.phase)
 			for ; r.issued < due; r.issued++ {
@@ -480,7 +487,11 @@ func run(ctx context.Context, c runConfig) (result, error) {
 	wg.Wait() // every call is bounded by the store's timeout
 	cpu := processCPU() - cpu0
 	logLines := goRedisLog.lines.Load() - log0
-	after, err := statsOf(ctx, admins)
+	// Read the servers even when ctx was cancelled mid-run (an interrupt
+	// ends the load early; the run is still reported).
+	sctx, cancelStats := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	after, err := statsOf(sctx, admins)
+	cancelStats()
 	if err != nil {
 		return result{}, err
 	}
@@ -497,7 +508,9 @@ func run(ctx context.Context, c runConfig) (result, error) {
 	}
 	t := time.Duration(cnt.lastEnd.Load() - start.UnixNano())
 	res.Seconds = t.Seconds()
-	res.OfferedPS = float64(offered) / c.Duration.Seconds()
+	if sched > 0 {
+		res.OfferedPS = float64(offered) / sched.Seconds()
+	}
 	if res.Seconds > 0 {
 		res.PerSecond = float64(res.Decisions) / res.Seconds
 		res.NonDegradedPS = float64(res.Decisions-res.Degraded) / res.Seconds
