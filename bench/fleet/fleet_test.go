@@ -112,7 +112,7 @@ func TestRunAll(t *testing.T) {
 	o, err := parseFlags([]string{
 		"-replicas", "2", "-duration", "500ms", "-rate", "100", "-keys", "5",
 		"-topology", "standalone,cluster", "-modes", "batched", "-timeout", "2s",
-		"-memory-keys", "300", "-json", jsonPath, "-redis-server", bin,
+		"-memory-keys", "1000", "-json", jsonPath, "-redis-server", bin,
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestRunAll(t *testing.T) {
 		if m.MemoryUsage < 32 || m.MemoryUsage > 1024 || m.PerKeyDelta <= 0 {
 			t.Errorf("%s, %s: MEMORY USAGE %d B, Δused_memory %v B per key", m.Algorithm, m.Layout, m.MemoryUsage, m.PerKeyDelta)
 		}
-		if m.Keys != 300 || m.Encoding == "" {
+		if m.Keys != 1000 || m.Encoding == "" {
 			t.Errorf("%s, %s: %d keys, encoding %q", m.Algorithm, m.Layout, m.Keys, m.Encoding)
 		}
 	}

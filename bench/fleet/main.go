@@ -329,7 +329,7 @@ func writeMarkdown(w io.Writer, rep *report, o options) {
 		fmt.Fprintln(w)
 	}
 	if len(rep.Memory) > 0 {
-		fmt.Fprintln(w, "| limiter | layout | keys | sample key | encoding | MEMORY USAGE (median) | Δused_memory per key |")
+		fmt.Fprintln(w, "| limiter | layout | keys | sample key | encoding | MEMORY USAGE (median) | Δused_memory per key (client buffers excluded) |")
 		fmt.Fprintln(w, "|---|---|---:|---|---|---:|---:|")
 		for _, m := range rep.Memory {
 			fmt.Fprintf(w, "| %s | %s | %d | `%s` | %s | %d B | %.1f B |\n",

@@ -46,7 +46,7 @@ type memResult struct {
 
 // measureMemory writes n keys per algorithm and layout through a store on
 // addr, a server of this program's own that it may FLUSHALL, and reports
-// MEMORY USAGE and the used_memory delta per key. Limits are long (10 per
+// MEMORY USAGE and the used_memory delta per key (client buffers excluded). Limits are long (10 per
 // hour) so no key expires during the measurement.
 func measureMemory(ctx context.Context, addr string, n int) ([]memResult, error) {
 	admin := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
@@ -175,10 +175,21 @@ func sampleKeys(ctx context.Context, admin *redis.Client, prefix string, max int
 	return keys
 }
 
+// usedMemory is used_memory less the clients' buffers (mem_clients_normal),
+// which grow and shrink with the connections' traffic, not with the keys.
 func usedMemory(ctx context.Context, admin *redis.Client) (int64, error) {
 	info, err := admin.Info(ctx, "memory").Result()
 	if err != nil {
 		return 0, err
 	}
-	return strconv.ParseInt(infoFields(info)["used_memory"], 10, 64)
+	f := infoFields(info)
+	used, err := strconv.ParseInt(f["used_memory"], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("used_memory: %w", err)
+	}
+	clients, err := strconv.ParseInt(f["mem_clients_normal"], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("mem_clients_normal: %w", err)
+	}
+	return used - clients, nil
 }
