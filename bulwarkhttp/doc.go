@@ -51,4 +51,14 @@
 // exponentially otherwise, never waits past the request's deadline, and can
 // guard each host with a breaker ([WithHostBreaker]) and a limiter
 // ([WithHostLimiter]) and hedge slow GETs ([WithHedge]).
+//
+// # Clients that pace themselves
+//
+// A [Pacer] reads what servers say of the client's quota ([Quota]: the
+// IETF RateLimit and RateLimit-Policy fields, the older RateLimit-* and
+// X-RateLimit-* fields, Retry-After) and holds requests back in a bounded
+// queue once the quota is spent, instead of sending requests that would
+// be refused. One Pacer is shared by every goroutine and transport
+// ([WithPacer]) and by bulwarkgrpc clients; [WithPacerStore] shares its
+// holds across a fleet (distributed.Store.PaceHolds).
 package bulwarkhttp

@@ -177,6 +177,11 @@ func Timeout(d time.Duration, opts ...Option) (func(http.Handler) http.Handler, 
 		defer cancel()
 		tw := &timeoutWriter{ResponseWriter: w, ctx: ctx, h: w.Header().Clone()}
 		next.ServeHTTP(tw, r.WithContext(ctx))
+		if tw.status == 0 && ctx.Err() == nil {
+			// The handler returned in time without writing: net/http answers
+			// 200 with the real header map, which must carry its fields.
+			tw.copyHeader()
+		}
 		if tw.status != 0 || ctx.Err() != context.DeadlineExceeded {
 			return
 		}

@@ -99,6 +99,8 @@ type options struct {
 	hedgeDelay    time.Duration
 	maxHedges     int
 	random        func() float64
+	pacer         *Pacer
+	pacerStore    PacerStore
 }
 
 func (o *options) fail(format string, args ...any) {

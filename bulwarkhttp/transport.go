@@ -122,10 +122,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
+		var tk Ticket
+		if o.pacer != nil {
+			var err error
+			if tk, err = o.pacer.Acquire(ctx, host); err != nil {
+				closeBody(r)
+				return nil, err
+			}
+		}
 		var done func(bool)
 		if br != nil {
 			var err error
 			if done, err = br.Allow(ctx); err != nil {
+				tk.Cancel()
 				closeBody(r)
 				return nil, err
 			}
@@ -136,6 +145,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp, err = t.hedged(r, host)
 		} else {
 			resp, err = t.base.RoundTrip(r)
+		}
+		if o.pacer != nil {
+			if err != nil {
+				tk.Cancel()
+			} else {
+				tk.Done(QuotaFromResponse(resp, o.clock.Now()))
+			}
 		}
 		if done != nil {
 			failed := (err != nil && ctx.Err() == nil) || (err == nil && resp.StatusCode >= 500)

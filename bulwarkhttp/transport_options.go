@@ -184,5 +184,23 @@ func WithHedge(delay time.Duration, maxHedges int) Option {
 	}
 }
 
+// WithPacer makes [Transport] pace itself by what servers say of their
+// quotas: before each attempt it waits for p (see [Pacer]), keyed by
+// destination host, and it reports each response's RateLimit fields and
+// Retry-After to p. A request p refuses (its quota is spent for longer
+// than the pacer's MaxWait, or its queue is full) fails without being
+// sent, with an error matching bulwark.ErrRateLimited. Share one Pacer
+// between the transports (and gRPC clients) that talk to the same
+// servers.
+func WithPacer(p *Pacer) Option {
+	return func(o *options) {
+		if p == nil {
+			o.fail("bulwarkhttp: pacer must not be nil")
+			return
+		}
+		o.pacer = p
+	}
+}
+
 // withRandom replaces the jitter's random source (tests).
 func withRandom(f func() float64) Option { return func(o *options) { o.random = f } }

@@ -268,6 +268,24 @@ func (s *Store) drain() {
 	}
 }
 
+// execPipeline runs pipe; a panic of the client (a user's wrapper) fails
+// every command of sent that has no error yet with the panic, instead of
+// killing the store's goroutine, and clears what the pipeline still holds.
+func (s *Store) execPipeline(ctx context.Context, pipe redis.Pipeliner, sent []*call) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := s.clientPanic(r)
+			for _, c := range sent {
+				if c.cmd.Err() == nil {
+					c.cmd.SetErr(err)
+				}
+			}
+			pipe.Discard()
+		}
+	}()
+	_, _ = pipe.Exec(ctx)
+}
+
 // sendBatch sends the live calls of batch as one pipeline (then the ones
 // that got NOSCRIPT as a second one, with EVAL), books the outcome in the
 // store's health once, and answers every call of batch. sent is scratch
@@ -308,7 +326,7 @@ func (s *Store) sendBatch(pipe redis.Pipeliner, batch, sent []*call) []*call {
 	if !open && !deadline.IsZero() {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 	}
-	_, _ = pipe.Exec(ctx)
+	s.execPipeline(ctx, pipe, sent)
 	again := false
 	for _, c := range sent {
 		if err := c.cmd.Err(); err != nil && isNoScript(err) && c.sa.src != nil {
@@ -318,7 +336,7 @@ func (s *Store) sendBatch(pipe redis.Pipeliner, batch, sent []*call) []*call {
 		}
 	}
 	if again {
-		_, _ = pipe.Exec(ctx)
+		s.execPipeline(ctx, pipe, sent)
 	}
 	cancel()
 

@@ -192,3 +192,62 @@ func TestClientWrapperKeepsBroadcast(t *testing.T) {
 		})
 	}
 }
+
+// panickyClient is a broken wrapper: its Process and its pipelines'
+// Exec panic.
+type panickyClient struct{ *redis.Client }
+
+func (panickyClient) Process(context.Context, redis.Cmder) error { panic("wrapper bug in Process") }
+
+func (c panickyClient) Pipeline() redis.Pipeliner { return panickyPipe{c.Client.Pipeline()} }
+
+type panickyPipe struct{ redis.Pipeliner }
+
+func (panickyPipe) Exec(context.Context) ([]redis.Cmder, error) { panic("wrapper bug in Exec") }
+
+// TestClientWrapperPanicIsACallFailure: a wrapper that panics, on the
+// caller's goroutine or on the store's own (batched pipelines, the
+// prober), fails the call instead of killing the process: the decisions
+// are made locally, the store turns degraded, and the panics are counted.
+func TestClientWrapperPanicIsACallFailure(t *testing.T) {
+	addr := redistest.Default(t).(*redis.Client).Options().Addr
+	c := distributed.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	s, err := distributed.New(panickyClient{c}, distributed.WithBatching(1), distributed.WithProbeInterval(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tb, err := s.TokenBucket("broken", bulwark.PerSecond(1_000_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var local atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				d, err := tb.Allow(context.Background(), "k", 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Degraded {
+					local.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if local.Load() != 16*20 {
+		t.Fatalf("%d of %d decisions made locally, want all", local.Load(), 16*20)
+	}
+	if s.Healthy() {
+		t.Fatal("the store is healthy on a client that panics on every call")
+	}
+	if s.ObserverPanics() == 0 {
+		t.Fatal("the client's panics were not counted")
+	}
+}

@@ -33,6 +33,11 @@
 // that the caller names. [NewTiered] puts a per-replica local limiter in
 // front of a global one.
 //
+// Fewer round trips. [Store.LeasedTokenBucket] takes tokens from a token
+// bucket's shared state in leases sized by each replica's recent demand and
+// spends them locally: one Redis call per lease instead of per decision,
+// never admitting more than the bucket allows (its doc states the bounds).
+//
 // # Breakers and bulkheads
 //
 // [Store.Breaker] returns a circuit breaker shared by the fleet: outcomes

@@ -3,6 +3,7 @@ package distributed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -156,8 +157,15 @@ func (s *Store) call(ctx context.Context, c *call) (any, error) {
 	}
 }
 
-// evalScript sends EVALSHA, then EVAL with the source after NOSCRIPT.
-func (s *Store) evalScript(ctx context.Context, c *call) (any, error) {
+// evalScript sends EVALSHA, then EVAL with the source after NOSCRIPT. A
+// panic of the client (a user's wrapper: see [Client]) becomes the call's
+// error, on whichever goroutine the call runs.
+func (s *Store) evalScript(ctx context.Context, c *call) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, s.clientPanic(r)
+		}
+	}()
 	cmd := c.command(ctx, false)
 	_ = s.client.Process(ctx, cmd)
 	if err := cmd.Err(); err != nil && isNoScript(err) && c.sa.src != nil {
@@ -166,6 +174,15 @@ func (s *Store) evalScript(ctx context.Context, c *call) (any, error) {
 		_ = s.client.Process(ctx, cmd)
 	}
 	return cmd.Result()
+}
+
+// clientPanic counts and reports a panic of the client and returns the
+// error the call fails with: a connection failure, since the client could
+// not carry the call (so a client that keeps panicking turns the store
+// degraded instead of failing every call).
+func (s *Store) clientPanic(v any) error {
+	s.guard.Note("redis client", v)
+	return &CallError{Reason: ReasonConnection, Err: fmt.Errorf("redis client panicked: %v", v)}
 }
 
 func isNoScript(err error) bool {

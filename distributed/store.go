@@ -40,7 +40,10 @@ import (
 //     bulkheads' wake-ups ([Store.Bulkhead]).
 //
 // A wrapper must hand each of these to the client it wraps (or do as much
-// itself): a Pipeline that sends nothing loses the batched calls.
+// itself): a Pipeline that sends nothing loses the batched calls. A
+// wrapper that panics in Process or in a pipeline's Exec fails the call
+// (a connection failure: see [Reason]), counted by [Store.ObserverPanics];
+// it never kills the store's goroutines.
 //
 // Three methods of go-redis's clients, not part of the interface, are used
 // when the client has them, as any type embedding a go-redis client does:
@@ -416,9 +419,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// ObserverPanics returns how many times a user callback of the store
-// panicked: its observer (on any goroutine, the store's own included) or a
-// bulkhead's lease-lost callback. Each panic is recovered and counted; the
+// ObserverPanics returns how many times user code run by the store
+// panicked: its observer (on any goroutine, the store's own included), a
+// bulkhead's lease-lost callback, or the client itself (a wrapper: the
+// call then fails as if Redis were unreachable). Each panic is recovered and counted; the
 // store goes on and later events are still delivered.
 func (s *Store) ObserverPanics() uint64 { return s.guard.Panics() }
 

@@ -17,9 +17,16 @@
 //     (Store.Multi) and a per-replica limit in front of a fleet-wide one
 //     (distributed.NewTiered), across three replicas.
 //
+// Each of these tests runs twice, as subtests named after the test kit's
+// backends: "binary" on a redis-server child process and "container" on a
+// container of the Docker engine (bulwarktest.Container), where killing is
+// docker kill and freezing is docker pause.
+//
 // These tests measure real time, because what they prove is about real
 // time: a global limit per period, how long a caller waits while Redis is
 // frozen, how soon replicas return to Redis. Their bounds are generous and
 // the measured values are logged. They need redis-server on PATH (they are
-// skipped without it unless BULWARK_REQUIRE_REDIS is set).
+// skipped without it unless BULWARK_REQUIRE_REDIS is set) and, for the
+// container subtests, a Docker engine (skipped without one unless
+// BULWARK_REQUIRE_DOCKER is set; .ci/docker-setup.sh starts one).
 package integration

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/bulwarkhttp"
+	"github.com/bulwark-go/bulwark/bulwarktest"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 )
@@ -130,7 +131,11 @@ func httpService(t *testing.T, r *replica) (*httptest.Server, *distributed.Break
 // Redis is healthy, frozen with SIGSTOP, and resumed.
 func TestHTTPAcrossRedisFreeze(t *testing.T) {
 	t.Parallel()
-	rs := redistest.StartServer(t)
+	eachBackend(t, testHTTPAcrossRedisFreeze)
+}
+
+func testHTTPAcrossRedisFreeze(t *testing.T, b bulwarktest.Backend) {
+	rs := bulwarktest.StartRedis(t, bulwarktest.WithBackend(b))
 	admin := rs.Client(t)
 	prefix := testPrefix(t, admin)
 	fleet := startFleet(t, rs.Addr(), prefix, fleetConfig{

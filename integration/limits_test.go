@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/bulwarktest"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/bulwark-go/bulwark/local"
@@ -71,7 +72,11 @@ func hammer(perWorker int, ask func(ctx context.Context, replica, worker, i int)
 
 func TestLimitsAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	rs := redistest.StartServer(t)
+	eachBackend(t, testLimitsAcrossReplicas)
+}
+
+func testLimitsAcrossReplicas(t *testing.T, b bulwarktest.Backend) {
+	rs := bulwarktest.StartRedis(t, bulwarktest.WithBackend(b))
 	admin := rs.Client(t)
 	prefix := testPrefix(t, admin)
 	fleet := startFleet(t, rs.Addr(), prefix, fleetConfig{replicas: limitsReplicas, timeout: limitsTimeout})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/bulwarktest"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/bulwark-go/bulwark/local"
@@ -231,7 +232,11 @@ func buildStack(t *testing.T, r *replica) *stackReplica {
 // mid-load, and after Redis is restarted on the same port.
 func TestStackAcrossRedisOutage(t *testing.T) {
 	t.Parallel()
-	srv := redistest.StartServer(t)
+	eachBackend(t, testStackAcrossRedisOutage)
+}
+
+func testStackAcrossRedisOutage(t *testing.T, b bulwarktest.Backend) {
+	srv := bulwarktest.StartRedis(t, bulwarktest.WithBackend(b))
 	admin := srv.Client(t)
 	prefix := testPrefix(t, admin)
 	fleet := startFleet(t, srv.Addr(), prefix, fleetConfig{

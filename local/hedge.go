@@ -49,8 +49,11 @@ func (c HedgeConfig) Validate() error {
 // without starting the remaining hedges (trying again after failures is
 // the business of [Retry]). When ctx is done, Run returns its error.
 //
-// Attempts run on goroutines of their own. Run returns as soon as a winner
-// is known; the cancelled losers end when their calls honour their ctx,
+// Attempts run on goroutines of their own. An attempt that panics does not
+// kill the process from there: Run re-panics with its value on the
+// caller's goroutine, as the call would have unhedged (the panic of an
+// attempt that ends after Run returned is dropped). Run returns as soon as
+// a winner is known; the cancelled losers end when their calls honour their ctx,
 // which they must. Each extra attempt emits an EventHedge (Attempt: 2 for
 // the first hedge). Only idempotent calls should be hedged.
 //
@@ -79,8 +82,10 @@ func NewHedge(cfg HedgeConfig, opts ...Option) (*Hedge, error) {
 }
 
 type hedgeResult struct {
-	next bulwark.Next
-	err  error
+	next     bulwark.Next
+	err      error
+	panicked bool
+	value    any // what the attempt panicked with
 }
 
 // Run races attempts of next as described on [Hedge].
@@ -93,7 +98,20 @@ func (h *Hedge) Run(ctx context.Context, next bulwark.Next) error {
 	results := make(chan hedgeResult, h.cfg.MaxHedges+1)
 	start := func() {
 		f := next.Fork()
-		go func() { results <- hedgeResult{next: f, err: f.Run(actx)} }()
+		go func() {
+			r := hedgeResult{next: f}
+			defer func() {
+				// An attempt runs on a goroutine of the policy: its panic is
+				// handed to the caller, who re-panics with it on its own
+				// goroutine (as an unhedged call would), instead of
+				// killing the process from here.
+				if v := recover(); v != nil {
+					r.panicked, r.value = true, v
+				}
+				results <- r
+			}()
+			r.err = f.Run(actx)
+		}()
 	}
 	start()
 	started, running := 1, 1
@@ -116,6 +134,10 @@ func (h *Hedge) Run(ctx context.Context, next bulwark.Next) error {
 		select {
 		case r := <-results:
 			running--
+			if r.panicked {
+				stop()
+				panic(r.value)
+			}
 			if r.err == nil {
 				stop()
 				next.Adopt(r.next)

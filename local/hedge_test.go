@@ -181,3 +181,31 @@ func TestHedgeValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestHedgePanicReachesTheCaller: an attempt that panics on the hedge's
+// goroutine does not kill the process; the caller gets the panic on its
+// own goroutine, as with an unhedged call, and can recover it.
+func TestHedgePanicReachesTheCaller(t *testing.T) {
+	clk := fakeclock.New(fakeclock.Epoch)
+	h, err := NewHedge(HedgeConfig{Delay: 50 * time.Millisecond, MaxHedges: 1}, WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	recovered := make(chan any, 1)
+	go func() {
+		defer func() { recovered <- recover() }()
+		_, _ = bulwark.Do(context.Background(), func(ctx context.Context) (string, error) {
+			if n.Add(1) == 2 {
+				panic("hedged attempt bug")
+			}
+			<-ctx.Done() // the first attempt hangs until cancelled
+			return "", ctx.Err()
+		}, h)
+	}()
+	clk.WaitTimers(1)
+	clk.Advance(50 * time.Millisecond) // starts the attempt that panics
+	if v := guard(t, recovered, "the caller's recover"); v != "hedged attempt bug" {
+		t.Fatalf("the caller recovered %v, want the attempt's panic", v)
+	}
+}

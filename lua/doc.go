@@ -14,6 +14,7 @@
 //	SemaphoreRenew    semaphore_renew.lua     sync/semaphore and distributed.Bulkhead (keepalive)
 //	SemaphoreInspect  semaphore_inspect.lua   Holders and Waiting of both, `bulwark inspect` (read only)
 //	Membership        membership.lua          cluster.Membership (heartbeat and live count)
+//	PaceHold          pace_hold.lua           distributed.PaceHolds, the fleet-wide holds of bulwarkhttp.Pacer
 //	SingleflightClaim    singleflight_claim.lua     sync/singleflight (stored outcome, leadership or wait)
 //	SingleflightRenew    singleflight_renew.lua     sync/singleflight (the leader's keepalive)
 //	SingleflightComplete singleflight_complete.lua  sync/singleflight (store the outcome, drop the lease, wake)

@@ -21,6 +21,8 @@ var (
 	slidingWindowSrc string
 	//go:embed sliding_log.lua
 	slidingLogSrc string
+	//go:embed pace_hold.lua
+	paceHoldSrc string
 )
 
 // TokenBucket is the GCRA token bucket over one key, the cheapest decision
@@ -94,6 +96,15 @@ var SlidingWindow = newBareScript(slidingWindowSrc)
 //
 // Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
 var SlidingLog = newScript(slidingLogSrc)
+
+// PaceHold is a pacer's shared hold over one key: set it later (never
+// earlier), or read it.
+//
+//	KEYS[1]     the hold, Unix µs as text
+//	ARGV[1..2]  the new hold in Unix µs ('' to read only), its TTL in ms
+//
+// Reply: the hold in force after the call, Unix µs, 0 for none.
+var PaceHold = newScript(paceHoldSrc)
 
 // sources maps every script of this package to its full Lua source. It is
 // filled while the package initialises and only read afterwards.

@@ -37,6 +37,7 @@ var allScripts = map[string]*redis.Script{
 	"semaphore_release":  lua.SemaphoreRelease,
 	"semaphore_renew":    lua.SemaphoreRenew,
 	"semaphore_inspect":  lua.SemaphoreInspect,
+	"pace_hold":          lua.PaceHold,
 
 	"singleflight_claim":    lua.SingleflightClaim,
 	"singleflight_renew":    lua.SingleflightRenew,

@@ -92,6 +92,9 @@ type Stack struct {
 	mu   sync.Mutex // serialises Update and Close
 	cur  atomic.Pointer[Parts]
 	done bool
+	// retired holds the fleet patterns the last Update replaced, closed at
+	// the next one.
+	retired []io.Closer
 }
 
 // Build validates spec and builds its patterns for the operation called name
@@ -116,11 +119,21 @@ func Build(name string, spec Spec, opts ...Option) (*Stack, error) {
 	return s, nil
 }
 
-// Name returns the name the stack was built with.
-func (s *Stack) Name() string { return s.name }
+// Name returns the name the stack was built with ("" for a nil Stack).
+func (s *Stack) Name() string {
+	if s == nil {
+		return ""
+	}
+	return s.name
+}
 
-// Load returns the current Parts.
-func (s *Stack) Load() *Parts { return s.cur.Load() }
+// Load returns the current Parts (an empty, disabled Parts for a nil Stack).
+func (s *Stack) Load() *Parts {
+	if s == nil {
+		return &Parts{}
+	}
+	return s.cur.Load()
+}
 
 // Update validates spec, builds it and swaps it in whole: calls starting
 // after Update returns use the new Parts, calls in flight finish on the
@@ -128,8 +141,13 @@ func (s *Stack) Load() *Parts { return s.cur.Load() }
 // state included; a changed fleet-wide pattern keeps its shared state in
 // Redis when its shape (algorithm, period) is the same. When spec is
 // invalid, or a pattern cannot be built, Update returns the error and the
-// current Parts stays: nothing half-applies.
+// current Parts stays: nothing half-applies. To leave calls in flight time to finish, a
+// replaced fleet-wide breaker or bulkhead is closed at the next Update (or
+// at Close), not at once.
 func (s *Stack) Update(spec Spec) error {
+	if s == nil {
+		return core.ArgumentError("policy: update of a nil stack")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
@@ -141,13 +159,19 @@ func (s *Stack) Update(spec Spec) error {
 		return err
 	}
 	s.cur.Store(p)
-	closeUnused(old, p)
+	for _, c := range s.retired {
+		_ = c.Close()
+	}
+	s.retired = unused(old, p)
 	return nil
 }
 
 // Close closes the fleet-wide patterns the stack built (their goroutines
 // stop; the store stays the caller's). Idempotent.
 func (s *Stack) Close() error {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
@@ -155,14 +179,16 @@ func (s *Stack) Close() error {
 	}
 	s.done = true
 	var errs []error
-	for _, c := range s.cur.Load().owned {
+	for _, c := range append(s.retired, s.cur.Load().owned...) {
 		errs = append(errs, c.Close())
 	}
+	s.retired = nil
 	return errors.Join(errs...)
 }
 
-// closeUnused closes what old owned and next does not.
-func closeUnused(old, next *Parts) {
+// unused returns what old owned and next does not.
+func unused(old, next *Parts) []io.Closer {
+	var out []io.Closer
 	for _, c := range old.owned {
 		kept := false
 		for _, k := range next.owned {
@@ -172,8 +198,16 @@ func closeUnused(old, next *Parts) {
 			}
 		}
 		if !kept {
-			_ = c.Close()
+			out = append(out, c)
 		}
+	}
+	return out
+}
+
+// closeUnused closes what old owned and next does not.
+func closeUnused(old, next *Parts) {
+	for _, c := range unused(old, next) {
+		_ = c.Close()
 	}
 }
 

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -84,24 +85,25 @@ func Problems(err error) []Problem {
 // Durations are Go duration strings or numbers of seconds. It reports every
 // problem at once: unknown keys (with the nearest valid key), values of the
 // wrong type, non-integral counts. It does not check ranges or enumerations;
-// [Spec.Validate] does, on the merged Spec.
+// [Spec.Validate] does, on the merged Spec. With the error it returns the
+// fields that did decode, so that a linter can check them further.
 func Decode(v any) (Spec, error) {
 	var s Spec
 	var ps []Problem
 	decodeStruct(v, reflect.ValueOf(&s).Elem(), "", &ps)
-	if len(ps) > 0 {
-		return Spec{}, asError(ps)
-	}
-	return s, nil
+	return s, asError(ps)
 }
 
 // Parse reads a Spec from JSON, as Decode does.
 func Parse(data []byte) (Spec, error) {
 	var v any
-	d := json.NewDecoder(strings.NewReader(string(data)))
+	d := json.NewDecoder(bytes.NewReader(data))
 	d.UseNumber()
 	if err := d.Decode(&v); err != nil {
 		return Spec{}, fmt.Errorf("%w: %v", bulwark.ErrInvalidConfig, err)
+	}
+	if d.More() {
+		return Spec{}, fmt.Errorf("%w: data after the JSON object", bulwark.ErrInvalidConfig)
 	}
 	return Decode(v)
 }

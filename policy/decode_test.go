@@ -113,6 +113,9 @@ func TestParseNotJSON(t *testing.T) {
 	if _, err := policy.Parse([]byte(`{"ratelimit":`)); !errors.Is(err, bulwark.ErrInvalidConfig) {
 		t.Fatalf("Parse(truncated) = %v, want ErrInvalidConfig", err)
 	}
+	if _, err := policy.Parse([]byte(`{} {}`)); !errors.Is(err, bulwark.ErrInvalidConfig) {
+		t.Fatalf("Parse(two objects) = %v, want ErrInvalidConfig", err)
+	}
 	var s policy.Spec
 	if err := json.Unmarshal([]byte(`{"ratelimit": {"limit": 1, "bogus": 2}}`), &s); !errors.Is(err, bulwark.ErrInvalidConfig) {
 		t.Fatalf("json.Unmarshal with an unknown key = %v, want ErrInvalidConfig", err)

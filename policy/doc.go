@@ -46,7 +46,8 @@
 // A Stack's patterns live in one immutable [Parts] value read with one
 // atomic load; [Stack.Update] builds a new Parts from a new Spec and swaps
 // it in whole, or keeps the current one when the new Spec is invalid, so a
-// caller never sees a half-applied configuration. Fleet-wide patterns keep
-// their state across an update (it lives in Redis under the same names);
-// local ones start afresh.
+// caller never sees a half-applied configuration. A pattern whose settings
+// did not change is carried over with its state; a changed fleet-wide one
+// keeps its state in Redis (under the same names) when its shape is the
+// same; a changed local one starts afresh.
 package policy

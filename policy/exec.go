@@ -23,6 +23,9 @@ func (s *Stack) Do(ctx context.Context, fn func(context.Context) error) error {
 	if fn == nil {
 		return core.ArgumentError("policy: nil function")
 	}
+	if s == nil {
+		return core.ArgumentError("policy: nil stack")
+	}
 	p := s.cur.Load()
 	if !p.Enabled || p.exec == nil {
 		return fn(ctx)
@@ -36,6 +39,9 @@ func (s *Stack) Do(ctx context.Context, fn func(context.Context) error) error {
 // limit keyed by key (nil: bulwark.FixedKey("")). It returns an error
 // wrapping bulwark.ErrInvalidConfig when a pattern cannot be made a policy.
 func (p *Parts) Policies(key func(context.Context) string) ([]bulwark.Policy, error) {
+	if p == nil {
+		return nil, nil
+	}
 	if key == nil {
 		key = bulwark.FixedKey("")
 	}

@@ -12,7 +12,27 @@ mkdir -p "$OUT"
 ARGS=${ARGS:--replicas 3,30,300 -load 2000,200,20 -keys 10 -limit 300 -duration 3s}
 TOPOLOGIES=${TOPOLOGIES:-standalone cluster}
 (cd bench && go build -o "$OUT/fleetsim" ./fleetsim)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A free port p with p+10000 free too (a cluster node's bus port), below
+# 55536 as Redis requires.
+free_port() {
+	python3 - <<'PY'
+import random, socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+while True:
+    p = random.randrange(20000, 45000)
+    if free(p) and free(p + 10000):
+        print(p)
+        break
+PY
+}
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 for topo in $TOPOLOGIES; do

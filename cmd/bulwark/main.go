@@ -4,6 +4,7 @@
 //	bulwark demo [--redis URL]                 three replicas share one limit; Redis goes away and comes back
 //	bulwark inspect --redis URL [--prefix P]   list the limiters, breakers and bulkheads stored under a prefix
 //	bulwark breaker reset|open NAME --redis URL
+//	bulwark openapi lint|gen FILE              check a spec's x-bulwark blocks; generate a protected service
 //
 // Run "bulwark help" or "bulwark COMMAND --help" for the flags of each
 // command. Exit codes: 0 success, 1 a failure at run time (Redis
@@ -52,6 +53,7 @@ Usage:
                                               Redis is taken away and brought back
   bulwark inspect --redis URL [--prefix P]    list limiters, breakers and bulkheads under a prefix
   bulwark breaker reset|open NAME --redis URL act on a fleet-wide circuit breaker
+  bulwark openapi lint|gen FILE               check an OpenAPI document's policies; generate a service
   bulwark help                                show this text
 
 Run "bulwark COMMAND --help" for the flags of a command.
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runInspect(ctx, rest, stdout, stderr)
 	case "breaker":
 		err = runBreaker(ctx, rest, stdout, stderr)
+	case "openapi":
+		err = runOpenAPI(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -40,6 +40,15 @@ func (g *Guard) Recover(what string) {
 	}
 }
 
+// Note counts and reports a panic the caller recovered itself (when it
+// must also turn it into an error).
+func (g *Guard) Note(what string, recovered any) {
+	g.n.Add(1)
+	if g.OnPanic != nil {
+		g.OnPanic(what, recovered)
+	}
+}
+
 // Call runs f, recovering a panic as Recover does. It reports whether f
 // returned normally.
 func (g *Guard) Call(what string, f func()) (ok bool) {

@@ -35,6 +35,7 @@ type ClusterConfig struct {
 	Replicas    int           // replicas per master; 0 or more
 	NodeTimeout time.Duration // cluster-node-timeout; 0 means DefaultNodeTimeout
 	ExtraArgs   []string      // appended to every node's command line
+	Runner      Runner        // starts the nodes; nil means the redis-server binary
 }
 
 // Cluster is a Redis Cluster of Servers on loopback ports, built without
@@ -79,12 +80,12 @@ func StartClusterConfig(tb testing.TB, cfg ClusterConfig) *Cluster {
 	if err := cfg.validate(); err != nil {
 		tb.Fatalf("redistest: %v", err)
 	}
-	bin := RequireServer(tb)
+	run := requireRunner(tb, cfg.Runner)
 	dirs := make([]string, cfg.nodeCount())
 	for i := range dirs {
 		dirs[i] = tb.TempDir()
 	}
-	c, err := buildCluster(bin, dirs, tb, cfg)
+	c, err := buildCluster(run, dirs, tb, cfg)
 	logs := func() {
 		for _, s := range c.nodes {
 			if s != nil {
@@ -122,7 +123,7 @@ func (cfg *ClusterConfig) nodeCount() int { return cfg.Masters * (1 + cfg.Replic
 
 // buildCluster starts the nodes in dirs (one each) and joins them. On error
 // it stops whatever it started.
-func buildCluster(bin string, dirs []string, owner testing.TB, cfg ClusterConfig) (c *Cluster, err error) {
+func buildCluster(run Runner, dirs []string, owner testing.TB, cfg ClusterConfig) (c *Cluster, err error) {
 	args := append([]string{
 		"--cluster-enabled", "yes",
 		"--cluster-config-file", "nodes.conf",
@@ -144,7 +145,7 @@ func buildCluster(bin string, dirs []string, owner testing.TB, cfg ClusterConfig
 	errs := make([]error, len(dirs))
 	var wg sync.WaitGroup
 	for i := range dirs {
-		wg.Go(func() { c.nodes[i], errs[i] = newServer(bin, dirs[i], owner, true, args) })
+		wg.Go(func() { c.nodes[i], errs[i] = newServer(run, dirs[i], owner, true, args, 0) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -589,7 +590,7 @@ func SharedCluster(tb testing.TB) *Cluster {
 	if !mainActive.Load() {
 		tb.Fatalf("redistest: SharedCluster needs the package's TestMain to call redistest.Main, which stops the cluster")
 	}
-	bin := RequireServer(tb)
+	run := BinaryRunner(RequireServer(tb))
 	shared.once.Do(func() {
 		cfg := ClusterConfig{Masters: 3, Replicas: 1}
 		if shared.err = cfg.validate(); shared.err != nil {
@@ -606,7 +607,7 @@ func SharedCluster(tb testing.TB) *Cluster {
 				return
 			}
 		}
-		shared.c, shared.err = buildCluster(bin, dirs, nil, cfg)
+		shared.c, shared.err = buildCluster(run, dirs, nil, cfg)
 	})
 	if shared.err != nil {
 		tb.Fatalf("redistest: shared cluster: %v", shared.err)

@@ -1,7 +1,9 @@
 // Package redistest starts real Redis processes for tests and injects faults
-// between a client and a server. It is imported only from _test.go files.
+// between a client and a server. It is imported only from _test.go files
+// and by the public test kit (module bulwarktest), which wraps it.
 //
-// Everything here runs on one machine without Docker:
+// Everything here runs on one machine without Docker (the kit adds a
+// container Runner):
 //
 //   - [RequireServer] finds redis-server, or skips the test when it is missing
 //     and BULWARK_REQUIRE_REDIS is unset (with it set, a missing binary fails
@@ -24,6 +26,10 @@
 //   - [Proxy] is an in-process TCP proxy that adds latency, blackholes traffic,
 //     drops replies, resets connections or refuses new ones; [Cluster.Proxies]
 //     and [ViaProxies] put one in front of every cluster node.
+//   - [Runner] starts the processes: [BinaryRunner] (the default) runs the
+//     redis-server binary; [StartServerConfig], [StartSentinelWith] and
+//     ClusterConfig.Runner take another one, such as the container runner of
+//     the public test kit (module bulwarktest).
 //   - [Child] re-executes the test binary to run one test in a subprocess
 //     (a second "replica" that can be killed).
 //   - [Main] is a TestMain body: it runs the tests, stops the shared cluster

@@ -28,7 +28,7 @@ func ExampleServer() *Server {
 	if err != nil {
 		panic(fmt.Sprintf("redistest: %v", err))
 	}
-	s, err := newServer(bin, dir, nil, false, nil)
+	s, err := newServer(BinaryRunner(bin), dir, nil, false, nil, 0)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		panic(fmt.Sprintf("redistest: example server: %v", err))

@@ -193,9 +193,12 @@ func (p *Proxy) acceptLoop() {
 			}
 			l.server = s
 		}
-		if !p.add(l) {
+		if ok, closed := p.add(l); !ok {
 			l.close()
-			return
+			if closed {
+				return
+			}
+			continue
 		}
 		if l.server == nil {
 			p.wg.Add(1)
@@ -207,15 +210,20 @@ func (p *Proxy) acceptLoop() {
 	}
 }
 
-// add registers l, or reports false when the proxy is closed.
-func (p *Proxy) add(l *link) bool {
+// add registers l. It reports false when the proxy is closed, or when
+// Refuse was switched on while l was being set up: Refuse followed by CutAll
+// then leaves no connection alive, even one accepted just before the switch.
+func (p *Proxy) add(l *link) (ok, closed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return false
+		return false, true
+	}
+	if p.refuse.Load() {
+		return false, false
 	}
 	p.links[l] = struct{}{}
-	return true
+	return true, false
 }
 
 func (p *Proxy) remove(l *link) {

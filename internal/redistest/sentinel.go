@@ -84,11 +84,18 @@ type Sentinel struct {
 // that file, so they need not wait for each other's hello messages.
 func StartSentinel(tb testing.TB, replicas int) *Sentinel {
 	tb.Helper()
+	return StartSentinelWith(tb, nil, replicas)
+}
+
+// StartSentinelWith is StartSentinel with every process started by r (nil:
+// the redis-server binary, as StartSentinel).
+func StartSentinelWith(tb testing.TB, r Runner, replicas int) *Sentinel {
+	tb.Helper()
 	if replicas < 0 {
 		tb.Fatalf("redistest: Sentinel deployment with %d replicas: want 0 or more", replicas)
 		return nil
 	}
-	bin := RequireServer(tb)
+	run := requireRunner(tb, r)
 	s := &Sentinel{owner: tb, clients: make(map[*Server]*redis.SentinelClient)}
 	logs := func() {
 		for _, srv := range append(slices.Clone(s.data), s.sentinels...) {
@@ -97,7 +104,7 @@ func StartSentinel(tb testing.TB, replicas int) *Sentinel {
 			}
 		}
 	}
-	if err := s.build(bin, tb, replicas); err != nil {
+	if err := s.build(run, tb, replicas); err != nil {
 		logs()
 		s.stop()
 		tb.Fatalf("redistest: start Sentinel deployment: %v", err)
@@ -126,13 +133,13 @@ func (s *Sentinel) role(srv *Server) string {
 
 // build starts the data servers, attaches the replicas, waits for
 // replication, then starts the sentinels and waits until they see it all.
-func (s *Sentinel) build(bin string, owner testing.TB, replicas int) error {
+func (s *Sentinel) build(run Runner, owner testing.TB, replicas int) error {
 	s.data = make([]*Server, 1+replicas)
 	errs := make([]error, len(s.data))
 	var wg sync.WaitGroup
 	for i := range s.data {
 		dir := owner.TempDir()
-		wg.Go(func() { s.data[i], errs[i] = newServer(bin, dir, owner, false, nil) })
+		wg.Go(func() { s.data[i], errs[i] = newServer(run, dir, owner, false, nil, 0) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -159,7 +166,7 @@ func (s *Sentinel) build(bin string, owner testing.TB, replicas int) error {
 	for i := range dirs {
 		dirs[i] = owner.TempDir()
 	}
-	sentinels, err := startSentinels(bin, dirs, owner, master.Port())
+	sentinels, err := startSentinels(run, dirs, owner, master.Port())
 	s.sentinels = sentinels
 	if err != nil {
 		return err
@@ -175,7 +182,7 @@ func (s *Sentinel) build(bin string, owner testing.TB, replicas int) error {
 // others (known-sentinel), so they form a group at once instead of after a
 // round of hello messages. When a chosen port turns out to be taken, all of
 // them start again on other ports.
-func startSentinels(bin string, dirs []string, owner testing.TB, masterPort int) ([]*Server, error) {
+func startSentinels(run Runner, dirs []string, owner testing.TB, masterPort int) ([]*Server, error) {
 	var lastErr error
 	for attempt := 0; attempt < startAttempts; attempt++ {
 		servers := make([]*Server, len(dirs))
@@ -187,7 +194,7 @@ func startSentinels(bin string, dirs []string, owner testing.TB, masterPort int)
 				return nil, err
 			}
 			servers[i] = &Server{
-				bin:   bin,
+				run:   run,
 				dir:   dir,
 				conf:  filepath.Join(dir, "sentinel.conf"),
 				extra: []string{"--sentinel", "--port", strconv.Itoa(port)},

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -83,7 +82,7 @@ func findServer() (string, error) {
 // argument report failures through the owning test and so must run on its
 // goroutine.
 type Server struct {
-	bin   string
+	run   Runner
 	dir   string
 	conf  string
 	extra []string
@@ -91,8 +90,8 @@ type Server struct {
 	owner testing.TB // nil for servers owned by the package (SharedCluster)
 
 	mu     sync.Mutex
-	proc   *os.Process
-	done   chan struct{} // closed when proc has exited
+	proc   Process
+	done   <-chan struct{} // closed when proc has exited
 	paused bool
 	closed bool
 
@@ -106,8 +105,27 @@ type Server struct {
 // failed with the server's log when it does not come up within ReadyTimeout.
 func StartServer(tb testing.TB, extraArgs ...string) *Server {
 	tb.Helper()
-	bin := RequireServer(tb)
-	s, err := newServer(bin, tb.TempDir(), tb, false, extraArgs)
+	return StartServerConfig(tb, ServerConfig{Args: extraArgs})
+}
+
+// ServerConfig describes a server for StartServerConfig.
+type ServerConfig struct {
+	Runner Runner   // starts the process; nil means the redis-server binary
+	Port   int      // the port to listen on; 0 means a free one
+	Args   []string // appended to the command line, as StartServer's extraArgs
+}
+
+// StartServerConfig is StartServer with every setting of cfg. A Port that is
+// in use fails the test with an error saying so (ErrPortTaken), without
+// trying another.
+func StartServerConfig(tb testing.TB, cfg ServerConfig) *Server {
+	tb.Helper()
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		tb.Fatalf("redistest: port %d out of range", cfg.Port)
+		return nil
+	}
+	r := requireRunner(tb, cfg.Runner)
+	s, err := newServer(r, tb.TempDir(), tb, false, cfg.Args, cfg.Port)
 	if err != nil {
 		tb.Fatalf("redistest: %v", err)
 	}
@@ -122,16 +140,23 @@ func StartServer(tb testing.TB, extraArgs ...string) *Server {
 
 // newServer picks a free port, writes the configuration file into dir and
 // starts the process, retrying on another port when the chosen one was taken
-// in the meantime. cluster reserves port+10000 for the cluster bus too.
-func newServer(bin, dir string, owner testing.TB, cluster bool, extra []string) (*Server, error) {
+// in the meantime. cluster reserves port+10000 for the cluster bus too. A
+// fixed port (not 0) is used as it is, without retries.
+func newServer(run Runner, dir string, owner testing.TB, cluster bool, extra []string, fixed int) (*Server, error) {
 	var lastErr error
 	for attempt := 0; attempt < startAttempts; attempt++ {
-		port, err := pickPort(cluster)
+		var port int
+		var err error
+		if fixed != 0 {
+			port, err = reserveFixedPort(fixed)
+		} else {
+			port, err = pickPort(cluster)
+		}
 		if err != nil {
 			return nil, err
 		}
 		s := &Server{
-			bin:   bin,
+			run:   run,
 			dir:   dir,
 			conf:  filepath.Join(dir, "redis.conf"),
 			extra: extra,
@@ -148,6 +173,9 @@ func newServer(bin, dir string, owner testing.TB, cluster bool, extra []string) 
 		}
 		lastErr = err
 		s.stop()
+		if s.portTaken() && fixed != 0 {
+			return nil, fmt.Errorf("%w: port %d (redis-server says Address already in use)", ErrPortTaken, port)
+		}
 		if !s.portTaken() {
 			return nil, fmt.Errorf("%w\nredis-server log:\n%s", err, tail(s.Log(), 16<<10))
 		}
@@ -214,29 +242,14 @@ func (s *Server) stdoutPath() string { return filepath.Join(s.dir, "stdout.log")
 
 // launch starts the process and waits until it answers PING.
 func (s *Server) launch() error {
-	out, err := os.OpenFile(s.stdoutPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	proc, err := s.run.Start(s.dir, append([]string{s.conf}, s.extra...), s.stdoutPath())
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(s.bin, append([]string{s.conf}, s.extra...)...)
-	cmd.Dir = s.dir
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.SysProcAttr = sysProcAttr()
-	err = cmd.Start()
-	_ = out.Close() // the child holds its own descriptor
-	if err != nil {
-		return fmt.Errorf("start %s: %w", s.bin, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
 	s.mu.Lock()
-	s.proc, s.done, s.paused = cmd.Process, done, false
+	s.proc, s.done, s.paused = proc, proc.Done(), false
 	s.mu.Unlock()
-	return waitReady(s.Addr(), done, ReadyTimeout)
+	return waitReady(s.Addr(), s.done, ReadyTimeout)
 }
 
 // waitReady sends PING until the server answers, the process exits (done is
@@ -322,15 +335,13 @@ func stopAll(servers []*Server) {
 // reports whether a process was running.
 func (s *Server) kill() bool {
 	s.mu.Lock()
-	proc, done := s.proc, s.done
+	proc := s.proc
 	s.proc, s.paused = nil, false
 	s.mu.Unlock()
 	if proc == nil {
 		return false
 	}
-	_ = proc.Signal(syscall.SIGCONT)
 	_ = proc.Kill()
-	<-done
 	return true
 }
 
@@ -351,7 +362,7 @@ func (s *Server) Pid() int {
 	if s.proc == nil {
 		return 0
 	}
-	return s.proc.Pid
+	return s.proc.Pid()
 }
 
 // Running reports whether a process is running (it may be paused).
@@ -383,22 +394,32 @@ func (s *Server) Kill() { s.kill() }
 // Pause stops the process with SIGSTOP: connections stay open and new ones are
 // accepted by the kernel, but nothing is answered, which is what a hung or
 // overloaded Redis looks like to a client. Resume undoes it.
-func (s *Server) Pause() { s.signal(syscall.SIGSTOP, true) }
+func (s *Server) Pause() { s.signal(true) }
 
 // Resume continues a paused process with SIGCONT.
-func (s *Server) Resume() { s.signal(syscall.SIGCONT, false) }
+func (s *Server) Resume() { s.signal(false) }
 
-func (s *Server) signal(sig syscall.Signal, paused bool) {
+func (s *Server) signal(pause bool) {
 	s.mu.Lock()
 	var err error
-	if s.proc == nil {
+	switch {
+	case s.proc == nil:
 		err = errors.New("it is not running")
-	} else if err = s.proc.Signal(sig); err == nil {
-		s.paused = paused
+	case pause:
+		err = s.proc.Pause()
+	default:
+		err = s.proc.Resume()
+	}
+	if err == nil {
+		s.paused = pause
 	}
 	s.mu.Unlock()
 	if err != nil { // fatalf may end the goroutine: never with s.mu held
-		s.fatalf("redistest: %v to redis-server %s: %v", sig, s.Addr(), err)
+		verb := "resume"
+		if pause {
+			verb = "pause"
+		}
+		s.fatalf("redistest: %s redis-server %s: %v", verb, s.Addr(), err)
 	}
 }
 
@@ -538,6 +559,25 @@ func reservePort(cluster bool) (int, error) {
 		return port, nil
 	}
 	return 0, errors.New("redistest: no free loopback port found")
+}
+
+// ErrPortTaken is the error (wrapped) of a server asked to listen on a port
+// that is in use.
+var ErrPortTaken = errors.New("port taken")
+
+// reserveFixedPort reserves port if it is free, for a server that must
+// listen on it.
+func reserveFixedPort(port int) (int, error) {
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.used[port] {
+		return 0, fmt.Errorf("%w: port %d is used by another server of this test binary", ErrPortTaken, port)
+	}
+	if _, err := probePort(port); err != nil {
+		return 0, fmt.Errorf("%w: port %d: %v", ErrPortTaken, port, err)
+	}
+	ports.used[port] = true
+	return port, nil
 }
 
 func probePort(port int) (int, error) {

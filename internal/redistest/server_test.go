@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -288,5 +289,36 @@ func TestStartServerRetriesTakenPort(t *testing.T) {
 	}
 	if err := s.Client(t).Ping(context.Background()).Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStartServerConfigPortTaken(t *testing.T) {
+	RequireServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	r := &recorder{TB: t}
+	r.run(func(tb testing.TB) { StartServerConfig(tb, ServerConfig{Port: port}) })
+	msg := strings.Join(r.errors, "\n")
+	if !r.fatal || !strings.Contains(msg, "port taken") || !strings.Contains(msg, strconv.Itoa(port)) {
+		t.Fatalf("StartServerConfig on a taken port: fatal=%v, message %q; want a failure naming the port as taken", r.fatal, msg)
+	}
+}
+
+func TestStartServerConfigFixedPort(t *testing.T) {
+	RequireServer(t)
+	port, err := probePort(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := StartServerConfig(t, ServerConfig{Port: port, Args: []string{"--maxmemory", "3mb"}})
+	if s.Port() != port {
+		t.Fatalf("Port() = %d, want %d", s.Port(), port)
+	}
+	if got := s.Do(t, "CONFIG", "GET", "maxmemory"); fmt.Sprint(got) != "map[maxmemory:3145728]" {
+		t.Fatalf("CONFIG GET maxmemory = %v, want 3145728", got)
 	}
 }
