@@ -315,9 +315,9 @@ func redisVersion(bin string) string {
 func writeMarkdown(w io.Writer, rep *report, o options) {
 	fmt.Fprintf(w, "Date: %s  \nCommand: `%s`  \nMachine: %s  \nLoad average (1/5/15 min) before: %s, after: %s  \nRedis: %s  \nTotal time: %s\n\n",
 		rep.Date, rep.Command, rep.Machine, rep.LoadAvg[0], rep.LoadAvg[len(rep.LoadAvg)-1], rep.Redis, rep.Duration)
-	fmt.Fprintf(w, "Load: %v decisions/s offered per replica (per fleet size %v) for %v, over %d keys; each key's fleet-wide limit is %.2f of its offered load. Pool %d per replica (per node), %d batching lanes, store timeout %v, at most %d decisions in flight per replica.\n\n",
-		o.rates, o.replicas, o.duration, o.keys, o.limitFrac, o.pool, o.lanes, o.timeout, o.maxInFlight)
 	if len(rep.Results) > 0 {
+		fmt.Fprintf(w, "Load: %v decisions/s offered per replica (per fleet size %v) for %v, over %d keys; each key's fleet-wide limit is %.2f of its offered load. Pool %d per replica (per node), %d batching lanes, store timeout %v, at most %d decisions in flight per replica.\n\n",
+			o.rates, o.replicas, o.duration, o.keys, o.limitFrac, o.pool, o.lanes, o.timeout, o.maxInFlight)
 		fmt.Fprintln(w, "| topology | replicas | mode | limit/key | offered/s | decisions/s | non-degraded/s | missed | degraded | errors | Redis calls/dec | Redis reads/dec | usec/call | Redis CPU µs/call | Redis CPU µs/dec | Redis CPU % | client CPU µs/dec | admitted | bound | exact | admitted/exact | keys over | p50 | p99 | p99 non-degraded | run s |")
 		fmt.Fprintln(w, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, r := range rep.Results {
