@@ -1,6 +1,7 @@
 package bulwark_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,21 +12,30 @@ import (
 	"testing"
 )
 
-// consumerMain imports every package of the core module, as an application
-// would.
-const consumerMain = `package main
-
-import (
-	_ "github.com/bulwark-go/bulwark"
-	_ "github.com/bulwark-go/bulwark/bulwarkhttp"
-	_ "github.com/bulwark-go/bulwark/cluster"
-	_ "github.com/bulwark-go/bulwark/distributed"
-	_ "github.com/bulwark-go/bulwark/local"
-	_ "github.com/bulwark-go/bulwark/sync/semaphore"
-)
-
-func main() {}
-`
+// consumerMain returns a program importing every non-internal package of
+// the core module (go list ./...), as an application would.
+func consumerMain(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	var b strings.Builder
+	b.WriteString("package main\n\nimport (\n")
+	n := 0
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.Contains(pkg, "/internal/") || strings.HasSuffix(pkg, "/internal") {
+			continue
+		}
+		fmt.Fprintf(&b, "\t_ %q\n", pkg)
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("go list ./... found only %d public packages in the core module:\n%s", n, out)
+	}
+	b.WriteString(")\n\nfunc main() {}\n")
+	return b.String()
+}
 
 // forbiddenInCore are modules that only tests, benchmarks or the other
 // modules of the repository may bring: none may reach a user of the core.
@@ -58,7 +68,7 @@ func TestCoreConsumerModules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mods := consumerSum(t, consumerMain, "require github.com/bulwark-go/bulwark v0.0.0\n\nreplace github.com/bulwark-go/bulwark => "+root+"\n")
+	mods := consumerSum(t, consumerMain(t), "require github.com/bulwark-go/bulwark v0.0.0\n\nreplace github.com/bulwark-go/bulwark => "+root+"\n")
 	floor := consumerSum(t, goRedisOnly, "require github.com/redis/go-redis/v9 v9.23.0\n")
 	for _, m := range mods {
 		for _, bad := range forbiddenInCore {

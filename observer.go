@@ -103,6 +103,14 @@ const (
 	// closed, store unreachable; Duration: time waited). The acquire's
 	// EventBulkheadAcquired or EventBulkheadRejected comes after it.
 	EventBulkheadDequeued
+	// EventConfig: a replica's live configuration (package control)
+	// changed. Pattern is "config"; Name the policy ("" for the replica as
+	// a whole); Limit the configuration version it now runs; Allowed true
+	// when a change was applied, false with Err when one was refused (the
+	// last good configuration stays); Degraded true when the replica's
+	// configuration turned stale (Redis unreachable, so changes may be
+	// missed), false when it caught up again.
+	EventConfig
 )
 
 var eventKindNames = [...]string{
@@ -125,6 +133,7 @@ var eventKindNames = [...]string{
 	EventLeaseLost:         "lease_lost",
 	EventBulkheadQueued:    "bulkhead_queued",
 	EventBulkheadDequeued:  "bulkhead_dequeued",
+	EventConfig:            "config",
 }
 
 // String returns the kind's snake_case name, as used in metric labels.

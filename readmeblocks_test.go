@@ -37,6 +37,7 @@ var readmeImports = map[string]string{
 	"openapi":      "github.com/bulwark-go/bulwark/openapi",
 	"bulwarkgrpc":  "github.com/bulwark-go/bulwark/bulwarkgrpc",
 	"bulwarktest":  "github.com/bulwark-go/bulwark/bulwarktest",
+	"control":      "github.com/bulwark-go/bulwark/control",
 	"redis":        "github.com/redis/go-redis/v9",
 	"prometheus":   "github.com/prometheus/client_golang/prometheus",
 	"promhttp":     "github.com/prometheus/client_golang/prometheus/promhttp",

@@ -170,7 +170,11 @@ func NewBreaker(c bulwark.BreakerConfig, opts ...Option) (*Breaker, error) {
 }
 
 // Config returns the breaker's configuration.
-func (b *Breaker) Config() bulwark.BreakerConfig { return b.cfg }
+func (b *Breaker) Config() bulwark.BreakerConfig {
+	b.mu.Lock() // Reconfigure changes the thresholds
+	defer b.mu.Unlock()
+	return b.cfg
+}
 
 // Allow asks to make one call. It returns an error matching bulwark.ErrOpen
 // when the breaker is open, or half-open with every trial call taken, and

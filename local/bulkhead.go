@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -71,6 +72,8 @@ type Bulkhead struct {
 	obs        bulwark.Observer
 	name       string
 
+	limit atomic.Int64 // max, for events read without mu (Reconfigure changes it)
+
 	mu      sync.Mutex
 	slots   []bulkheadSlotState // grows up to max entries, as concurrency requires
 	free    []int32             // indices of free entries of slots
@@ -129,14 +132,16 @@ func NewBulkhead(c bulwark.BulkheadConfig, opts ...Option) (*Bulkhead, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Bulkhead{
+	b := &Bulkhead{
 		max:        c.MaxConcurrent,
 		maxWait:    c.MaxWait,
 		maxWaiting: c.MaxWaiting,
 		clock:      o.clock,
 		obs:        o.observer,
 		name:       o.name,
-	}, nil
+	}
+	b.limit.Store(int64(c.MaxConcurrent))
+	return b, nil
 }
 
 // Acquire takes a slot, waiting for one as the configuration allows, and
@@ -187,17 +192,18 @@ func (b *Bulkhead) AcquireSlot(ctx context.Context) (BulkheadSlot, error) {
 		b.emitRejected(0, errBulkheadQueueFull)
 		return BulkheadSlot{}, errBulkheadQueueFull
 	}
+	maxWait := b.maxWait
 	b.mu.Unlock()
-	return b.wait(ctx, now)
+	return b.wait(ctx, now, maxWait)
 }
 
 // wait queues the caller and blocks until a slot is handed to it, MaxWait
 // passes or ctx is done. start is when Acquire began (zero without an
 // observer).
-func (b *Bulkhead) wait(ctx context.Context, start time.Time) (BulkheadSlot, error) {
+func (b *Bulkhead) wait(ctx context.Context, start time.Time, maxWait time.Duration) (BulkheadSlot, error) {
 	// Arm the timer before joining the queue, so that a waiter counted by
 	// Waiting always has its timer running.
-	timer := core.NewTimer(b.clock, b.maxWait)
+	timer := core.NewTimer(b.clock, maxWait)
 	w := &bulkheadWaiter{ready: make(chan struct{}, 1)}
 
 	b.mu.Lock()
@@ -298,7 +304,7 @@ func (b *Bulkhead) release(s BulkheadSlot, emit bool) {
 		return
 	}
 	since := b.slots[s.index].since
-	if w := b.head; w != nil {
+	if w := b.head; w != nil && b.inUse <= b.max { // above max after a Reconfigure: the slot retires
 		b.removeLocked(w)
 		b.grants++
 		b.slots[s.index] = bulkheadSlotState{grant: b.grants, since: now}
@@ -360,7 +366,11 @@ func (b *Bulkhead) Waiting() int {
 }
 
 // MaxConcurrent returns the number of slots.
-func (b *Bulkhead) MaxConcurrent() int { return b.max }
+func (b *Bulkhead) MaxConcurrent() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.max
+}
 
 func (b *Bulkhead) emit(kind bulwark.EventKind, now time.Time, d time.Duration, err error) {
 	if b.obs == nil {
@@ -371,7 +381,7 @@ func (b *Bulkhead) emit(kind bulwark.EventKind, now time.Time, d time.Duration, 
 		Pattern:  "bulkhead",
 		Name:     b.name,
 		Time:     now,
-		Limit:    b.max,
+		Limit:    int(b.limit.Load()),
 		Duration: d,
 		Err:      err,
 	})
@@ -431,7 +441,7 @@ func (b *Bulkhead) emitGot(s BulkheadSlot, start time.Time) {
 		Name:     b.name,
 		Time:     now,
 		Allowed:  true,
-		Limit:    b.max,
+		Limit:    int(b.limit.Load()),
 		Duration: now.Sub(start),
 	})
 	b.emit(bulwark.EventBulkheadAcquired, now, now.Sub(start), nil)

@@ -130,7 +130,7 @@ func (f *FixedWindow) decide(sh *keyShard[fixedState], key string, now, n int64)
 	} else {
 		d.RetryAfter = micros(left)
 	}
-	d.Remaining = int(f.e - cur)
+	d.Remaining = int(max(0, f.e-cur)) // cur > e only after a Relimit shrank the limit
 	if cur > 0 {
 		d.ResetAfter = micros(left)
 	}

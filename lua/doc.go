@@ -19,6 +19,7 @@
 //	SingleflightRenew    singleflight_renew.lua     sync/singleflight (the leader's keepalive)
 //	SingleflightComplete singleflight_complete.lua  sync/singleflight (store the outcome, drop the lease, wake)
 //	SingleflightForget   singleflight_forget.lua    sync/singleflight (drop a stored outcome)
+//	ConfigSet            config_set.lua             control.Store (live configuration: value, version, history, announcement)
 //
 // The text of every script but TokenBucket's, FixedWindow's and
 // SlidingWindow's is the file prelude.lua followed by its own file: the

@@ -33,6 +33,7 @@ var allScripts = map[string]*redis.Script{
 	"sliding_log":        lua.SlidingLog,
 	"breaker_state":      lua.BreakerState,
 	"membership":         lua.Membership,
+	"config_set":         lua.ConfigSet,
 	"semaphore_acquire":  lua.SemaphoreAcquire,
 	"semaphore_release":  lua.SemaphoreRelease,
 	"semaphore_renew":    lua.SemaphoreRenew,

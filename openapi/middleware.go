@@ -72,7 +72,7 @@ func (a *API) Middleware(opts ...Option) (func(http.Handler) http.Handler, error
 		// A hedge of the defaults is a client-side pattern; a server's unknown
 		// routes take every method, so it does not apply there.
 		unknownOp.Spec.Hedge = nil
-		if unknownStack, err = policy.Build(o.unknown, unknownOp.Spec, o.policyOptions()...); err != nil {
+		if unknownStack, err = o.buildStack(o.unknown, unknownOp.Spec); err != nil {
 			return nil, fmt.Errorf("openapi: unknown routes: %w", err)
 		}
 		if o.hook != nil {
@@ -120,7 +120,7 @@ func (a *API) buildStacks(o *options) ([]*policy.Stack, error) {
 		if !op.Declared {
 			continue
 		}
-		st, err := policy.Build(op.Name, op.Spec, o.policyOptions()...)
+		st, err := o.buildStack(op.Name, op.Spec)
 		if err != nil {
 			for _, s := range stacks {
 				if s != nil {

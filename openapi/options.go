@@ -6,6 +6,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/bulwarkhttp"
+	"github.com/bulwark-go/bulwark/control"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/policy"
 )
@@ -23,6 +24,7 @@ type options struct {
 	reject    bulwarkhttp.RejectFunc
 	legacy    bool
 	hook      func(Operation, *policy.Stack)
+	live      *control.Replica // WithLiveConfig
 	maxBuffer int64
 	unknown   string // stack name for requests matching no operation; "" leaves them untouched
 }

@@ -24,6 +24,7 @@ type buildOptions struct {
 	clock    bulwark.Clock
 	observer bulwark.Observer
 	maxKeys  int
+	base     *Spec // WithShapeBase
 }
 
 // WithStore makes the patterns whose scope is "fleet" (the default) or
@@ -64,8 +65,9 @@ type Parts struct {
 	// Record. Nil otherwise.
 	Backpressure *local.Backpressure
 
-	Breaker       bulwark.Breaker // nil without a circuit breaker
+	Breaker       bulwark.Breaker // nil without a circuit breaker; honours circuitbreaker.force
 	BreakerConfig bulwark.BreakerConfig
+	BreakerForce  string // ForceOpen, ForceClosed or "" (the breaker decides)
 
 	Bulkhead       bulwark.Bulkhead // nil without a bulkhead
 	BulkheadConfig bulwark.BulkheadConfig
@@ -78,9 +80,14 @@ type Parts struct {
 	Hedge   *local.HedgeConfig // nil without a hedge
 
 	res     resolved
-	owned   []io.Closer // the fleet patterns built for this Parts
-	exec    *bulwark.Executor[struct{}]
-	execErr error
+	breaker bulwark.Breaker // Breaker without the force override
+	owned   []io.Closer     // the fleet patterns built for this Parts
+
+	rateState, breakerState string   // StateNames
+	relimited               bool     // Limiter shares the old Parts' local state (relimit)
+	commits                 []func() // in-place changes to old patterns, run once the build succeeded
+	exec                    *bulwark.Executor[struct{}]
+	execErr                 error
 }
 
 // Stack is the built form of a Spec for one named operation: its current
@@ -160,6 +167,10 @@ func (s *Stack) Update(spec Spec) error {
 	}
 	s.cur.Store(p)
 	for _, c := range s.retired {
+		if r, ok := c.(interface{ Retire() }); ok {
+			r.Retire() // a fleet bulkhead: closed once its held slots are released
+			continue
+		}
 		_ = c.Close()
 	}
 	s.retired = unused(old, p)
@@ -246,6 +257,9 @@ func (s *Stack) build(spec Spec, old *Parts, version uint64) (*Parts, error) {
 		old = nil
 	}
 	fail := func(err error) (*Parts, error) {
+		if p.relimited {
+			unrelimit(old.Limiter)
+		}
 		if old != nil {
 			closeUnused(p, old)
 		} else {
@@ -277,6 +291,10 @@ func (s *Stack) build(spec Spec, old *Parts, version uint64) (*Parts, error) {
 	if err := s.buildExecutor(p); err != nil {
 		return fail(err)
 	}
+	for _, c := range p.commits {
+		c()
+	}
+	p.commits = nil
 	return p, nil
 }
 
@@ -291,8 +309,15 @@ func (s *Stack) buildRate(p *Parts, old *Parts, oldConf *rateConf) error {
 		p.LimitScope = ScopeLocal
 	}
 	if old != nil && old.Limiter != nil && reflect.DeepEqual(oldConf, rc) && old.LimitScope == p.LimitScope {
-		p.Limiter, p.Backpressure = old.Limiter, old.Backpressure
+		p.Limiter, p.Backpressure, p.rateState = old.Limiter, old.Backpressure, old.rateState
 		return nil
+	}
+	if old != nil && old.Limiter != nil && old.LimitScope == ScopeLocal && p.LimitScope == ScopeLocal &&
+		inPlaceRate(oldConf, rc) {
+		if l, ok := relimit(old.Limiter, rc.limit); ok {
+			p.Limiter, p.relimited = l, true
+			return nil
+		}
 	}
 	var l bulwark.Limiter
 	var err error
@@ -300,11 +325,13 @@ func (s *Stack) buildRate(p *Parts, old *Parts, oldConf *rateConf) error {
 	case ScopeLocal:
 		l, err = s.newLocalLimiter(p.Name, rc)
 	case ScopeFleet:
-		l, err = newFleetLimiter(s.opts.store, p.Name, rc)
+		p.rateState = s.rateStateName(p.Name, rc)
+		l, err = newFleetLimiter(s.opts.store, p.rateState, rc)
 	case ScopeTiered:
 		var lo, gl bulwark.Limiter
 		if lo, err = s.newLocalLimiter(p.Name, rc); err == nil {
-			if gl, err = newFleetLimiter(s.opts.store, p.Name, rc); err == nil {
+			p.rateState = s.rateStateName(p.Name, rc)
+			if gl, err = newFleetLimiter(s.opts.store, p.rateState, rc); err == nil {
 				l, err = distributed.NewTiered(lo, gl)
 			}
 		}
@@ -356,18 +383,26 @@ func (s *Stack) buildBreaker(p *Parts, old *Parts, oldConf *breakerConf) error {
 	if bc == nil {
 		return nil
 	}
-	p.BreakerConfig = bc.cfg
-	if old != nil && old.Breaker != nil && reflect.DeepEqual(oldConf, bc) {
-		p.Breaker = old.Breaker
-		p.owned = appendOwned(p.owned, old, old.Breaker)
+	p.BreakerConfig, p.BreakerForce = bc.cfg, bc.force
+	defer func() { p.Breaker = forced(p.breaker, bc.force, s.opts.observer, p.clock(s), p.Name) }()
+	if old != nil && old.breaker != nil && oldConf != nil && oldConf.cfg == bc.cfg && oldConf.scope == bc.scope {
+		p.breaker, p.breakerState = old.breaker, old.breakerState
+		p.owned = appendOwned(p.owned, old, old.breaker)
+		return nil
+	}
+	if lb, ok := old.localBreaker(); ok && oldConf.scope == bc.scope && inPlaceBreaker(oldConf.cfg, bc.cfg) {
+		cfg := bc.cfg
+		p.breaker = lb
+		p.commits = append(p.commits, func() { _ = lb.Reconfigure(cfg) })
 		return nil
 	}
 	if bc.scope == ScopeFleet && s.opts.store != nil {
-		b, err := s.opts.store.Breaker(p.Name, bc.cfg)
+		p.breakerState = s.breakerStateName(p.Name, bc)
+		b, err := s.opts.store.Breaker(p.breakerState, bc.cfg)
 		if err != nil {
 			return fmt.Errorf("policy: %s: circuitbreaker: %w", p.Name, err)
 		}
-		p.Breaker = b
+		p.breaker = b
 		p.owned = append(p.owned, b)
 		return nil
 	}
@@ -375,7 +410,7 @@ func (s *Stack) buildBreaker(p *Parts, old *Parts, oldConf *breakerConf) error {
 	if err != nil {
 		return fmt.Errorf("policy: %s: circuitbreaker: %w", p.Name, err)
 	}
-	p.Breaker = b
+	p.breaker = b
 	return nil
 }
 
@@ -390,13 +425,20 @@ func (s *Stack) buildBulkhead(p *Parts, old *Parts, oldConf *bulkheadConf) error
 		p.owned = appendOwned(p.owned, old, old.Bulkhead)
 		return nil
 	}
+	if lb, ok := old.localBulkhead(); ok && oldConf.scope == bc.scope && bc.cfg.Validate() == nil {
+		cfg := bc.cfg
+		p.Bulkhead = lb
+		p.commits = append(p.commits, func() { _ = lb.Reconfigure(cfg) })
+		return nil
+	}
 	if bc.scope == ScopeFleet && s.opts.store != nil {
 		b, err := s.opts.store.Bulkhead(p.Name, bc.cfg)
 		if err != nil {
 			return fmt.Errorf("policy: %s: bulkhead: %w", p.Name, err)
 		}
-		p.Bulkhead = b
-		p.owned = append(p.owned, b)
+		rb := &retiringBulkhead{b: b}
+		p.Bulkhead = rb
+		p.owned = append(p.owned, rb)
 		return nil
 	}
 	b, err := local.NewBulkhead(bc.cfg, s.localOpts(p.Name)...)

@@ -58,7 +58,7 @@ func flatten(s Spec) map[string]string {
 	out := make(map[string]string)
 	var walk func(prefix string, v any)
 	walk = func(prefix string, v any) {
-		if obj, ok := v.(map[string]any); ok && len(obj) > 0 {
+		if obj, ok := v.(map[string]any); ok && (len(obj) > 0 || prefix == "") {
 			for k, x := range obj {
 				walk(join(prefix, k), x)
 			}

@@ -49,5 +49,13 @@
 // caller never sees a half-applied configuration. A pattern whose settings
 // did not change is carried over with its state; a changed fleet-wide one
 // keeps its state in Redis (under the same names) when its shape is the
-// same; a changed local one starts afresh.
+// same;
+// local limiters, bulkheads and breakers keep theirs when only their
+// limits, caps or thresholds change (see "Live reconfiguration" in
+// live.go), and start afresh when their shape changes. Package control
+// drives Update from a live value in Redis.
+//
+// A circuit breaker's force field ("open" or "closed") overrides its
+// state without touching its counts: an operator's switch during an
+// incident.
 package policy

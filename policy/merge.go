@@ -149,6 +149,7 @@ func mergeBreaker(b, o *CircuitBreaker) {
 	b.OpenFor = pick(b.OpenFor, o.OpenFor)
 	b.HalfOpenCalls = pick(b.HalfOpenCalls, o.HalfOpenCalls)
 	b.Scope = pickStr(b.Scope, o.Scope)
+	b.Force = pickStr(b.Force, o.Force)
 }
 
 func mergeBulkhead(b, o *Bulkhead) {

@@ -121,7 +121,21 @@ type CircuitBreaker struct {
 	OpenFor             *Duration `json:"open_for,omitempty"`
 	HalfOpenCalls       *int      `json:"half_open_calls,omitempty"`
 	Scope               string    `json:"scope,omitempty"` // ScopeFleet (default) or ScopeLocal
+	// Force overrides the breaker's own state: ForceOpen rejects every
+	// call with bulwark.ErrOpen, ForceClosed lets every call through
+	// without counting it, ForceNone (or unset) leaves the breaker alone.
+	// The breaker's counts are untouched either way, so removing the
+	// override resumes where it was. An operator's switch, usually set
+	// live (package control) during an incident.
+	Force string `json:"force,omitempty"`
 }
+
+// The breaker overrides of CircuitBreaker.Force, spelled as in a Spec.
+const (
+	ForceNone   = "none"
+	ForceOpen   = "open"
+	ForceClosed = "closed"
+)
 
 // Bulkhead is the bulkhead block of a Spec, with the meaning of
 // bulwark.BulkheadConfig.

@@ -48,6 +48,7 @@ type rateConf struct {
 type breakerConf struct {
 	cfg   bulwark.BreakerConfig
 	scope string
+	force string // ForceOpen, ForceClosed or "" (none)
 }
 
 type bulkheadConf struct {
@@ -270,6 +271,10 @@ func resolveRate(c *checker, b *RateLimit, shadow bool) *rateConf {
 func resolveBreaker(c *checker, b *CircuitBreaker) *breakerConf {
 	bc := &breakerConf{cfg: bulwark.DefaultBreakerConfig(), scope: pickStr(ScopeFleet, b.Scope)}
 	c.enum("circuitbreaker.scope", b.Scope, ScopeFleet, ScopeLocal)
+	c.enum("circuitbreaker.force", b.Force, ForceNone, ForceOpen, ForceClosed)
+	if b.Force != ForceNone {
+		bc.force = b.Force
+	}
 	cfg := &bc.cfg
 	cfg.Window = c.dur("circuitbreaker.window", b.Window, time.Millisecond, cfg.Window)
 	if b.MinimumCalls != nil {

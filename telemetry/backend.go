@@ -195,6 +195,12 @@ const (
 	// LeasesLost counts distributed leases that could not be renewed
 	// (bulwark_leases_lost_total).
 	LeasesLost
+	// ConfigVersion is the live configuration version a replica runs
+	// (bulwark_config_version).
+	ConfigVersion
+	// ConfigStale is 1 while a replica's live configuration may be behind
+	// (bulwark_config_stale).
+	ConfigStale
 
 	numMetrics
 )

@@ -75,6 +75,8 @@
 //	bulwark_limit                         bulwark.limit                  gauge      -
 //	bulwark_cache_requests_total          bulwark.cache.requests         counter    result (hit, miss)
 //	bulwark_leases_lost_total             bulwark.leases.lost            counter    -
+//	bulwark_config_version                bulwark.config.version         gauge      -
+//	bulwark_config_stale                  bulwark.config.stale           gauge      -
 //
 // What each one counts, by event kind:
 //
@@ -108,6 +110,11 @@
 //   - Retry, timeout, fallback, hedge, rejected, lease-lost events: one
 //     counter each; limit changes set the limit gauge; cache lookups count
 //     by hit or miss.
+//   - bulwark.EventConfig (package control): config_version follows the
+//     version each policy runs (name: the policy) and the version counter
+//     the replica loaded (name ""); config_stale is 1 while the replica
+//     could not read the live configuration. A replica stuck behind the
+//     fleet shows a lower config_version than the others.
 //
 // Store-call buckets run from 100µs to 1s ([DefaultStoreBuckets],
 // [WithStoreBuckets]); bulkhead-wait buckets from 1ms to 10s

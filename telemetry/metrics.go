@@ -85,6 +85,12 @@ var metricDefs = [numMetrics]metricDef{
 	LeasesLost: {"leases_lost_total", "bulwark.leases.lost", KindCounter, "{lease}",
 		"Distributed leases that could not be renewed.",
 		nil},
+	ConfigVersion: {"config_version", "bulwark.config.version", KindGauge, "1",
+		"The live configuration version a replica runs (package control): with an empty name the version counter it loaded last, with a policy's name the version of its live value applied (0: the defaults).",
+		nil},
+	ConfigStale: {"config_stale", "bulwark.config.stale", KindGauge, "1",
+		"1 while a replica's live configuration may be behind (Redis unreachable: it keeps the last good one), 0 once it caught up.",
+		nil},
 }
 
 // DefaultNearLimit is the fraction of a limit at or below which an allowed

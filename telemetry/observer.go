@@ -87,6 +87,8 @@ type oneSeries struct {
 	s Gauge
 	// cache results
 	hit, miss Counter
+	// live configuration: s is the version
+	stale Gauge
 }
 
 type seriesKey struct {
@@ -345,6 +347,14 @@ func (o *Observer) observe(e bulwark.Event) {
 		} else {
 			s.miss.Inc()
 		}
+	case bulwark.EventConfig:
+		s := o.other(e.Kind, e.Pattern, e.Name)
+		if e.Allowed || (e.Name == "" && e.Err == nil) {
+			s.s.Set(float64(e.Limit))
+		}
+		if e.Name == "" && s.stale != nil {
+			s.stale.Set(float64(b2i(e.Degraded)))
+		}
 	}
 }
 
@@ -476,6 +486,7 @@ var otherMetric = map[bulwark.EventKind]MetricID{
 	bulwark.EventLeaseLost:    LeasesLost,
 	bulwark.EventLimitChanged: Limit,
 	bulwark.EventCache:        CacheRequests,
+	bulwark.EventConfig:       ConfigVersion,
 }
 
 func (o *Observer) other(kind bulwark.EventKind, pattern, name string) *oneSeries {
@@ -495,6 +506,11 @@ func (o *Observer) other(kind bulwark.EventKind, pattern, name string) *oneSerie
 		case bulwark.EventCache:
 			s.hit = o.counter(id, pattern, n, hit)
 			s.miss = o.counter(id, pattern, n, miss)
+		case bulwark.EventConfig:
+			s.s = o.gauge(id, pattern, n)
+			if n == "" { // the replica as a whole
+				s.stale = o.gauge(ConfigStale, pattern, n)
+			}
 		default:
 			s.c = o.counter(id, pattern, n)
 		}

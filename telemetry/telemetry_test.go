@@ -104,8 +104,8 @@ func TestObserverRecordsEveryKind(t *testing.T) {
 // applied.
 func TestNewDefinesTheTable(t *testing.T) {
 	r, _ := newObserver(t, telemetry.WithNamespace("shop"), telemetry.WithStoreBuckets(0.001, 0.01))
-	if len(r.defined) != int(telemetry.LeasesLost)+1 {
-		t.Fatalf("defined %d metrics, want %d", len(r.defined), int(telemetry.LeasesLost)+1)
+	if len(r.defined) != int(telemetry.ConfigStale)+1 {
+		t.Fatalf("defined %d metrics, want %d", len(r.defined), int(telemetry.ConfigStale)+1)
 	}
 	names := map[string]bool{}
 	for i, m := range r.defined {
@@ -446,8 +446,38 @@ func TestKindAndMetricIDStrings(t *testing.T) {
 	if got := telemetry.MetricID(-1).String(); got != "unknown" {
 		t.Errorf("MetricID(-1) = %q", got)
 	}
-	if got := (telemetry.LeasesLost + 1).String(); got != "unknown" {
+	if got := (telemetry.ConfigStale + 1).String(); got != "unknown" {
 		t.Errorf("past the last = %q", got)
+	}
+}
+
+// TestConfigEvents: a replica's EventConfig events become the
+// config_version and config_stale gauges.
+func TestConfigEvents(t *testing.T) {
+	rec, o := newObserver(t)
+	ev := func(name string, version int, allowed, degraded bool, err error) {
+		o.Observe(bulwark.Event{Kind: bulwark.EventConfig, Pattern: "config", Name: name, Limit: version,
+			Allowed: allowed, Degraded: degraded, Err: err})
+	}
+	ev("checkout", 3, true, false, nil)
+	ev("checkout", 4, false, false, errors.New("refused")) // refused: still 3
+	ev("", 4, true, false, nil)
+	ev("", 4, false, true, errors.New("redis down"))
+	if got := rec.value(t, "bulwark_config_version{pattern=config,name=checkout}"); got != 3 {
+		t.Errorf("policy version %v, want 3", got)
+	}
+	if got := rec.value(t, "bulwark_config_version{pattern=config,name=}"); got != 4 {
+		t.Errorf("replica version %v, want 4", got)
+	}
+	if got := rec.value(t, "bulwark_config_stale{pattern=config,name=}"); got != 1 {
+		t.Errorf("stale %v, want 1", got)
+	}
+	ev("", 5, true, false, nil)
+	if got := rec.value(t, "bulwark_config_stale{pattern=config,name=}"); got != 0 {
+		t.Errorf("stale after catching up %v, want 0", got)
+	}
+	if got := rec.value(t, "bulwark_config_version{pattern=config,name=}"); got != 5 {
+		t.Errorf("replica version after catching up %v, want 5", got)
 	}
 }
 

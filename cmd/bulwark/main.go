@@ -4,6 +4,8 @@
 //	bulwark demo [--redis URL]                 three replicas share one limit; Redis goes away and comes back
 //	bulwark inspect --redis URL [--prefix P]   list the limiters, breakers and bulkheads stored under a prefix
 //	bulwark breaker reset|open NAME --redis URL
+//	bulwark config get|set|history|rollback ...  live configuration of named policies
+//	bulwark console --redis URL [--prefix P]   web console of the fleet
 //	bulwark openapi lint|gen FILE              check a spec's x-bulwark blocks; generate a protected service
 //
 // Run "bulwark help" or "bulwark COMMAND --help" for the flags of each
@@ -53,6 +55,8 @@ Usage:
                                               Redis is taken away and brought back
   bulwark inspect --redis URL [--prefix P]    list limiters, breakers and bulkheads under a prefix
   bulwark breaker reset|open NAME --redis URL act on a fleet-wide circuit breaker
+  bulwark config get|set|history|rollback     live configuration of named policies, no redeploy
+  bulwark console --redis URL [--prefix P]    web console: replicas, policies, breakers, history
   bulwark openapi lint|gen FILE               check an OpenAPI document's policies; generate a service
   bulwark help                                show this text
 
@@ -76,6 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runInspect(ctx, rest, stdout, stderr)
 	case "breaker":
 		err = runBreaker(ctx, rest, stdout, stderr)
+	case "config":
+		return runConfig(ctx, rest, stdout, stderr)
+	case "console":
+		err = runConsole(ctx, rest, stdout, stderr)
 	case "openapi":
 		err = runOpenAPI(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
