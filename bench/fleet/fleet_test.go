@@ -148,8 +148,12 @@ func TestRunAll(t *testing.T) {
 	}
 	for _, m := range rep.Memory {
 		// A key of a few dozen bytes holding a short string or a one-entry
-		// sorted set takes more than 32 bytes and far less than 1 KiB.
-		if m.MemoryUsage < 32 || m.MemoryUsage > 1024 || m.PerKeyDelta <= 0 {
+		// sorted set takes more than 32 bytes and far less than 1 KiB. The
+		// used_memory delta of only 1000 keys moves with the server's own
+		// allocations by tens of kilobytes (either way), so it is only
+		// checked to be of the right magnitude here; the report's figures
+		// come from 100k keys.
+		if m.MemoryUsage < 32 || m.MemoryUsage > 1024 || m.PerKeyDelta < -1024 || m.PerKeyDelta > 1024 {
 			t.Errorf("%s, %s: MEMORY USAGE %d B, Δused_memory %v B per key", m.Algorithm, m.Layout, m.MemoryUsage, m.PerKeyDelta)
 		}
 		if m.Keys != 1000 || m.Encoding == "" {

@@ -40,6 +40,10 @@ type memResult struct {
 	SampleKey   string  `json:"sample_key"`
 	Encoding    string  `json:"encoding"`     // OBJECT ENCODING of the sample key
 	MemoryUsage int64   `json:"memory_usage"` // median MEMORY USAGE over up to 1000 keys
+	// PerKeyDelta is the growth of used_memory (less client buffers) per
+	// key. The server's own allocations move used_memory by tens of
+	// kilobytes either way, so it means something only over many keys
+	// (the default 100k).
 	PerKeyDelta float64 `json:"used_memory_delta_per_key"`
 	Seconds     float64 `json:"seconds"`
 }
