@@ -34,12 +34,12 @@ var memAlgorithms = []string{"token_bucket", "fixed_window", "sliding_window", "
 
 // memResult is the memory one algorithm's keys take in one layout.
 type memResult struct {
-	Algorithm   string  `json:"algorithm"`
-	Layout      string  `json:"layout"`
-	Keys        int     `json:"keys"`
-	SampleKey   string  `json:"sample_key"`
-	Encoding    string  `json:"encoding"`     // OBJECT ENCODING of the sample key
-	MemoryUsage int64   `json:"memory_usage"` // median MEMORY USAGE over up to 1000 keys
+	Algorithm   string `json:"algorithm"`
+	Layout      string `json:"layout"`
+	Keys        int    `json:"keys"`
+	SampleKey   string `json:"sample_key"`
+	Encoding    string `json:"encoding"`     // OBJECT ENCODING of the sample key
+	MemoryUsage int64  `json:"memory_usage"` // median MEMORY USAGE over up to 1000 keys
 	// PerKeyDelta is the growth of used_memory (less client buffers) per
 	// key. The server's own allocations move used_memory by tens of
 	// kilobytes either way, so it means something only over many keys
