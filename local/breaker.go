@@ -241,7 +241,50 @@ func (c *breakerCall) report(success bool) {
 	}
 	b, gen, start, trial := c.b, c.gen, c.start, c.trial
 	b.calls.Put(c)
+	if trial < 0 && !b.timeCalls {
+		b.recordClosed(gen, success)
+		return
+	}
 	b.record(gen, start, trial, success)
+}
+
+// recordClosed is record for an untimed call admitted while closed (no
+// slow-call limit, no observer): the window needs the time in whole
+// microseconds only, and no event is emitted. A call of generation gen was
+// admitted closed, and every transition starts a new generation, so the
+// breaker is still closed when gen is current.
+func (b *Breaker) recordClosed(gen uint64, success bool) {
+	m := b.clock.UnixMicro()
+	b.mu.Lock()
+	if gen != b.gen {
+		b.mu.Unlock() // a call from before a transition; nothing queued
+		return
+	}
+	b.countLocked(m, success, false)
+	if b.shouldTripLocked() {
+		b.openLocked(b.clock.Now(), false)
+	}
+	b.unlockAndFlush()
+}
+
+// countLocked counts one closed-state outcome at m (Unix microseconds).
+// Requires b.mu held.
+func (b *Breaker) countLocked(m int64, success, slow bool) {
+	b.advanceLocked(m)
+	bk := &b.buckets[b.slot(b.head)]
+	bk.calls++
+	b.total.calls++
+	if !success {
+		bk.failures++
+		b.total.failures++
+		b.consecutiveFailures++
+	} else {
+		b.consecutiveFailures = 0
+	}
+	if slow {
+		bk.slow++
+		b.total.slow++
+	}
 }
 
 // record counts one outcome of generation gen.
@@ -261,21 +304,7 @@ func (b *Breaker) record(gen uint64, start time.Time, trial int, success bool) {
 	}
 	switch b.state {
 	case bulwark.Closed:
-		b.advanceLocked(now)
-		bk := &b.buckets[b.slot(b.head)]
-		bk.calls++
-		b.total.calls++
-		if !success {
-			bk.failures++
-			b.total.failures++
-			b.consecutiveFailures++
-		} else {
-			b.consecutiveFailures = 0
-		}
-		if slow {
-			bk.slow++
-			b.total.slow++
-		}
+		b.countLocked(core.Micros(now), success, slow)
 		if b.shouldTripLocked() {
 			b.openLocked(now, false)
 		}
@@ -378,11 +407,10 @@ func (b *Breaker) unlockAndFlush() { b.events.UnlockAndEmit(&b.mu) }
 // delivered.
 func (b *Breaker) ObserverPanics() uint64 { return b.events.Guard().Panics() }
 
-// advanceLocked slides the window so that its newest bucket holds now,
-// dropping the buckets that left it. A clock that went backwards keeps
-// counting in the newest bucket. Requires b.mu held.
-func (b *Breaker) advanceLocked(now time.Time) {
-	m := core.Micros(now)
+// advanceLocked slides the window so that its newest bucket holds m (Unix
+// microseconds), dropping the buckets that left it. A clock that went
+// backwards keeps counting in the newest bucket. Requires b.mu held.
+func (b *Breaker) advanceLocked(m int64) {
 	if m >= b.headStart && m-b.headStart < b.bucketSize {
 		return // still in the newest bucket: no division
 	}
@@ -492,7 +520,7 @@ func (b *Breaker) Metrics() BreakerMetrics {
 	b.mu.Lock()
 	b.refreshLocked(now)
 	if b.state == bulwark.Closed {
-		b.advanceLocked(now)
+		b.advanceLocked(core.Micros(now))
 	}
 	m := BreakerMetrics{
 		State:               b.state,

@@ -19,11 +19,16 @@ type fastClock struct {
 	clock bulwark.Clock
 	sys   bool
 	base  time.Time // with a monotonic reading; set when sys
+	// baseMicro and baseRem split base into whole microseconds since the
+	// Unix epoch and the nanoseconds left over; set when sys.
+	baseMicro, baseRem int64
 }
 
 func newFastClock(c bulwark.Clock) fastClock {
 	if c == bulwark.SystemClock {
-		return fastClock{clock: c, sys: true, base: time.Now()}
+		base := time.Now()
+		return fastClock{clock: c, sys: true, base: base,
+			baseMicro: base.UnixMicro(), baseRem: int64(base.Nanosecond() % 1000)}
 	}
 	return fastClock{clock: c}
 }
@@ -34,4 +39,14 @@ func (f *fastClock) Now() time.Time {
 		return f.base.Add(time.Since(f.base))
 	}
 	return f.clock.Now()
+}
+
+// UnixMicro returns Now().UnixMicro() with one clock read and no
+// time.Time arithmetic on the system clock: the elapsed monotonic
+// nanoseconds are added to the anchor's, which never go backwards.
+func (f *fastClock) UnixMicro() int64 {
+	if f.sys {
+		return f.baseMicro + (f.baseRem+int64(time.Since(f.base)))/1000
+	}
+	return f.clock.Now().UnixMicro()
 }
