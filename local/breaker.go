@@ -264,7 +264,7 @@ func (b *Breaker) recordClosed(gen uint64, success bool) {
 	if b.shouldTripLocked() {
 		b.openLocked(b.clock.Now(), false)
 	}
-	b.unlockAndFlush()
+	b.mu.Unlock() // no observer: no event was queued
 }
 
 // countLocked counts one closed-state outcome at m (Unix microseconds).
@@ -338,10 +338,12 @@ func (b *Breaker) shouldTripLocked() bool {
 	}
 	// Divide rather than multiply: failures/calls is the correctly rounded
 	// ratio, so 3/30 >= 0.1 holds as it should.
-	if float64(t.failures)/float64(t.calls) >= c.FailureRate {
+	// FailureRate and SlowCallRate are above 0 (Validate): a count of 0
+	// never reaches them, and most outcomes skip the division.
+	if t.failures > 0 && float64(t.failures)/float64(t.calls) >= c.FailureRate {
 		return true
 	}
-	return c.SlowCall > 0 && float64(t.slow)/float64(t.calls) >= c.SlowCallRate
+	return c.SlowCall > 0 && t.slow > 0 && float64(t.slow)/float64(t.calls) >= c.SlowCallRate
 }
 
 // refreshLocked applies the transitions that time alone causes: open to
