@@ -132,11 +132,20 @@ type breakerTrial struct {
 type breakerCall struct {
 	b     *Breaker
 	gen   uint64
-	start time.Time // zero unless the call is timed
-	trial int       // index in Breaker.trials, or -1 for a closed-state call
-	live  atomic.Bool
-	done  func(success bool)
+	start time.Time // zero unless the call is timed (and trial is not callTimedClosed)
+	// startNs is the clock's nanosecond reading at Allow when trial is
+	// callTimedClosed.
+	startNs int64
+	trial   int // index in Breaker.trials, callClosed or callTimedClosed
+	live    atomic.Bool
+	done    func(success bool)
 }
+
+// Kinds of closed-state calls in breakerCall.trial.
+const (
+	callClosed      = -1 // timed by start when it is not zero
+	callTimedClosed = -2 // timed by startNs, from the fast path of Allow
+)
 
 // NewBreaker returns a closed breaker shaped by c. It returns an error
 // wrapping bulwark.ErrInvalidConfig when c is invalid (see
@@ -186,11 +195,13 @@ func (b *Breaker) Allow(ctx context.Context) (done func(success bool), err error
 		return nil, err
 	}
 	if p := b.packed.Load(); bulwark.State(p&3) == bulwark.Closed {
-		var start time.Time
 		if b.timeCalls {
-			start = b.clock.Now()
+			c := b.calls.Get().(*breakerCall)
+			c.gen, c.startNs, c.trial = p>>2, b.clock.Nanos(), callTimedClosed
+			c.live.Store(true)
+			return c.done, nil
 		}
-		return b.admit(p>>2, start, -1), nil
+		return b.admit(p>>2, time.Time{}, callClosed), nil
 	}
 	return b.allowSlow()
 }
@@ -205,7 +216,7 @@ func (b *Breaker) allowSlow() (func(bool), error) {
 	case bulwark.Closed:
 		gen := b.gen
 		b.unlockAndFlush()
-		return b.admit(gen, now, -1), nil
+		return b.admit(gen, now, callClosed), nil
 	case bulwark.HalfOpen:
 		if b.trialsStarted < len(b.trials) {
 			i := b.trialsStarted
@@ -240,13 +251,64 @@ func (c *breakerCall) report(success bool) {
 	if !c.live.CompareAndSwap(true, false) {
 		return
 	}
-	b, gen, start, trial := c.b, c.gen, c.start, c.trial
+	b, gen, start, startNs, trial := c.b, c.gen, c.start, c.startNs, c.trial
 	b.calls.Put(c)
-	if trial < 0 && !b.timeCalls {
+	switch {
+	case trial == callTimedClosed:
+		b.recordTimedClosed(gen, startNs, success)
+	case trial == callClosed && !b.timeCalls:
 		b.recordClosed(gen, success)
+	default:
+		b.record(gen, start, trial, success)
+	}
+}
+
+// recordTimedClosed is record for a call timed by the fast path of Allow
+// (SlowCall set or an observer listening), admitted while closed. On the
+// system clock it reads the monotonic nanoseconds once and builds a
+// time.Time only for an event, a trip or a refresh.
+func (b *Breaker) recordTimedClosed(gen uint64, startNs int64, success bool) {
+	var (
+		now time.Time
+		m   int64
+		d   time.Duration
+	)
+	if b.clock.sys {
+		ns := b.clock.Nanos()
+		m, d = b.clock.microAt(ns), time.Duration(ns-startNs)
+		if b.obs != nil {
+			now = b.clock.timeAt(ns)
+		}
+	} else {
+		now = b.clock.Now()
+		m, d = now.UnixMicro(), time.Duration(now.UnixNano()-startNs)
+	}
+	slow := b.cfg.SlowCall > 0 && d > b.cfg.SlowCall
+
+	b.mu.Lock()
+	if b.state != bulwark.Closed {
+		if now.IsZero() {
+			now = b.clock.Now()
+		}
+		b.refreshLocked(now)
+	}
+	if gen != b.gen {
+		b.unlockAndFlush() // a call from before a transition
 		return
 	}
-	b.record(gen, start, trial, success)
+	// gen is current and was a closed generation: the breaker is closed.
+	b.countLocked(m, success, slow)
+	if b.shouldTripLocked() {
+		if now.IsZero() {
+			now = b.clock.Now()
+		}
+		b.openLocked(now, false)
+	}
+	state := b.state
+	b.unlockAndFlush()
+	if b.obs != nil {
+		b.events.Emit(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: b.name, Time: now, Allowed: success, Duration: d, To: state})
+	}
 }
 
 // recordClosed is record for an untimed call admitted while closed (no

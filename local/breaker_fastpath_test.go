@@ -14,7 +14,7 @@ import (
 // random script of outcomes, clock steps, late reports and resets: one
 // without an observer or slow-call limit (its closed-state outcomes take the
 // untimed path, counted from the clock's microseconds), one with an
-// observer (every outcome timed and counted through the general path). They
+// observer (every outcome timed from Allow, through the timed path). They
 // must agree on every snapshot.
 func TestBreakerUntimedPathMatchesObserved(t *testing.T) {
 	c := testBreakerConfig()
@@ -85,6 +85,62 @@ func TestBreakerUntimedPathMatchesObserved(t *testing.T) {
 	}
 	if trips == 0 {
 		t.Fatal("the script never opened the breakers: it tests nothing of the trip rules")
+	}
+}
+
+// TestBreakerTimedPathOnSystemClock trips breakers on the system clock
+// through the timed closed-state path, with and without an observer, and
+// checks the open period and the outcome events' times and durations.
+func TestBreakerTimedPathOnSystemClock(t *testing.T) {
+	c := testBreakerConfig()
+	c.ConsecutiveFailures = 3
+	c.SlowCall = time.Hour
+	c.SlowCallRate = 1
+	ctx := context.Background()
+	for _, observed := range []bool{false, true} {
+		tape := &eventTape{}
+		var opts []Option
+		if observed {
+			opts = append(opts, WithObserver(tape))
+		}
+		b, err := NewBreaker(c, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now()
+		for range 3 {
+			done, err := b.Allow(ctx)
+			if err != nil {
+				t.Fatalf("observed %v: Allow: %v", observed, err)
+			}
+			done(false)
+		}
+		after := time.Now()
+		m := b.Metrics()
+		if m.State != bulwark.Open {
+			t.Fatalf("observed %v: metrics %+v, want open after 3 failures in a row", observed, m)
+		}
+		// Generous: the breaker's clock is anchored to the wall clock once.
+		if lo, hi := before.Add(c.OpenFor-time.Second), after.Add(c.OpenFor+time.Second); m.OpenUntil.Before(lo) || m.OpenUntil.After(hi) {
+			t.Fatalf("observed %v: OpenUntil %v, want within [%v, %v]", observed, m.OpenUntil, lo, hi)
+		}
+		if !observed {
+			continue
+		}
+		var last time.Time
+		outcomes := tape.of(bulwark.EventBreakerOutcome)
+		for _, e := range outcomes {
+			if e.Allowed || e.Duration < 0 || e.Duration > time.Minute || e.Time.Before(last) {
+				t.Fatalf("outcome event %+v: want a failure with a sane duration, in time order", e)
+			}
+			last = e.Time
+		}
+		if len(outcomes) != 3 || outcomes[2].To != bulwark.Open {
+			t.Fatalf("outcome events %+v, want 3, the last one seeing the breaker open", outcomes)
+		}
+		if tr := tape.transitions(); len(tr) != 1 || tr[0] != "closed>open" {
+			t.Fatalf("transitions %v, want closed>open", tr)
+		}
 	}
 }
 

@@ -46,7 +46,26 @@ func (f *fastClock) Now() time.Time {
 // nanoseconds are added to the anchor's, which never go backwards.
 func (f *fastClock) UnixMicro() int64 {
 	if f.sys {
-		return f.baseMicro + (f.baseRem+int64(time.Since(f.base)))/1000
+		return f.microAt(int64(time.Since(f.base)))
 	}
 	return f.clock.Now().UnixMicro()
 }
+
+// Nanos returns a reading in nanoseconds for measuring durations (the
+// difference of two readings): on the system clock the monotonic time since
+// the anchor, otherwise the clock's Unix nanoseconds (a difference of those
+// stays right even where UnixNano itself wraps).
+func (f *fastClock) Nanos() int64 {
+	if f.sys {
+		return int64(time.Since(f.base))
+	}
+	return f.clock.Now().UnixNano()
+}
+
+// microAt returns the Unix microseconds of a system-clock reading n of
+// Nanos. Only when sys.
+func (f *fastClock) microAt(n int64) int64 { return f.baseMicro + (f.baseRem+n)/1000 }
+
+// timeAt returns the time of a system-clock reading n of Nanos. Only when
+// sys.
+func (f *fastClock) timeAt(n int64) time.Time { return f.base.Add(time.Duration(n)) }
