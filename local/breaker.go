@@ -76,7 +76,8 @@ var (
 //
 // Cost: Allow followed by done allocates nothing. The clock is read once per
 // done, and also in Allow when SlowCall is set or an observer listens (to
-// time the call), and when the breaker is not closed.
+// time the call), and when the breaker is not closed. That one read per
+// outcome is most of the cost of an untimed call: the time window needs it.
 //
 // Create one with [NewBreaker]; the zero value is not usable.
 type Breaker struct {
@@ -131,11 +132,20 @@ type breakerTrial struct {
 type breakerCall struct {
 	b     *Breaker
 	gen   uint64
-	start time.Time // zero unless the call is timed
-	trial int       // index in Breaker.trials, or -1 for a closed-state call
-	live  atomic.Bool
-	done  func(success bool)
+	start time.Time // zero unless the call is timed (and trial is not callTimedClosed)
+	// startNs is the clock's nanosecond reading at Allow when trial is
+	// callTimedClosed.
+	startNs int64
+	trial   int // index in Breaker.trials, callClosed or callTimedClosed
+	live    atomic.Bool
+	done    func(success bool)
 }
+
+// Kinds of closed-state calls in breakerCall.trial.
+const (
+	callClosed      = -1 // timed by start when it is not zero
+	callTimedClosed = -2 // timed by startNs, from the fast path of Allow
+)
 
 // NewBreaker returns a closed breaker shaped by c. It returns an error
 // wrapping bulwark.ErrInvalidConfig when c is invalid (see
@@ -185,11 +195,13 @@ func (b *Breaker) Allow(ctx context.Context) (done func(success bool), err error
 		return nil, err
 	}
 	if p := b.packed.Load(); bulwark.State(p&3) == bulwark.Closed {
-		var start time.Time
 		if b.timeCalls {
-			start = b.clock.Now()
+			c := b.calls.Get().(*breakerCall)
+			c.gen, c.startNs, c.trial = p>>2, b.clock.Nanos(), callTimedClosed
+			c.live.Store(true)
+			return c.done, nil
 		}
-		return b.admit(p>>2, start, -1), nil
+		return b.admit(p>>2, time.Time{}, callClosed), nil
 	}
 	return b.allowSlow()
 }
@@ -204,7 +216,7 @@ func (b *Breaker) allowSlow() (func(bool), error) {
 	case bulwark.Closed:
 		gen := b.gen
 		b.unlockAndFlush()
-		return b.admit(gen, now, -1), nil
+		return b.admit(gen, now, callClosed), nil
 	case bulwark.HalfOpen:
 		if b.trialsStarted < len(b.trials) {
 			i := b.trialsStarted
@@ -239,9 +251,103 @@ func (c *breakerCall) report(success bool) {
 	if !c.live.CompareAndSwap(true, false) {
 		return
 	}
-	b, gen, start, trial := c.b, c.gen, c.start, c.trial
+	b, gen, start, startNs, trial := c.b, c.gen, c.start, c.startNs, c.trial
 	b.calls.Put(c)
-	b.record(gen, start, trial, success)
+	switch {
+	case trial == callTimedClosed:
+		b.recordTimedClosed(gen, startNs, success)
+	case trial == callClosed && !b.timeCalls:
+		b.recordClosed(gen, success)
+	default:
+		b.record(gen, start, trial, success)
+	}
+}
+
+// recordTimedClosed is record for a call timed by the fast path of Allow
+// (SlowCall set or an observer listening), admitted while closed. On the
+// system clock it reads the monotonic nanoseconds once and builds a
+// time.Time only for an event, a trip or a refresh.
+func (b *Breaker) recordTimedClosed(gen uint64, startNs int64, success bool) {
+	var (
+		now time.Time
+		m   int64
+		d   time.Duration
+	)
+	if b.clock.sys {
+		ns := b.clock.Nanos()
+		m, d = b.clock.microAt(ns), time.Duration(ns-startNs)
+		if b.obs != nil {
+			now = b.clock.timeAt(ns)
+		}
+	} else {
+		now = b.clock.Now()
+		m, d = now.UnixMicro(), time.Duration(now.UnixNano()-startNs)
+	}
+	slow := b.cfg.SlowCall > 0 && d > b.cfg.SlowCall
+
+	b.mu.Lock()
+	if b.state != bulwark.Closed {
+		if now.IsZero() {
+			now = b.clock.Now()
+		}
+		b.refreshLocked(now)
+	}
+	if gen != b.gen {
+		b.unlockAndFlush() // a call from before a transition
+		return
+	}
+	// gen is current and was a closed generation: the breaker is closed.
+	b.countLocked(m, success, slow)
+	if b.shouldTripLocked() {
+		if now.IsZero() {
+			now = b.clock.Now()
+		}
+		b.openLocked(now, false)
+	}
+	state := b.state
+	b.unlockAndFlush()
+	if b.obs != nil {
+		b.events.Emit(bulwark.Event{Kind: bulwark.EventBreakerOutcome, Pattern: "breaker", Name: b.name, Time: now, Allowed: success, Duration: d, To: state})
+	}
+}
+
+// recordClosed is record for an untimed call admitted while closed (no
+// slow-call limit, no observer): the window needs the time in whole
+// microseconds only, and no event is emitted. A call of generation gen was
+// admitted closed, and every transition starts a new generation, so the
+// breaker is still closed when gen is current.
+func (b *Breaker) recordClosed(gen uint64, success bool) {
+	m := b.clock.UnixMicro()
+	b.mu.Lock()
+	if gen != b.gen {
+		b.mu.Unlock() // a call from before a transition; nothing queued
+		return
+	}
+	b.countLocked(m, success, false)
+	if b.shouldTripLocked() {
+		b.openLocked(b.clock.Now(), false)
+	}
+	b.mu.Unlock() // no observer: no event was queued
+}
+
+// countLocked counts one closed-state outcome at m (Unix microseconds).
+// Requires b.mu held.
+func (b *Breaker) countLocked(m int64, success, slow bool) {
+	b.advanceLocked(m)
+	bk := &b.buckets[b.slot(b.head)]
+	bk.calls++
+	b.total.calls++
+	if !success {
+		bk.failures++
+		b.total.failures++
+		b.consecutiveFailures++
+	} else {
+		b.consecutiveFailures = 0
+	}
+	if slow {
+		bk.slow++
+		b.total.slow++
+	}
 }
 
 // record counts one outcome of generation gen.
@@ -261,21 +367,7 @@ func (b *Breaker) record(gen uint64, start time.Time, trial int, success bool) {
 	}
 	switch b.state {
 	case bulwark.Closed:
-		b.advanceLocked(now)
-		bk := &b.buckets[b.slot(b.head)]
-		bk.calls++
-		b.total.calls++
-		if !success {
-			bk.failures++
-			b.total.failures++
-			b.consecutiveFailures++
-		} else {
-			b.consecutiveFailures = 0
-		}
-		if slow {
-			bk.slow++
-			b.total.slow++
-		}
+		b.countLocked(core.Micros(now), success, slow)
 		if b.shouldTripLocked() {
 			b.openLocked(now, false)
 		}
@@ -309,10 +401,12 @@ func (b *Breaker) shouldTripLocked() bool {
 	}
 	// Divide rather than multiply: failures/calls is the correctly rounded
 	// ratio, so 3/30 >= 0.1 holds as it should.
-	if float64(t.failures)/float64(t.calls) >= c.FailureRate {
+	// FailureRate and SlowCallRate are above 0 (Validate): a count of 0
+	// never reaches them, and most outcomes skip the division.
+	if t.failures > 0 && float64(t.failures)/float64(t.calls) >= c.FailureRate {
 		return true
 	}
-	return c.SlowCall > 0 && float64(t.slow)/float64(t.calls) >= c.SlowCallRate
+	return c.SlowCall > 0 && t.slow > 0 && float64(t.slow)/float64(t.calls) >= c.SlowCallRate
 }
 
 // refreshLocked applies the transitions that time alone causes: open to
@@ -378,11 +472,10 @@ func (b *Breaker) unlockAndFlush() { b.events.UnlockAndEmit(&b.mu) }
 // delivered.
 func (b *Breaker) ObserverPanics() uint64 { return b.events.Guard().Panics() }
 
-// advanceLocked slides the window so that its newest bucket holds now,
-// dropping the buckets that left it. A clock that went backwards keeps
-// counting in the newest bucket. Requires b.mu held.
-func (b *Breaker) advanceLocked(now time.Time) {
-	m := core.Micros(now)
+// advanceLocked slides the window so that its newest bucket holds m (Unix
+// microseconds), dropping the buckets that left it. A clock that went
+// backwards keeps counting in the newest bucket. Requires b.mu held.
+func (b *Breaker) advanceLocked(m int64) {
 	if m >= b.headStart && m-b.headStart < b.bucketSize {
 		return // still in the newest bucket: no division
 	}
@@ -492,7 +585,7 @@ func (b *Breaker) Metrics() BreakerMetrics {
 	b.mu.Lock()
 	b.refreshLocked(now)
 	if b.state == bulwark.Closed {
-		b.advanceLocked(now)
+		b.advanceLocked(core.Micros(now))
 	}
 	m := BreakerMetrics{
 		State:               b.state,
