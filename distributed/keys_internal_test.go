@@ -1,9 +1,12 @@
 package distributed
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/bulwark-go/bulwark/lua"
 )
 
 // hashTag returns the part of key Redis Cluster hashes: the text between
@@ -108,6 +111,31 @@ func TestAppendPartNameHasNoColon(t *testing.T) {
 		enc := string(appendPart(nil, s, false))
 		if enc == "" || strings.ContainsAny(enc, "{}: \n\x00") {
 			t.Errorf("appendPart(%q) = %q", s, enc)
+		}
+	}
+}
+
+// TestCallLimiterKey: a call's key built in place is limiterKey's, as
+// go-redis writes it (MarshalBinary) and as a cluster client formats it to
+// find the key's slot (fmt.Sprint, through String), and a pooled call
+// reused for another key holds only the new one.
+func TestCallLimiterKey(t *testing.T) {
+	head := keyHead("p", algTokenBucket, "name")
+	c := newCall(lua.TokenBucket)
+	defer c.release()
+	for _, key := range []string{"user-1", "a}b{c", ""} {
+		c.argv = c.argv[:3]
+		c.limiterKey(head, key)
+		want := limiterKey(head, key)
+		arg, ok := c.argv[3].(*keyArg)
+		if !ok || c.argv[2] != 1 {
+			t.Fatalf("argv %v: want numkeys 1 and a *keyArg", c.argv)
+		}
+		if b, err := arg.MarshalBinary(); err != nil || string(b) != want {
+			t.Errorf("MarshalBinary = %q, %v; want %q", b, err, want)
+		}
+		if got := fmt.Sprint(arg); got != want {
+			t.Errorf("fmt.Sprint = %q, want %q", got, want)
 		}
 	}
 }
