@@ -20,7 +20,7 @@
 // and, for the same sequence of (time, key, n), return the same Decisions:
 // both implement docs/algorithms.md in whole microseconds. Each decision
 // runs one Lua script (package lua), atomic in Redis, in one round trip;
-// concurrent decisions may share a pipeline ([WithBatching]). A denied
+// concurrent decisions may share a pipeline ([WithBatching], [WithDispatcher]). A denied
 // request writes nothing.
 //
 // Configuration travels with every call: the script receives the caller's

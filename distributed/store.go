@@ -35,7 +35,7 @@ import (
 //     a token-taking script twice after a timeout (see [Store]), and the
 //     SCAN of [Store.Breakers].
 //   - Pipeline batches the calls that find every round trip of the store
-//     busy ([WithBatching]).
+//     busy ([WithBatching]), or every call ([WithDispatcher]).
 //   - Subscribe carries the breakers' transitions ([Store.Breaker]) and the
 //     bulkheads' wake-ups ([Store.Bulkhead]).
 //
