@@ -2,11 +2,10 @@ package semaphore
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/eventrec"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -88,37 +87,5 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// recorder is an Observer keeping every event.
-type recorder struct {
-	mu     sync.Mutex
-	events []bulwark.Event
-}
-
-func (r *recorder) Observe(e bulwark.Event) {
-	r.mu.Lock()
-	r.events = append(r.events, e)
-	r.mu.Unlock()
-}
-
-func (r *recorder) count(k bulwark.EventKind) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, e := range r.events {
-		if e.Kind == k {
-			n++
-		}
-	}
-	return n
-}
-
-func (r *recorder) last(k bulwark.EventKind) (bulwark.Event, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := len(r.events) - 1; i >= 0; i-- {
-		if r.events[i].Kind == k {
-			return r.events[i], true
-		}
-	}
-	return bulwark.Event{}, false
-}
+// recorder keeps every event a test's pattern reported.
+type recorder = eventrec.Recorder

@@ -160,13 +160,13 @@ func TestAcquireReleaseWeights(t *testing.T) {
 		t.Errorf("keys left when idle: got %v, want only the fence key", keys)
 	}
 
-	if got := rec.count(bulwark.EventBulkheadAcquired); got != 3 {
+	if got := rec.Count(bulwark.EventBulkheadAcquired); got != 3 {
 		t.Errorf("acquired events: got %d, want 3", got)
 	}
-	if got := rec.count(bulwark.EventBulkheadReleased); got != 3 {
+	if got := rec.Count(bulwark.EventBulkheadReleased); got != 3 {
 		t.Errorf("released events: got %d, want 3", got)
 	}
-	ev, ok := rec.last(bulwark.EventBulkheadRejected)
+	ev, ok := rec.Last(bulwark.EventBulkheadRejected)
 	if !ok || !errors.Is(ev.Err, bulwark.ErrBulkheadFull) || ev.Pattern != "semaphore" || ev.Name != "db" || ev.Limit != 5 {
 		t.Errorf("rejected event: got %+v (found %v), want semaphore/db, limit 5, ErrBulkheadFull", ev, ok)
 	}
@@ -339,7 +339,7 @@ func TestCancelledWaiterLeavesTheQueue(t *testing.T) {
 		t.Fatalf("cancelled Acquire: got %v, want context.Canceled", err)
 	}
 	eventually(t, 5*time.Second, "the queue entry to be withdrawn", func() bool { return waiting(t, w) == 0 })
-	if ev, ok := rec.last(bulwark.EventBulkheadRejected); !ok || !errors.Is(ev.Err, context.Canceled) {
+	if ev, ok := rec.Last(bulwark.EventBulkheadRejected); !ok || !errors.Is(ev.Err, context.Canceled) {
 		t.Errorf("rejected event: got %+v (found %v), want Err context.Canceled", ev, ok)
 	}
 	mustRelease(t, holder)
@@ -436,7 +436,7 @@ func TestLeaseLostWhenKeysVanish(t *testing.T) {
 	if c.l != l || !errors.Is(c.err, ErrLeaseLost) || !errors.Is(l.Err(), ErrLeaseLost) {
 		t.Fatalf("callback: got (%p, %v), Err %v; want (%p, ErrLeaseLost)", c.l, c.err, l.Err(), l)
 	}
-	if ev, ok := rec.last(bulwark.EventLeaseLost); !ok || !errors.Is(ev.Err, ErrLeaseLost) {
+	if ev, ok := rec.Last(bulwark.EventLeaseLost); !ok || !errors.Is(ev.Err, ErrLeaseLost) {
 		t.Errorf("lease lost event: got %+v (found %v)", ev, ok)
 	}
 	if err := l.Release(ctxT(t, 5*time.Second)); !errors.Is(err, ErrLeaseLost) {

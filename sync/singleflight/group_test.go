@@ -380,8 +380,8 @@ func TestRedisAwayCollapsesPerReplica(t *testing.T) {
 	if n := runs.Load(); n != 2 {
 		t.Fatalf("function ran %d times, want once per replica (2)", n)
 	}
-	if rec.count(bulwark.EventFallback) != 2 {
-		t.Fatalf("fallback events: %d, want 2", rec.count(bulwark.EventFallback))
+	if rec.Count(bulwark.EventFallback) != 2 {
+		t.Fatalf("fallback events: %d, want 2", rec.Count(bulwark.EventFallback))
 	}
 	if p := groups[0].ObserverPanics() + groups[1].ObserverPanics(); p != 2 {
 		t.Fatalf("observer panics counted: %d, want 2", p)
@@ -556,7 +556,7 @@ func TestLeaseLostCancelsTheRun(t *testing.T) {
 	if err != nil || r.Value != "late" || !r.Leader {
 		t.Fatalf("the leader's own caller: %+v, %v", r, err)
 	}
-	if n := rec.count(bulwark.EventLeaseLost); n != 1 {
+	if n := rec.Count(bulwark.EventLeaseLost); n != 1 {
 		t.Fatalf("lease-lost events: %d, want 1", n)
 	}
 	if n, err := clients[0].Exists(ctx, keys.claim[1]).Result(); err != nil || n != 0 {

@@ -2,11 +2,10 @@ package singleflight
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/eventrec"
 	"github.com/bulwark-go/bulwark/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -86,26 +85,5 @@ func waitersOf[T any](g *Group[T], key string) int {
 	return 0
 }
 
-// recorder is an Observer keeping every event.
-type recorder struct {
-	mu     sync.Mutex
-	events []bulwark.Event
-}
-
-func (r *recorder) Observe(e bulwark.Event) {
-	r.mu.Lock()
-	r.events = append(r.events, e)
-	r.mu.Unlock()
-}
-
-func (r *recorder) count(k bulwark.EventKind) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, e := range r.events {
-		if e.Kind == k {
-			n++
-		}
-	}
-	return n
-}
+// recorder keeps every event a test's pattern reported.
+type recorder = eventrec.Recorder
