@@ -1,6 +1,7 @@
 package distributed
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -94,13 +95,21 @@ type call struct {
 	kb   keyArg      // a single key built in place, boxed as &kb
 	dctx deadlineCtx // the call's time budget (see Store.runCall), boxed as &dctx
 
+	// A decision of n tokens of a token bucket or fixed window (see
+	// [Store.mergeCalls]): calls of one limiter for one key and n, queued
+	// together, share one script call.
+	merge *limiter // nil: the call is sent as it is
+	n     int64
+
 	// Batched calls only.
-	ctx      context.Context // the caller's
-	deadline time.Time       // end of the store's time budget; zero: none
-	cmd      noRetryCmd
-	v        any
-	err      error
-	done     chan struct{} // one value once v and err are set
+	lead      bool            // sent with ARGV k = 1 + len(followers)
+	followers []*call         // while a batch is sent: the calls merged into this one
+	ctx       context.Context // the caller's
+	deadline  time.Time       // end of the store's time budget; zero: none
+	cmd       noRetryCmd
+	v         any
+	err       error
+	done      chan struct{} // one value once v and err are set
 }
 
 var callPool = sync.Pool{New: func() any {
@@ -184,6 +193,9 @@ func (c *call) release() {
 	c.key = ""
 	c.kb.b = c.kb.b[:0]
 	c.dctx = deadlineCtx{}
+	c.merge, c.n, c.lead = nil, 0, false
+	clear(c.followers)
+	c.followers = c.followers[:0]
 	c.ctx = nil
 	c.cmd = noRetryCmd{}
 	c.v, c.err = nil, nil
@@ -392,12 +404,19 @@ func (s *Store) sendBatch(pipe redis.Pipeliner, batch, sent []*call) []*call {
 		} else if dl.After(deadline) {
 			deadline = dl // no budget: wait as long as the most patient caller
 		}
-		c.cmd = c.command(c.ctx, false)
-		_ = pipe.Process(c.ctx, c.cmd)
 		sent = append(sent, c)
 	}
 	if len(sent) == 0 {
 		return sent
+	}
+	sent = s.mergeCalls(sent)
+	for _, c := range sent {
+		if len(c.followers) > 0 {
+			c.argv = append(c.argv, 1+len(c.followers)) // ≤ maxBatch: boxes without allocating
+			c.lead = true
+		}
+		c.cmd = c.command(c.ctx, false)
+		_ = pipe.Process(c.ctx, c.cmd)
 	}
 	ctx, cancel := context.Background(), context.CancelFunc(func() {})
 	if !open && !deadline.IsZero() {
@@ -447,9 +466,106 @@ func (s *Store) sendBatch(pipe redis.Pipeliner, batch, sent []*call) []*call {
 		if err != nil {
 			err = classify(err)
 		}
+		if c.lead {
+			v, err = c.shareReply(v, err)
+		}
 		c.finish(v, err)
 	}
 	return sent
+}
+
+// mergeCalls merges the calls of sent that decide the same key and n for
+// the same token bucket or fixed window into the first of them, which then
+// decides them all in one script call (the scripts' ARGV k): Redis runs
+// the script once for the lot, and each caller gets the decision a call of
+// its own would have had, as if the calls had run one after the other at
+// the instant the merged call runs. That is what concurrent calls on a hot
+// key get from Redis anyway, in some order, for a fraction of its CPU.
+// It returns the calls to send; the others are their leaders' followers.
+func (s *Store) mergeCalls(sent []*call) []*call {
+	if len(sent) < 2 {
+		return sent
+	}
+	out := sent[:0]
+	for _, c := range sent {
+		if c.merge != nil {
+			if lead := findLeader(out, c); lead != nil {
+				lead.followers = append(lead.followers, c)
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	clear(sent[len(out):])
+	return out
+}
+
+// findLeader returns the call of out that c can merge into, or nil. The
+// scan is linear: batches are at most maxBatch calls, and it compares a
+// pointer and a length before any byte of a key.
+func findLeader(out []*call, c *call) *call {
+	for _, o := range out {
+		if o.merge == c.merge && o.n == c.n && bytes.Equal(o.kb.b, c.kb.b) {
+			return o
+		}
+	}
+	return nil
+}
+
+// shareReply hands each follower of a leader its share of the leader's
+// reply, whose first element m says that the first m of the 1 +
+// len(followers) requests (the leader first) were admitted: each admitted
+// one gets what it would have left on its own, and the others the denial
+// that follows the m. It returns the leader's own share; on an error, or
+// a reply it cannot read, every follower gets what the leader gets. The
+// followers are finished here, and the leader's followers cleared, before
+// the caller finishes the leader.
+func (c *call) shareReply(v any, err error) (any, error) {
+	fs, l := c.followers, c.merge
+	var r [4]int64
+	size := 2
+	if !l.tb {
+		size = 4
+	}
+	if err == nil {
+		arr, ok := v.([]any)
+		ok = ok && len(arr) == size
+		for i := 0; ok && i < size; i++ {
+			r[i], ok = arr[i].(int64)
+			ok = ok && r[i] >= 0
+		}
+		if !ok || r[0] > int64(1+len(fs)) {
+			v, err = nil, &errReply{"merged " + l.pattern, v}
+		}
+	}
+	share := func(i int64) any {
+		if err != nil {
+			return v
+		}
+		m := r[0]
+		if l.tb {
+			// {m, need}: request i leaves the debt of i+1 requests.
+			if i < m {
+				return []any{int64(1), r[1] - (m-1-i)*c.n*l.gcra.p}
+			}
+			return []any{int64(0), r[1]}
+		}
+		// {m, remaining, 0, left}: request i leaves what i+1 requests do;
+		// the others are denied until the window ends.
+		if m == 0 {
+			return v
+		}
+		if i < m {
+			return []any{int64(1), r[1] + (m-1-i)*c.n, int64(0), r[3]}
+		}
+		return []any{int64(0), r[1], r[3], r[3]}
+	}
+	for i, f := range fs {
+		f.finish(share(int64(i+1)), err)
+	}
+	clear(c.followers)
+	c.followers = c.followers[:0]
+	return share(0), err
 }
 
 // queued waits for the reply of a queued call, or for ctx to end. On a

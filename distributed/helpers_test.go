@@ -34,11 +34,20 @@ type algorithm struct {
 	redis  func(s *distributed.Store, name string, l bulwark.Limit) (bulwark.Limiter, error)
 	local  func(l bulwark.Limit, c bulwark.Clock) (bulwark.Limiter, error)
 	bursty bool // uses Limit.Burst
+	merges bool // queued calls for one key and n share one script call
+}
+
+// sent is how many commands n queued calls of a for one key and n become.
+func (a algorithm) sent(n int) int {
+	if a.merges && n > 0 {
+		return 1
+	}
+	return n
 }
 
 var algorithms = []algorithm{
 	{
-		name: "token_bucket", bursty: true,
+		name: "token_bucket", bursty: true, merges: true,
 		redis: func(s *distributed.Store, name string, l bulwark.Limit) (bulwark.Limiter, error) {
 			return s.TokenBucket(name, l)
 		},
@@ -66,6 +75,7 @@ var algorithms = []algorithm{
 	},
 	{
 		name: "fixed_window",
+		merges: true,
 		redis: func(s *distributed.Store, name string, l bulwark.Limit) (bulwark.Limiter, error) {
 			return s.FixedWindow(name, l)
 		},

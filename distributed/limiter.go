@@ -34,6 +34,7 @@ type limiter struct {
 	capacity int    // Decision.Limit
 	largs    []any  // the limit's script arguments, boxed once
 	tb       bool   // reply of lua.TokenBucket rather than of a window script
+	merges   bool   // concurrent calls for one key and n may share a script call (see Store.mergeCalls)
 	gcra     gcraUnits
 
 	// policy says how to decide when Redis cannot; twin decides for
@@ -64,7 +65,7 @@ func (s *Store) newLimiter(pattern, alg, name string, l bulwark.Limit, opts []Li
 	p := strconv.FormatInt(l.PeriodMicros(), 10)
 	switch alg {
 	case algTokenBucket:
-		lim.script, lim.tb = lua.TokenBucket, true
+		lim.script, lim.tb, lim.merges = lua.TokenBucket, true, true
 		lim.max, lim.capacity = l.Capacity(), l.Capacity()
 		lim.gcra = newGCRAUnits(l)
 		g := lim.gcra
@@ -77,6 +78,7 @@ func (s *Store) newLimiter(pattern, alg, name string, l bulwark.Limit, opts []Li
 		}[alg]
 		lim.max, lim.capacity = l.Events, l.Events
 		lim.largs = []any{e, p}
+		lim.merges = alg == algFixedWindow
 	}
 	return lim, nil
 }
@@ -106,6 +108,9 @@ func (l *limiter) allow(ctx context.Context, key string, n int) (bulwark.Decisio
 	c.limiterKey(l.head, key)
 	c.argv = append(c.argv, s.nowArg(), s.minTTLms, n)
 	c.argv = append(c.argv, l.largs...)
+	if l.merges {
+		c.merge, c.n = l, int64(n)
+	}
 	reply, err := s.runCall(ctx, c)
 	var d bulwark.Decision
 	if err == nil {

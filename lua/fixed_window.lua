@@ -7,8 +7,12 @@
 -- ARGV[3]   n, tokens asked for
 -- ARGV[4]   E, events per window
 -- ARGV[5]   P, window length in µs
+-- ARGV[6]   k (optional, default 1): k requests of n tokens each, decided
+--           one after the other at the same instant, as k calls would be
 --
--- Reply: {allowed 0|1, remaining, retry_after, reset_after}, durations in µs.
+-- Reply: {m, remaining, retry_after, reset_after}, durations in µs: m ≥ 1
+-- when the first m of the k requests are admitted (remaining is what the
+-- m leave), 0 when the first is denied.
 --
 -- Like token_bucket.lua, a bare script with no function (none would be
 -- built on every call): arithmetic on numbers coerced from the argument
@@ -41,7 +45,18 @@ end
 
 local left = P - e
 if cur + n <= E then
-  cur = cur + n
+  local m = 1
+  local k = ARGV[6]
+  if k then
+    -- the first m requests fit: m = min(k, floor((E - cur) / n)) ≥ 1
+    local x = E - cur
+    local r = x % n
+    if r < 0 then r = r + n end
+    m = (x - r) / n
+    k = k + 0
+    if m > k then m = k end
+  end
+  cur = cur + m * n
   -- PEXPIRE max(ceil(left/1000), 1, min TTL) ms (left >= 1).
   local x = left + 999
   local r = x % 1000
@@ -50,7 +65,7 @@ if cur + n <= E then
   local minttl = ARGV[2] + 0
   if ms < minttl then ms = minttl end
   redis.call('SET', KEYS[1], string.format('%d:%d', wn, cur), 'PX', ms)
-  return {1, E - cur, 0, left}
+  return {m, E - cur, 0, left}
 end
 -- cur > E when a replica with a larger E counted into this window (a limit
 -- lowered mid rolling deploy): nothing remains, and the next window decides.

@@ -31,9 +31,13 @@ var (
 //	KEYS[1]     state: the theoretical arrival time, "T" (a whole number of
 //	            µs, stored by Redis as an integer) or "T:r" (T µs and r/E µs)
 //	ARGV[1..3]  now, min TTL, n (see the package doc)
-//	ARGV[4..6]  E (events), P (period µs), C (capacity)
+//	ARGV[4..6]  E, P (events and period µs over their greatest common
+//	            divisor), tau (capacity × P)
+//	ARGV[7]     k, optional: k requests of n tokens each, decided in turn
 //
-// Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
+// Reply: {m, need} when the first m ≥ 1 requests are admitted, need being
+// the debt after the call (tat − now, in units of 1/E µs), or {0, debt}
+// when denied, the debt before the call.
 // Unlike the other scripts its text is its file alone, without the prelude:
 // the prelude's functions would be built again on every call.
 var TokenBucket = newBareScript(tokenBucketSrc)
@@ -71,8 +75,10 @@ var MultiTokenBucket = newScript(multiTokenBucketSrc)
 //	KEYS[1]     state: "w:cur" (window index, tokens counted in it)
 //	ARGV[1..3]  now, min TTL, n
 //	ARGV[4..5]  E (events per window), P (window µs)
+//	ARGV[6]     k, optional: k requests of n tokens each, decided in turn
 //
-// Reply: {allowed, remaining, retry_after, reset_after}, durations in µs.
+// Reply: {m, remaining, retry_after, reset_after}, durations in µs, m
+// being how many of the k requests were admitted (the first m).
 var FixedWindow = newBareScript(fixedWindowSrc)
 
 // SlidingWindow is the sliding-window counter (the previous window's count,

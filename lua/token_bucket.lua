@@ -16,10 +16,14 @@
 -- ARGV[5]   common divisor (the same arithmetic, in coarser units: E is 1
 --           whenever P/E is a whole number of µs); one token costs P units
 -- ARGV[6]   tau, the tolerance: capacity × P units
+-- ARGV[7]   k (optional, default 1): k requests of n tokens each, decided
+--           one after the other at the same instant, as k calls would be
+--           (the calls of several callers on one key, sent as one)
 --
--- Reply: {1, need} when admitted, need being the debt after the call (tat −
--- now, in units), or {0, debt} when denied, the debt before it; both
--- integers below 2^53. A denial writes nothing.
+-- Reply: {m, need} when m ≥ 1 of the k requests are admitted (the first m),
+-- need being the debt after the call (tat − now, in units), or {0, debt}
+-- when the first is denied, the debt before it; both integers below 2^53.
+-- A denial writes nothing.
 --
 -- Arithmetic is on numbers coerced from the argument strings, and integer
 -- division uses a % b, corrected when negative (for 0 <= a < 2^53 Lua's
@@ -55,8 +59,22 @@ if raw then
   if T > now then d = (T - now) * E + r elseif T == now then d = r end
 end
 
-local need = d + ARGV[3] * ARGV[5]
-if need > ARGV[6] + 0 then return {0, d} end
+local step = ARGV[3] * ARGV[5] -- one request's cost in units
+local need = d + step
+local tau = ARGV[6] + 0
+if need > tau then return {0, d} end
+local m = 1
+local k = ARGV[7]
+if k then
+  -- the first m requests fit: m = min(k, floor((tau - d) / step)) ≥ 1
+  local x = tau - d
+  local r = x % step
+  if r < 0 then r = r + step end
+  m = (x - r) / step
+  k = k + 0
+  if m > k then m = k end
+  need = d + m * step
+end
 
 -- tat after the call: (now + q)×E + m; the bucket is full again ⌈need/E⌉ µs
 -- from now, and the key lives that long (in whole ms, at least the minimum).
@@ -77,4 +95,4 @@ local ms = (x - r) / 1000
 local minttl = ARGV[2] + 0
 if ms < minttl then ms = minttl end
 redis.call('SET', KEYS[1], v, 'PX', ms)
-return {1, need}
+return {m, need}
