@@ -13,6 +13,7 @@
 #   BENCHTIME=1s     -benchtime of each benchmark
 #   BENCH_FILTER=.   sub-benchmark filter, e.g. 'keys=hot/goroutines=1$'
 #   LANES="0 4"      also run our benchmark with these batching lanes
+#                    ("dispatch": distributed.WithDispatcher)
 #                    (distributed.WithBatching; 0: off); each appears as
 #                    column TokenBucketRedisLanesN. Unset: the default only.
 #   BULWARK_BENCH_CLIENT=plain  both libraries on go-redis's default client

@@ -92,7 +92,9 @@ func benchClient(b *testing.B) *redis.Client {
 func BenchmarkTokenBucketRedis(b *testing.B) {
 	c := benchClient(b)
 	opts := []distributed.Option{distributed.WithTimeout(time.Second)}
-	if v := os.Getenv("BULWARK_BENCH_LANES"); v != "" {
+	if v := os.Getenv("BULWARK_BENCH_LANES"); v == "dispatch" {
+		opts = append(opts, distributed.WithDispatcher())
+	} else if v != "" {
 		// Batching lanes (distributed.WithBatching); 0 turns batching off.
 		n, err := strconv.Atoi(v)
 		if err != nil {
