@@ -56,10 +56,15 @@ var (
 //
 // done reports once. A second call to the same done is ignored and never
 // counts an outcome twice. To keep Allow allocation-free, done functions are
-// recycled once they have reported: a done called again after a later Allow
-// received the same function counts as that later call's outcome (and the
-// later call's own report is then ignored). The counts still never grow by
-// more than one outcome per admitted call.
+// shared or recycled, and the guarantee is counted rather than per
+// function: a generation never counts more outcomes than it admitted calls.
+// When no observer listens and SlowCall is 0 (an untimed breaker), every
+// call of one closed generation receives the same done, and a report beyond
+// the calls still unreported is ignored; otherwise done functions are
+// recycled once they have reported, and a done called again after a later
+// Allow received the same function counts as that later call's outcome. In
+// both cases a repeated report can stand in for the outcome of another
+// call of the generation still in flight, whose own report is then ignored.
 //
 // Events (Pattern "breaker"): EventBreakerTransition (From, To),
 // EventBreakerRejected (To is the state that rejected) and
@@ -74,10 +79,18 @@ var (
 // the caller's goroutine with no lock held; transitions reach them in the
 // order they happened, even when several goroutines cause them.
 //
-// Cost: Allow followed by done allocates nothing. The clock is read once per
-// done, and also in Allow when SlowCall is set or an observer listens (to
-// time the call), and when the breaker is not closed. That one read per
-// outcome is most of the cost of an untimed call: the time window needs it.
+// Cost: Allow followed by done allocates nothing. An untimed breaker on
+// the system clock reads no clock for a closed-state outcome while the
+// window's newest bucket is current: a timer set to that bucket's end marks
+// it ended, and the first outcome after that reads the clock, slides the
+// window and sets the timer again (at most one timer per breaker, and none
+// left running when outcomes stop). An outcome reported between a bucket's
+// end and the moment its timer runs, normally microseconds later, counts in
+// the bucket that ended; every 256th outcome in a row reads the clock all
+// the same, which bounds that on a starved scheduler. With an injected
+// clock the clock is read once per outcome. A timed breaker (SlowCall set,
+// or an observer listening) reads it in Allow and in done to time the call,
+// and any breaker reads it when not closed.
 //
 // Create one with [NewBreaker]; the zero value is not usable.
 type Breaker struct {
@@ -91,6 +104,14 @@ type Breaker struct {
 	// packed is gen<<2 | state, written under mu, read without it by the
 	// closed-state fast path of Allow and State.
 	packed atomic.Uint64
+	// closed is the current generation's untimed calls while the breaker
+	// is closed, nil otherwise; written under mu, read by Allow.
+	closed atomic.Pointer[closedGen]
+	// stale is false while the newest bucket is known to hold now (system
+	// clock only): tick, set under mu, makes it true at that bucket's end.
+	stale  atomic.Bool
+	tick   *time.Timer
+	unread int // outcomes counted in a row without reading the clock
 
 	calls sync.Pool // of *breakerCall
 
@@ -141,6 +162,39 @@ type breakerCall struct {
 	done    func(success bool)
 }
 
+// closedGen is what every untimed call of one closed generation shares
+// (no SlowCall, no observer: a call carries nothing but its generation):
+// one done function, bound once per generation, so Allow takes no object
+// from a pool and done puts none back. pending counts the calls admitted
+// and not yet reported; a report is counted only while it is above zero,
+// so a generation never counts more outcomes than it admitted calls.
+type closedGen struct {
+	b       *Breaker
+	gen     uint64
+	pending atomic.Int64
+	done    func(success bool)
+}
+
+func (b *Breaker) newClosedGen(gen uint64) *closedGen {
+	g := &closedGen{b: b, gen: gen}
+	g.done = g.report
+	return g
+}
+
+// report is closedGen.done.
+func (g *closedGen) report(success bool) {
+	for {
+		n := g.pending.Load()
+		if n <= 0 {
+			return // more reports than calls: ignored
+		}
+		if g.pending.CompareAndSwap(n, n-1) {
+			break
+		}
+	}
+	g.b.recordClosed(g.gen, success)
+}
+
 // Kinds of closed-state calls in breakerCall.trial.
 const (
 	callClosed      = -1 // timed by start when it is not zero
@@ -170,6 +224,10 @@ func NewBreaker(c bulwark.BreakerConfig, opts ...Option) (*Breaker, error) {
 		bucketSize: c.Window.Microseconds() / BreakerBuckets,
 		trials:     make([]breakerTrial, c.HalfOpenCalls),
 	}
+	if !b.timeCalls {
+		b.closed.Store(b.newClosedGen(0))
+	}
+	b.stale.Store(true)
 	b.events.Init(o.observer, nil)
 	b.calls.New = func() any {
 		call := &breakerCall{b: b}
@@ -194,14 +252,18 @@ func (b *Breaker) Allow(ctx context.Context) (done func(success bool), err error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if p := b.packed.Load(); bulwark.State(p&3) == bulwark.Closed {
-		if b.timeCalls {
-			c := b.calls.Get().(*breakerCall)
-			c.gen, c.startNs, c.trial = p>>2, b.clock.Nanos(), callTimedClosed
-			c.live.Store(true)
-			return c.done, nil
+	if !b.timeCalls {
+		if g := b.closed.Load(); g != nil {
+			g.pending.Add(1)
+			return g.done, nil
 		}
-		return b.admit(p>>2, time.Time{}, callClosed), nil
+		return b.allowSlow()
+	}
+	if p := b.packed.Load(); bulwark.State(p&3) == bulwark.Closed {
+		c := b.calls.Get().(*breakerCall)
+		c.gen, c.startNs, c.trial = p>>2, b.clock.Nanos(), callTimedClosed
+		c.live.Store(true)
+		return c.done, nil
 	}
 	return b.allowSlow()
 }
@@ -214,6 +276,11 @@ func (b *Breaker) allowSlow() (func(bool), error) {
 	var err error
 	switch b.state {
 	case bulwark.Closed:
+		if g := b.closed.Load(); g != nil { // untimed
+			g.pending.Add(1)
+			b.unlockAndFlush()
+			return g.done, nil
+		}
 		gen := b.gen
 		b.unlockAndFlush()
 		return b.admit(gen, now, callClosed), nil
@@ -316,24 +383,79 @@ func (b *Breaker) recordTimedClosed(gen uint64, startNs int64, success bool) {
 // microseconds only, and no event is emitted. A call of generation gen was
 // admitted closed, and every transition starts a new generation, so the
 // breaker is still closed when gen is current.
+//
+// On the system clock it reads no clock while the newest bucket is
+// current: a timer set to that bucket's end marks it stale, and the first
+// outcome after that reads the clock once, slides the window and sets the
+// timer again (see [Breaker], "Cost").
 func (b *Breaker) recordClosed(gen uint64, success bool) {
-	m := b.clock.UnixMicro()
+	fresh := b.clock.sys && !b.stale.Load()
+	var m int64
+	if !fresh {
+		m = b.clock.UnixMicro()
+	}
 	b.mu.Lock()
 	if gen != b.gen {
 		b.mu.Unlock() // a call from before a transition; nothing queued
 		return
 	}
-	b.countLocked(m, success, false)
+	if fresh {
+		// Every breakerClockEvery outcomes the clock is read all the
+		// same, so that a timer delayed on a starved scheduler leaves
+		// few outcomes in a bucket that has ended.
+		if b.unread++; b.unread >= breakerClockEvery {
+			fresh, m = false, b.clock.UnixMicro()
+		}
+	}
+	if fresh {
+		b.countHeadLocked(success)
+	} else {
+		b.unread = 0
+		b.countLocked(m, success, false)
+		if b.clock.sys && m >= b.headStart {
+			b.armLocked(m)
+		}
+	}
 	if b.shouldTripLocked() {
 		b.openLocked(b.clock.Now(), false)
 	}
 	b.mu.Unlock() // no observer: no event was queued
 }
 
+// breakerClockEvery bounds the untimed outcomes counted without reading
+// the clock in a row (see recordClosed).
+const breakerClockEvery = 256
+
+// armLocked clears the stale mark and sets the timer that sets it again at
+// the end of the newest bucket, which holds m (Unix microseconds, read from
+// the system clock). Requires b.mu held.
+func (b *Breaker) armLocked(m int64) {
+	d := time.Duration(b.headStart+b.bucketSize-m) * time.Microsecond
+	if !b.stale.Load() && b.tick != nil {
+		return // set already, for this bucket's end
+	}
+	b.stale.Store(false)
+	if b.tick == nil {
+		b.tick = time.AfterFunc(d, func() { b.stale.Store(true) })
+		return
+	}
+	b.tick.Reset(d)
+}
+
 // countLocked counts one closed-state outcome at m (Unix microseconds).
 // Requires b.mu held.
 func (b *Breaker) countLocked(m int64, success, slow bool) {
 	b.advanceLocked(m)
+	b.countHeadLocked(success)
+	if slow {
+		b.buckets[b.slot(b.head)].slow++
+		b.total.slow++
+	}
+}
+
+// countHeadLocked counts one outcome, not slow, in the newest bucket.
+// Requires b.mu held.
+func (b *Breaker) countHeadLocked(success bool) {
 	bk := &b.buckets[b.slot(b.head)]
 	bk.calls++
 	b.total.calls++
@@ -343,10 +465,6 @@ func (b *Breaker) countLocked(m int64, success, slow bool) {
 		b.consecutiveFailures++
 	} else {
 		b.consecutiveFailures = 0
-	}
-	if slow {
-		bk.slow++
-		b.total.slow++
 	}
 }
 
@@ -445,6 +563,11 @@ func (b *Breaker) transitionLocked(now time.Time, to bulwark.State) {
 	b.state = to
 	b.gen++
 	b.packed.Store(b.gen<<2 | uint64(to))
+	if to == bulwark.Closed && !b.timeCalls {
+		b.closed.Store(b.newClosedGen(b.gen))
+	} else {
+		b.closed.Store(nil)
+	}
 	b.buckets = [BreakerBuckets]breakerBucket{}
 	b.total = breakerBucket{}
 	b.consecutiveFailures = 0

@@ -3,6 +3,8 @@ package local
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,5 +168,159 @@ func TestFastClockUnixMicro(t *testing.T) {
 		if got, want := f.UnixMicro(), clk.Now().UnixMicro(); got != want {
 			t.Fatalf("injected clock: UnixMicro = %d, want %d", got, want)
 		}
+	}
+}
+
+// TestBreakerUntimedSharedDone: on the untimed path every call of a closed
+// generation shares one done, and the breaker never counts more outcomes
+// than it admitted calls: extra reports are ignored, reports from before a
+// transition are ignored, and concurrent double reports count each call
+// once.
+func TestBreakerUntimedSharedDone(t *testing.T) {
+	c := testBreakerConfig()
+	c.MinimumCalls = 1 << 30 // never trips on rates
+	clk := fakeclock.New(fakeclock.Epoch)
+	b, err := NewBreaker(c, WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.timeCalls {
+		t.Fatal("breaker without observer or SlowCall is timed: the test needs the untimed path")
+	}
+	ctx := context.Background()
+	var dones []func(bool)
+	for range 3 {
+		d, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dones = append(dones, d)
+	}
+	for range 5 {
+		dones[0](false)
+	}
+	if m := b.Metrics(); m.Calls != 3 || m.Failures != 3 {
+		t.Fatalf("3 calls, one done reported 5 times: %+v, want 3 calls and 3 failures counted", m)
+	}
+	dones[1](true)
+	dones[2](true)
+	if m := b.Metrics(); m.Calls != 3 {
+		t.Fatalf("reports after every call was counted: %+v, want still 3 calls", m)
+	}
+
+	// A call admitted before Reset reports into a generation that is gone.
+	old, _ := b.Allow(ctx)
+	b.Reset()
+	old(false)
+	if m := b.Metrics(); m.Calls != 0 {
+		t.Fatalf("report from before Reset: %+v, want it ignored", m)
+	}
+
+	// Concurrent calls, each reporting twice: each counted exactly once.
+	var wg sync.WaitGroup
+	var admitted atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			for range 500 {
+				d, err := b.Allow(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				admitted.Add(1)
+				d(true)
+				d(true)
+			}
+		})
+	}
+	wg.Wait()
+	if m := b.Metrics(); int64(m.Calls) != admitted.Load() {
+		t.Fatalf("%d calls admitted, each reported twice: %d counted, want each once", admitted.Load(), m.Calls)
+	}
+
+	// Open, then closed again: the new closed generation has a done of its
+	// own, and the open state's rejections take none.
+	b.ForceOpen()
+	if _, err := b.Allow(ctx); err == nil {
+		t.Fatal("Allow on an open breaker succeeded")
+	}
+	clk.Advance(c.OpenFor)
+	for range c.HalfOpenCalls {
+		d, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatalf("trial: %v", err)
+		}
+		d(true)
+	}
+	if m := b.Metrics(); m.State != bulwark.Closed || m.Calls != 0 {
+		t.Fatalf("after the trials: %+v, want closed with an empty window", m)
+	}
+	d, _ := b.Allow(ctx)
+	d(false)
+	if m := b.Metrics(); m.Calls != 1 || m.Failures != 1 {
+		t.Fatalf("first call of the new generation: %+v, want 1 failure counted", m)
+	}
+}
+
+// TestBreakerUntimedSystemClockSlides: on the system clock untimed
+// outcomes read no clock while the newest bucket is current; the timer set
+// to its end makes the next outcome slide the window, so failures that
+// left the window no longer count (three failures, then past the window
+// one more: 1 call in the window, below MinimumCalls, the breaker stays
+// closed). With the timer stopped, every breakerClockEvery-th outcome
+// still reads the clock.
+func TestBreakerUntimedSystemClockSlides(t *testing.T) {
+	c := bulwark.BreakerConfig{Window: 100 * time.Millisecond, MinimumCalls: 4, FailureRate: 0.5, OpenFor: time.Hour, HalfOpenCalls: 1}
+	b, err := NewBreaker(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	call := func(ok bool) {
+		t.Helper()
+		d, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatalf("Allow: %v (metrics %+v)", err, b.Metrics())
+		}
+		d(ok)
+	}
+	for range 3 {
+		call(false)
+	}
+	if b.stale.Load() {
+		t.Fatal("stale after outcomes in the current bucket: the timer was not set")
+	}
+	waitStale := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !b.stale.Load() {
+			if time.Now().After(deadline) {
+				t.Fatal("the bucket's timer never ran")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	time.Sleep(c.Window + c.Window/2)
+	waitStale()
+	call(false)
+	if m := b.Metrics(); m.State != bulwark.Closed || m.Calls != 1 {
+		t.Fatalf("one failure after the window: %+v, want closed with 1 call in the window", m)
+	}
+
+	// The timer stopped (as if starved): the outcomes still slide the
+	// window within breakerClockEvery of them.
+	b.mu.Lock()
+	b.tick.Stop()
+	b.stale.Store(false)
+	b.mu.Unlock()
+	time.Sleep(c.Window + c.Window/2)
+	for range breakerClockEvery {
+		call(true)
+	}
+	b.mu.Lock()
+	head, unread := b.headStart, b.unread
+	b.mu.Unlock()
+	if now := time.Now().UnixMicro(); now-head > c.Window.Microseconds() || unread != 0 {
+		t.Fatalf("after %d outcomes with the timer stopped: newest bucket from %dµs ago, %d unread; want the window slid by a clock read", breakerClockEvery, now-head, unread)
 	}
 }
