@@ -33,6 +33,15 @@ const maxBatch = 128
 // call), which is what bounds throughput when Redis and its clients share
 // a few cores; BENCHMARKS.md has the measurements.
 //
+// Within a pipeline, the calls of one token bucket or fixed window for
+// the same key and n are merged into one script call that decides them
+// in turn (lua.TokenBucket's and lua.FixedWindow's ARGV k): each caller
+// gets, field for field, the decision a call of its own would have had
+// had the calls run one after the other, in the order they queued, at the
+// instant the merged call runs. On a hot key Redis then runs the script
+// once per pipeline rather than once per call. Calls with a different n,
+// and the other limiters, are sent one command each.
+//
 // What does not change with batching:
 //   - each call is sent at most once: pipelines hold the same
 //     non-retryable commands (go-redis does not retry a pipeline holding
@@ -52,7 +61,9 @@ const maxBatch = 128
 //     ceil(failure threshold / lanes) timeouts; calls queued when the store
 //     turns degraded are decided at once, without I/O;
 //   - observers hear one EventStoreCall per call, whose Duration includes
-//     the time it queued.
+//     the time it queued; merged calls share one command, so they succeed
+//     or fail together (each failed caller decides by its limiter's
+//     failure policy, as for any failed call).
 //
 // Batching needs a client that applies context deadlines to its sockets
 // (ContextTimeoutEnabled, as set by [ClientOptions], read from the
