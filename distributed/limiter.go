@@ -168,7 +168,9 @@ func (s *Store) emitDecision(pattern, name string, d bulwark.Decision) {
 // local.NewTokenBucket (docs/algorithms.md), so both decide identically.
 //
 // One call is one round trip running one script (lua.TokenBucket: a GET,
-// and a SET when it admits), atomic in Redis. The state of a key is its
+// and a SET when it admits), atomic in Redis; calls for one key and n
+// that queue together for a batching lane share one script run (see
+// [WithBatching]). The state of a key is its
 // theoretical arrival time: a whole number of µs, which Redis stores as an
 // integer (MEMORY USAGE 72 bytes with a short key), whenever Period/Events
 // is a whole number of µs; otherwise that number and a remainder as text.

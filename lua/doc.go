@@ -67,7 +67,9 @@
 //
 // Every script reads and writes only keys passed in KEYS and sets a TTL on
 // every key it writes; the limiter scripts return an array of integers and
-// write nothing when they deny (TokenBucket returns {allowed, debt}; see
-// its doc). The packages using the scripts decode each
+// write nothing when they deny (TokenBucket returns {admitted, debt}; see
+// its doc). TokenBucket and FixedWindow take an optional last argument k,
+// k requests of n tokens each decided in turn, and then answer how many of
+// them they admitted (the first m) where a single request answers 0 or 1. The packages using the scripts decode each
 // reply with one decoder per script and treat any other shape as an error.
 package lua
