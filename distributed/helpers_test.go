@@ -74,7 +74,7 @@ var algorithms = []algorithm{
 		},
 	},
 	{
-		name: "fixed_window",
+		name:   "fixed_window",
 		merges: true,
 		redis: func(s *distributed.Store, name string, l bulwark.Limit) (bulwark.Limiter, error) {
 			return s.FixedWindow(name, l)
