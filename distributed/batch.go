@@ -490,7 +490,8 @@ func (s *Store) sendBatch(pipe redis.Pipeliner, batch, sent []*call) []*call {
 // decides them all in one script call (the scripts' ARGV k): Redis runs
 // the script once for the lot, and each caller gets the decision a call of
 // its own would have had, as if the calls had run one after the other at
-// the instant the merged call runs. That is what concurrent calls on a hot
+// the instant the merged call runs (Redis TIME, or with a client-side clock
+// the latest of the calls' times). That is what concurrent calls on a hot
 // key get from Redis anyway, in some order, for a fraction of its CPU.
 // It returns the calls to send; the others are their leaders' followers.
 func (s *Store) mergeCalls(sent []*call) []*call {
@@ -502,6 +503,13 @@ func (s *Store) mergeCalls(sent []*call) []*call {
 		if c.merge != nil {
 			if lead := findLeader(out, c); lead != nil {
 				lead.followers = append(lead.followers, c)
+				// With a client-side clock the merged call runs at the
+				// latest of the calls' times (ARGV[1], after the key).
+				if t, ok := c.argv[4].(int64); ok {
+					if lt, ok := lead.argv[4].(int64); ok && t > lt {
+						lead.argv[4] = c.argv[4]
+					}
+				}
 				continue
 			}
 		}

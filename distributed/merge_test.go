@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/distributed"
 	"github.com/bulwark-go/bulwark/internal/fakeclock"
 	"github.com/bulwark-go/bulwark/internal/redistest"
@@ -111,6 +112,52 @@ func TestMergedCallsDecideInTurn(t *testing.T) {
 					}
 					t.Logf("%d decisions admitted, %d denied, %d calls merged into another's", admitted, denied, merged)
 				})
+			}
+		})
+	}
+}
+
+// TestMergedCallsRunAtTheLatestTime: with a client-side clock, calls that
+// queued at different times and are merged are decided at the latest of
+// their times, as one call made then would be.
+func TestMergedCallsRunAtTheLatestTime(t *testing.T) {
+	for _, m := range batchModes {
+		t.Run(m.name, func(t *testing.T) {
+			addr := redistest.Default(t).(*redis.Client).Options().Addr
+			c, g := batchClient(t, addr)
+			clk := fakeclock.New(fakeclock.Epoch)
+			s, _, _ := testStore(t, c, distributed.WithTimeout(5*time.Second), distributed.WithClock(clk), distributed.WithMinTTL(time.Hour), m.opt)
+			l := bulwark.Limit{Events: 2, Period: 2 * time.Second} // a token a second, 2 at most
+			tb, err := s.TokenBucket("latest", l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			// Empty the bucket at t0.
+			for range 2 {
+				if d, err := tb.Allow(ctx, "k", 1); err != nil || !d.Allowed {
+					t.Fatalf("filling call: %+v, %v", d, err)
+				}
+			}
+			h := m.holdFirst(g)
+			first := goAllow(ctx, tb, "held", 1)
+			h.wait(t)
+			a := goAllow(ctx, tb, "k", 1) // at t0: nothing left
+			waitQueued(t, s, 1)
+			clk.Advance(time.Second) // one token back
+			b := goAllow(ctx, tb, "k", 1)
+			waitQueued(t, s, 2)
+			h.let(nil)
+			if r := <-first; r.err != nil || !r.d.Allowed {
+				t.Fatalf("held call: %+v, %v", r.d, r.err)
+			}
+			ra, rb := <-a, <-b
+			if ra.err != nil || rb.err != nil {
+				t.Fatal(ra.err, rb.err)
+			}
+			// At t0+1s, in queue order: a takes the token, b is denied for a second.
+			if !ra.d.Allowed || ra.d.Remaining != 0 || rb.d.Allowed || rb.d.RetryAfter != time.Second {
+				t.Fatalf("merged at the latest time: a %+v, b %+v; want a admitted and b denied with RetryAfter 1s", ra.d, rb.d)
 			}
 		})
 	}
