@@ -38,7 +38,8 @@ const maxBatch = 128
 // in turn (lua.TokenBucket's and lua.FixedWindow's ARGV k): each caller
 // gets, field for field, the decision a call of its own would have had
 // had the calls run one after the other, in the order they queued, at the
-// instant the merged call runs. On a hot key Redis then runs the script
+// instant the merged call runs (Redis TIME, or with [WithClock] the latest
+// of the calls' times). On a hot key Redis then runs the script
 // once per pipeline rather than once per call. Calls with a different n,
 // and the other limiters, are sent one command each.
 //
