@@ -114,8 +114,7 @@ type call struct {
 	n     int64
 
 	// Batched calls only.
-	lead      bool            // sent with ARGV k = 1 + len(followers)
-	followers []*call         // while a batch is sent: the calls merged into this one
+	followers []*call         // while a batch is sent: the calls merged into this one (sent with ARGV k = 1 + len)
 	ctx       context.Context // the caller's
 	deadline  time.Time       // end of the store's time budget; zero: none
 	cmd       noRetryCmd
@@ -205,7 +204,7 @@ func (c *call) release() {
 	c.key = ""
 	c.kb.b = c.kb.b[:0]
 	c.dctx = deadlineCtx{}
-	c.merge, c.n, c.lead = nil, 0, false
+	c.merge, c.n = nil, 0
 	clear(c.followers)
 	c.followers = c.followers[:0]
 	c.ctx = nil
@@ -421,11 +420,10 @@ func (s *Store) sendBatch(pipe redis.Pipeliner, batch, sent []*call) []*call {
 	if len(sent) == 0 {
 		return sent
 	}
-	sent = s.mergeCalls(sent)
+	sent = mergeCalls(sent)
 	for _, c := range sent {
 		if len(c.followers) > 0 {
 			c.argv = append(c.argv, 1+len(c.followers)) // ≤ maxBatch: boxes without allocating
-			c.lead = true
 		}
 		c.cmd = c.command(c.ctx, false)
 		_ = pipe.Process(c.ctx, c.cmd)
@@ -478,7 +476,7 @@ func (s *Store) sendBatch(pipe redis.Pipeliner, batch, sent []*call) []*call {
 		if err != nil {
 			err = classify(err)
 		}
-		if c.lead {
+		if len(c.followers) > 0 {
 			v, err = c.shareReply(v, err)
 		}
 		c.finish(v, err)
@@ -495,7 +493,7 @@ func (s *Store) sendBatch(pipe redis.Pipeliner, batch, sent []*call) []*call {
 // the latest of the calls' times). That is what concurrent calls on a hot
 // key get from Redis anyway, in some order, for a fraction of its CPU.
 // It returns the calls to send; the others are their leaders' followers.
-func (s *Store) mergeCalls(sent []*call) []*call {
+func mergeCalls(sent []*call) []*call {
 	if len(sent) < 2 {
 		return sent
 	}
@@ -559,10 +557,10 @@ func (c *call) shareReply(v any, err error) (any, error) {
 		}
 	}
 	share := func(i int64) any {
-		if err != nil {
-			return v
-		}
 		m := r[0]
+		if err != nil || m == 0 {
+			return v // every request denied as the first was (or the error)
+		}
 		if l.tb {
 			// {m, need}: request i leaves the debt of i+1 requests.
 			if i < m {
@@ -572,9 +570,6 @@ func (c *call) shareReply(v any, err error) (any, error) {
 		}
 		// {m, remaining, 0, left}: request i leaves what i+1 requests do;
 		// the others are denied until the window ends.
-		if m == 0 {
-			return v
-		}
 		if i < m {
 			return []any{int64(1), r[1] + (m-1-i)*c.n, int64(0), r[3]}
 		}

@@ -323,8 +323,6 @@ func (c *breakerCall) report(success bool) {
 	switch {
 	case trial == callTimedClosed:
 		b.recordTimedClosed(gen, startNs, success)
-	case trial == callClosed && !b.timeCalls:
-		b.recordClosed(gen, success)
 	default:
 		b.record(gen, start, trial, success)
 	}
@@ -430,10 +428,10 @@ const breakerClockEvery = 256
 // the end of the newest bucket, which holds m (Unix microseconds, read from
 // the system clock). Requires b.mu held.
 func (b *Breaker) armLocked(m int64) {
-	d := time.Duration(b.headStart+b.bucketSize-m) * time.Microsecond
 	if !b.stale.Load() && b.tick != nil {
 		return // set already, for this bucket's end
 	}
+	d := time.Duration(b.headStart+b.bucketSize-m) * time.Microsecond
 	b.stale.Store(false)
 	if b.tick == nil {
 		b.tick = time.AfterFunc(d, func() { b.stale.Store(true) })
